@@ -1,0 +1,1 @@
+"""Benchmarks comparing safethreads with the standard library in the same run."""
