@@ -11,13 +11,14 @@ export NO_MKDOCS_2_WARNING := 1
 # Interpreters for `make test-all`: every CPython >= 3.11 that pyenv has.
 ALL_PYTHONS ?= $(sort $(wildcard $(HOME)/.pyenv/versions/3.1[1-9]*/bin/python3))
 
-.PHONY: demo test test-all lint typecheck pytest docs-build bench docs clean help
+.PHONY: demo test test-all lint typecheck pytest docs-build bench plot docs clean help
 
 help:
 	@echo "make demo      - install and run the tour of the library"
 	@echo "make test      - lint, types, tests and the docs build"
 	@echo "make test-all  - the test suite under every CPython >= 3.11 found"
 	@echo "make bench     - benchmarks against the standard library"
+	@echo "make plot      - benchmarks, then plot them into docs/images/"
 	@echo "make docs      - build the documentation site into site/"
 
 $(BIN)/python:
@@ -43,8 +44,10 @@ lint: $(VENV)/.installed-dev
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy --strict
 
+PYTEST_ARGS ?=
+
 pytest: $(VENV)/.installed-dev
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+	$(BIN)/python -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 docs-build: $(VENV)/.installed-dev
 	$(BIN)/mkdocs build --strict --quiet --site-dir site
@@ -56,11 +59,24 @@ test-all:
 	@set -e; for py in $(ALL_PYTHONS); do \
 		ver=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
 		echo "=== pytest on CPython $$ver ($$py)"; \
-		$(MAKE) --no-print-directory pytest PYTHON=$$py VENV=.venv-$$ver; \
+		$(MAKE) --no-print-directory pytest PYTHON=$$py VENV=.venv-$$ver \
+			PYTEST_ARGS='-m "not packaging"'; \
 	done
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks
+
+$(VENV)/.installed-plot: $(VENV)/.installed pyproject.toml
+	$(PIP) install -e '.[plot]'
+	@touch $@
+
+# Run the benchmarks, keep their results as JSON and plot them for the docs.
+plot: $(VENV)/.installed-plot
+	@mkdir -p benchmarks/results
+	$(BIN)/python -m benchmarks --json benchmarks/results/latest.json \
+		| tee benchmarks/results/latest.md
+	$(BIN)/python -m benchmarks.plot benchmarks/results/latest.json \
+		docs/images/benchmarks.png
 
 docs: $(VENV)/.installed-dev
 	$(BIN)/mkdocs build --strict --site-dir site

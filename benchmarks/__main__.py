@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
+import os
 import pkgutil
 import platform
 import sys
+from pathlib import Path
 
 import benchmarks
+from safethreads import _benchmark as _harness
 
 
 def main() -> int:
@@ -21,6 +25,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks")
     parser.add_argument("names", nargs="*", choices=[*names, []], metavar="NAME")
     parser.add_argument("--rounds", type=int, default=9, help="rounds per case")
+    parser.add_argument(
+        "--json", metavar="PATH", help="also write the results as JSON to PATH"
+    )
     args = parser.parse_args()
     print(f"## safethreads benchmarks on CPython {platform.python_version()}")
     print(f"\n{platform.platform()}, {platform.machine()}")
@@ -29,6 +36,15 @@ def main() -> int:
     for name in args.names or names:
         module = importlib.import_module(f"benchmarks.bench_{name}")
         module.run(args.rounds)
+    if args.json:
+        meta = {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "rounds": args.rounds,
+        }
+        with Path(args.json).open("w") as f:
+            json.dump({"meta": meta, "comparisons": _harness.RECORDED}, f, indent=1)
     return 0
 
 

@@ -1,117 +1,25 @@
-"""A small benchmark harness: interleaved rounds, medians, same-run ratios.
+"""The harness lives in the package so that `python -m safethreads bench` has it."""
 
-Each case is a callable that does one round of work.  Rounds of all cases in a
-comparison are interleaved (in a rotating order), so that a noisy neighbour or
-a CPU frequency change hits every case alike; the table reports the median,
-min and max per operation, and each case's median relative to the baseline
-(the first case) measured in the same run.
-"""
+from safethreads._benchmark import (
+    RECORDED,
+    Case,
+    Result,
+    compare,
+    format_time,
+    measure,
+    progress,
+    report,
+    table,
+)
 
-from __future__ import annotations
-
-import gc
-import statistics
-import sys
-import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
-
-
-@dataclass(frozen=True)
-class Case:
-    """One contender: a label and a callable running one round."""
-
-    label: str
-    round: Callable[[], object]
-
-
-@dataclass(frozen=True)
-class Result:
-    """Seconds per operation, over all rounds of one case."""
-
-    label: str
-    samples: tuple[float, ...]
-
-    @property
-    def median(self) -> float:
-        """Median seconds per operation."""
-        return statistics.median(self.samples)
-
-
-def measure(cases: Sequence[Case], *, ops: int, rounds: int) -> list[Result]:
-    """Run every case `rounds` times, interleaved; return per-op timings."""
-    samples: list[list[float]] = [[] for _ in cases]
-    for case in cases:  # warm-up round, not recorded
-        case.round()
-    for r in range(rounds):
-        order = list(range(len(cases)))
-        order = order[r % len(order) :] + order[: r % len(order)]
-        for i in order:
-            gc.collect()
-            start = time.perf_counter()
-            cases[i].round()
-            samples[i].append((time.perf_counter() - start) / ops)
-        progress(".")
-    return [Result(c.label, tuple(s)) for c, s in zip(cases, samples, strict=True)]
-
-
-def progress(mark: str) -> None:
-    """Show that a long benchmark is still running (on stderr)."""
-    sys.stderr.write(mark)
-    sys.stderr.flush()
-
-
-def format_time(seconds: float) -> str:
-    """Format a duration with a readable unit."""
-    if seconds >= 1:
-        return f"{seconds:.2f} s"
-    if seconds >= 1e-3:
-        return f"{seconds * 1e3:.2f} ms"
-    if seconds >= 1e-6:
-        return f"{seconds * 1e6:.2f} µs"
-    return f"{seconds * 1e9:.0f} ns"
-
-
-def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    """Render a Markdown table."""
-    lines = ["| " + " | ".join(headers) + " |"]
-    lines.append("|" + "|".join(" --- " for _ in headers) + "|")
-    lines.extend("| " + " | ".join(row) + " |" for row in rows)
-    return "\n".join(lines)
-
-
-def report(title: str, results: Sequence[Result], *, unit: str = "op") -> None:
-    """Print a comparison table; ratios are against the first result."""
-    progress("\n")
-    base = results[0].median
-    rows = [
-        [
-            r.label,
-            format_time(r.median),
-            format_time(min(r.samples)),
-            format_time(max(r.samples)),
-            f"{r.median / base:.2f}×",
-        ]
-        for r in results
-    ]
-    headers = ["case", f"median / {unit}", "min", "max", f"vs {results[0].label}"]
-    print(f"\n### {title}\n")
-    print(table(headers, rows))
-    sys.stdout.flush()
-
-
-def compare(
-    title: str,
-    cases: Sequence[Case],
-    *,
-    ops: int,
-    rounds: int,
-    unit: str = "op",
-) -> list[Result]:
-    """Measure and print one comparison; return the results."""
-    results = measure(cases, ops=ops, rounds=rounds)
-    report(title, results, unit=unit)
-    return results
+__all__ = [
+    "RECORDED",
+    "Case",
+    "Result",
+    "compare",
+    "format_time",
+    "measure",
+    "progress",
+    "report",
+    "table",
+]

@@ -67,21 +67,35 @@ _SECTIONS: dict[str, Callable[[], None]] = {
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the tour; return the process exit status."""
+    """Run the tour or the quick benchmark; return the process exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m safethreads",
         description="A short tour of safethreads: each primitive solving the "
-        "problem it exists for.",
+        "problem it exists for. Without a command, the whole tour runs.",
     )
-    parser.add_argument(
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    tour = commands.add_parser("tour", help="walk through the primitives (default)")
+    tour.add_argument(
         "sections",
         nargs="*",
         choices=[*_SECTIONS, []],
         metavar="SECTION",
         help=f"parts of the tour to show (default: all of {', '.join(_SECTIONS)})",
     )
+    bench = commands.add_parser(
+        "bench", help="compare each primitive with the standard library, same run"
+    )
+    bench.add_argument(
+        "--rounds", type=int, default=5, help="rounds per case (default: 5)"
+    )
     args = parser.parse_args(argv)
-    for name in args.sections or _SECTIONS:
+    if args.command == "bench":
+        from ._benchmark import quick_suite  # noqa: PLC0415 - not needed otherwise
+
+        print("Median per operation over interleaved rounds; ratios vs the stdlib")
+        quick_suite(args.rounds)
+        return 0
+    for name in getattr(args, "sections", None) or _SECTIONS:
         _SECTIONS[name]()
     print()
     return 0
