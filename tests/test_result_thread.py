@@ -227,6 +227,26 @@ class TestMisuse:
         with pytest.raises(RuntimeError, match="already started; a thread runs once"):
             t.start()
 
+    def test_racing_starts_run_target_once(self) -> None:
+        """Of many threads calling start() at once, exactly one succeeds."""
+        calls: list[int] = []
+        t = ResultThread(target=calls.append, args=(1,))
+        barrier = threading.Barrier(8)
+
+        def try_start() -> bool:
+            barrier.wait(TIMEOUT)
+            try:
+                t.start()
+            except RuntimeError:
+                return False
+            return True
+
+        starters = [spawn(try_start) for _ in range(8)]
+        wins = [s.result(timeout=TIMEOUT) for s in starters]
+        t.result(timeout=TIMEOUT)
+        assert wins.count(True) == 1
+        assert calls == [1]
+
     def test_overriding_run_is_refused(self) -> None:
         """A subclass that overrides run() is rejected at class creation."""
         with pytest.raises(TypeError, match=r"overrides run\(\).*compute\(\)"):

@@ -114,8 +114,8 @@ class ResultThread(threading.Thread, Generic[T]):
         self._has_outcome = False
         self._exception = None
         self._report = None
-        # Guards _future and its completion, so that exactly one of run() and
-        # as_future() completes the future.
+        # Guards _start_called, _has_outcome and _future: one start() wins, and
+        # exactly one of run() and as_future() completes the future.
         self._future_lock = threading.Lock()
         self._future: _ThreadFuture[T] | None = None
 
@@ -151,13 +151,16 @@ class ResultThread(threading.Thread, Generic[T]):
         Raises:
             RuntimeError: if the thread was already started.
         """
-        if self._start_called:
+        # Under the lock, so that of two racing start() calls exactly one wins.
+        with self._future_lock:
+            already = self._start_called
+            self._start_called = True
+        if already:
             msg = (
                 f"thread {self.name!r} was already started; a thread runs once, "
                 "create a new ResultThread to run the target again"
             )
             raise RuntimeError(msg)
-        self._start_called = True
         if self._copy_context:
             self._context = contextvars.copy_context()
         try:
