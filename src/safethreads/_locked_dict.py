@@ -776,7 +776,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         return self._wrap(data)
 
     # Like dict's: |= accepts more than | does, which type checkers flag.
-    @overload
+    @overload  # type: ignore[misc]
     def __ior__(self, other: SupportsKeysAndGetItem[K, V], /) -> Self: ...
     @overload
     def __ior__(self, other: Iterable[tuple[K, V]], /) -> Self: ...
