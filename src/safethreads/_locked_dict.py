@@ -575,13 +575,9 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         finally:
             lock.release()
 
-    @overload
-    def compute(self, key: K, fn: Callable[[V | Missing], V], /) -> V: ...
-    @overload
     def compute(
         self, key: K, fn: Callable[[V | Missing], V | Missing], /
-    ) -> V | Missing: ...
-    def compute(self, key: K, fn: Callable[[Any], Any], /) -> Any:
+    ) -> V | Missing:
         """Atomically replace `d[key]` with `fn(d[key])`.
 
         `fn` receives the current value, or `MISSING` if the key is absent,
