@@ -352,6 +352,44 @@ class TestSnapshotIteration:
         assert sorted(values) == [1, 2]
         assert set(d.keys()) == {"b", "c"}
 
+    @pytest.mark.parametrize(
+        ("via", "change", "expected"),
+        [
+            ("dict", lambda d: d.__setitem__("c", 3), {"a": 1, "b": 2, "c": 3}),
+            ("dict", lambda d: d.__delitem__("a"), {"b": 2}),
+            ("dict", lambda d: d.pop("a"), {"b": 2}),
+            ("dict", lambda d: d.popitem(), {"a": 1}),
+            ("dict", lambda d: d.setdefault("c", 3), {"a": 1, "b": 2, "c": 3}),
+            ("dict", lambda d: d.update(c=3), {"a": 1, "b": 2, "c": 3}),
+            ("dict", lambda d: d.__ior__({"c": 3}), {"a": 1, "b": 2, "c": 3}),
+            ("dict", lambda d: d.clear(), {}),
+            ("dict", lambda d: d.get_or_set("c", lambda: 3), {"a": 1, "b": 2, "c": 3}),
+            ("dict", lambda d: d.compute("a", lambda _: 5), {"a": 5, "b": 2}),
+            ("dict", lambda d: d.compute("a", lambda _: MISSING), {"b": 2}),
+            ("dict", lambda d: d.compare_and_set("a", 1, 5), {"a": 5, "b": 2}),
+            ("dict", lambda d: d.compare_and_delete("a", 1), {"b": 2}),
+            ("guard", lambda d: d.__setitem__("c", 3), {"a": 1, "b": 2, "c": 3}),
+            ("guard", lambda d: d.__delitem__("a"), {"b": 2}),
+            ("guard", lambda d: d.popitem(), {"a": 1}),
+            ("guard", lambda d: d.clear(), {}),
+            ("guard", lambda d: d.update(c=3), {"a": 1, "b": 2, "c": 3}),
+            ("guard", lambda d: d.pop("a"), {"b": 2}),
+        ],
+    )
+    def test_iteration_after_a_change_sees_it(
+        self, via: str, change: Callable[[Any], object], expected: dict[str, int]
+    ) -> None:
+        """Iterating after any change shows it: no stale shared snapshot."""
+        d = LockedDict(a=1, b=2)
+        before = list(d.items())  # the snapshot is now shared
+        assert list(d) == ["a", "b"]
+        with d.locked() as m:
+            change(d if via == "dict" else m)
+            assert list(d.items()) == list(expected.items())  # inside the block
+        assert list(d.items()) == list(expected.items())
+        assert list(d.items()) != before
+        d._check()
+
     def test_snapshot_is_a_plain_independent_dict(self) -> None:
         """snapshot() returns a new plain dict each time."""
         d = LockedDict(a=1)

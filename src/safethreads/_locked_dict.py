@@ -24,6 +24,10 @@ check, and it is what lets a raising callback leave the mapping exactly as it
 was, with no rollback.  Only the thread holding the lock ever reads or writes
 `_frozen`, so the flag needs no lock of its own.
 
+A change drops the shared snapshot but keeps a reference to it in a local
+variable until the lock is released, so the O(n) work of freeing an unused
+snapshot never happens while other threads wait for the lock.
+
 Speed.  The single-key methods bind the lock to a local and use
 `acquire()`/`try`/`finally` rather than a `with` statement: on CPython 3.11 the
 context-manager protocol costs more than the dict operation it protects.
@@ -174,7 +178,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             or a key is unhashable (as `dict` raises).
     """
 
-    __slots__ = ("__weakref__", "_data", "_frozen", "_lock")
+    __slots__ = ("__weakref__", "_cache", "_data", "_frozen", "_lock")
 
     __hash__: ClassVar[None]  # type: ignore[assignment]
 
@@ -204,9 +208,13 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         """Create the dict from a mapping or pairs, like `dict(...)`."""
         # The contents; read and written only with _lock held.
         self._data: dict[K, V] = _as_dict(other, kwargs)
-        # Guards _data and _frozen.  Re-entrant: the owner of a locked() block
-        # and callbacks may call this dict's own methods.
+        # Guards _data, _cache and _frozen.  Re-entrant: the owner of a
+        # locked() block and callbacks may call this dict's own methods.
         self._lock = threading.RLock()
+        # A copy of _data for iteration, shared by every iterator and view
+        # handed out since the last change, which sets it back to None.  Only
+        # read-only views and iterators of it ever leave this object.
+        self._cache: dict[K, V] | None = None
         # True while a callback runs under _lock; only the lock's owner
         # reads or writes it.
         self._frozen = False
@@ -271,6 +279,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if self._frozen:
                 _refuse_mutation("d[key] = value")
             self._data[key] = value
+            _stale, self._cache = self._cache, None  # freed after release
         finally:
             lock.release()
 
@@ -288,6 +297,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if self._frozen:
                 _refuse_mutation("del d[key]")
             del self._data[key]
+            _stale, self._cache = self._cache, None  # freed after release
         finally:
             lock.release()
 
@@ -352,7 +362,9 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         try:
             if self._frozen:
                 _refuse_mutation("pop()")
-            return self._data.pop(key, *default)
+            value = self._data.pop(key, *default)
+            _stale, self._cache = self._cache, None  # freed after release
+            return value
         finally:
             lock.release()
 
@@ -368,7 +380,9 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         try:
             if self._frozen:
                 _refuse_mutation("popitem()")
-            return self._data.popitem()
+            item = self._data.popitem()
+            _stale, self._cache = self._cache, None  # freed after release
+            return item
         finally:
             lock.release()
 
@@ -393,7 +407,9 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         try:
             if self._frozen:
                 _refuse_mutation("setdefault()")
-            return self._data.setdefault(key, default)
+            value = self._data.setdefault(key, default)
+            _stale, self._cache = self._cache, None  # freed after release
+            return value
         finally:
             lock.release()
 
@@ -436,6 +452,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if self._frozen:
                 _refuse_mutation("update()")
             self._data.update(items)
+            _stale, self._cache = self._cache, None  # freed after release
         finally:
             lock.release()
 
@@ -451,6 +468,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if self._frozen:
                 _refuse_mutation("clear()")
             self._data.clear()
+            _stale, self._cache = self._cache, None  # freed after release
         finally:
             lock.release()
 
@@ -468,17 +486,34 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         finally:
             lock.release()
 
+    def _shared_snapshot(self) -> dict[K, V]:
+        """Return a snapshot that the caller must only read, never change.
+
+        Consecutive calls with no change in between share one copy, so a
+        dict that is iterated far more often than it changes pays for the
+        copy once per change rather than once per iteration.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            cache = self._cache
+            if cache is None:
+                cache = self._cache = self._data.copy()
+            return cache
+        finally:
+            lock.release()
+
     def copy(self) -> LockedDict[K, V]:
         """Return a new LockedDict holding an atomic shallow copy of this one."""
         return self._wrap(self.snapshot())
 
     def __iter__(self) -> Iterator[K]:
         """Iterate over the keys of a snapshot taken now."""
-        return iter(self.snapshot())
+        return iter(self._shared_snapshot())
 
     def __reversed__(self) -> Iterator[K]:
         """Iterate over the keys of a snapshot taken now, newest first."""
-        return reversed(self.snapshot())
+        return reversed(self._shared_snapshot())
 
     def keys(self) -> KeysView[K]:
         """Return the keys of a snapshot taken now.
@@ -486,15 +521,15 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         The view supports `len`, `in`, `reversed` and set operations like a
         dict's, on the snapshot; it does not follow later changes.
         """
-        return self.snapshot().keys()
+        return self._shared_snapshot().keys()
 
     def values(self) -> ValuesView[V]:
         """Return the values of a snapshot taken now (see `keys`)."""
-        return self.snapshot().values()
+        return self._shared_snapshot().values()
 
     def items(self) -> ItemsView[K, V]:
         """Return the `(key, value)` pairs of a snapshot taken now (see `keys`)."""
-        return self.snapshot().items()
+        return self._shared_snapshot().items()
 
     # --- transactions ---------------------------------------------------------
 
@@ -571,6 +606,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
                     "store (use compute() to decide whether to store one)"
                 )
             data[key] = value
+            _stale, self._cache = self._cache, None  # freed after release
             return value
         finally:
             lock.release()
@@ -628,6 +664,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
                 data.pop(key, None)
             else:
                 data[key] = new
+            _stale, self._cache = self._cache, None  # freed after release
             return new
         finally:
             lock.release()
@@ -667,6 +704,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if not self._matches(data.get(key, MISSING), expected):
                 return False
             data[key] = new
+            _stale, self._cache = self._cache, None  # freed after release
             return True
         finally:
             lock.release()
@@ -704,6 +742,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if current is MISSING or not self._matches(current, expected):
                 return False
             del data[key]
+            _stale, self._cache = self._cache, None  # freed after release
             return True
         finally:
             lock.release()
@@ -732,14 +771,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         if other is self:
             return True
         if isinstance(other, LockedDict):
-            theirs: dict[Any, Any] = other.snapshot()
+            theirs: dict[Any, Any] = other._shared_snapshot()
         elif isinstance(other, dict):
             theirs = other
         elif isinstance(other, Mapping):
             theirs = dict(other.items())
         else:
             return NotImplemented
-        return self.snapshot() == theirs
+        return self._shared_snapshot() == theirs
 
     @overload
     def __or__(self, other: dict[K, V] | LockedDict[K, V], /) -> LockedDict[K, V]: ...
@@ -791,7 +830,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
     @reprlib.recursive_repr("{...}")
     def __repr__(self) -> str:
         """Return `LockedDict({...})` with the items of a snapshot."""
-        return f"LockedDict({self.snapshot()!r})"
+        return f"LockedDict({self._shared_snapshot()!r})"
 
     def __copy__(self) -> LockedDict[K, V]:
         """Return a shallow copy (see `copy`)."""
@@ -803,7 +842,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         memo[id(self)] = new  # a dict that contains itself stays recursive
         new._data.update(
             (_copy.deepcopy(k, memo), _copy.deepcopy(v, memo))
-            for k, v in self.snapshot().items()
+            for k, v in self._shared_snapshot().items()
         )
         return new
 
@@ -811,7 +850,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         self,
     ) -> tuple[type[LockedDict[K, V]], tuple[()], None, None, Iterator[tuple[K, V]]]:
         """Pickle the items of a snapshot; the unpickled dict gets a new lock."""
-        return (LockedDict, (), None, None, iter(self.snapshot().items()))
+        return (LockedDict, (), None, None, iter(self._shared_snapshot().items()))
 
     def _check(self) -> None:
         """Assert the invariants (for tests)."""
@@ -820,6 +859,10 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         try:
             assert type(self._data) is dict
             assert not self._frozen, "a callback flag outlived its callback"
+            cache = self._cache
+            if cache is not None:  # the shared snapshot is still current
+                assert cache is not self._data
+                assert list(cache.items()) == list(self._data.items())
         finally:
             lock.release()
 
@@ -929,6 +972,7 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
                 from a callback of the dict.
         """
         self._writable("m[key] = value")[key] = value
+        self._owner._cache = None
 
     def __delitem__(self, key: K, /) -> None:
         """Delete `m[key]`.
@@ -939,6 +983,7 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
                 from a callback of the dict.
         """
         del self._writable("del m[key]")[key]
+        self._owner._cache = None
 
     def __contains__(self, key: object, /) -> bool:
         """Return whether `key` is in the dict.
@@ -1021,7 +1066,9 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
             RuntimeError: if used outside its block, from another thread, or
                 from a callback of the dict.
         """
-        return self._writable("popitem()").popitem()
+        item = self._writable("popitem()").popitem()
+        self._owner._cache = None
+        return item
 
     def clear(self) -> None:
         """Remove every item.
@@ -1031,6 +1078,7 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
                 from a callback of the dict.
         """
         self._writable("clear()").clear()
+        self._owner._cache = None
 
     def __repr__(self) -> str:
         """Show the contents while active; never raises."""
