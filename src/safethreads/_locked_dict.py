@@ -154,7 +154,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
       snapshot taken atomically when they are called: they never raise
       because of concurrent changes and never show a torn state.  The views
       keep dict's `len`, `in` and set operations, on that snapshot, and do not
-      follow later changes.  The snapshot is an O(n) `dict.copy()`; to iterate
+      follow later changes.  The snapshot is an O(n) `dict.copy()` under the
+      lock, shared by every iteration until the next change; to iterate
       without it, use `locked()`.
     - `get_or_set`, `compute`, `compare_and_set` and `compare_and_delete` are
       atomic read-modify-write operations.  Their callbacks run under the lock
