@@ -790,7 +790,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
     def __or__(self, other: object, /) -> Any:
         """Return a new LockedDict with this dict's items, then `other`'s."""
         if isinstance(other, LockedDict):
-            theirs: dict[Any, Any] = other.snapshot()
+            theirs: dict[Any, Any] = other._shared_snapshot()
         elif isinstance(other, dict):
             theirs = other
         else:
@@ -808,7 +808,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         if not isinstance(other, dict):
             return NotImplemented
         data: dict[Any, Any] = dict(other)
-        data.update(self.snapshot())
+        data.update(self._shared_snapshot())
         return self._wrap(data)
 
     # Like dict's: |= accepts more than | does, which type checkers flag.
@@ -963,7 +963,9 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
             KeyError: if `key` is not in the dict.
             RuntimeError: if used outside its block or from another thread.
         """
-        return self._live()[key]
+        if self._thread != _get_ident():  # _live(), inlined: the hot path
+            self._refuse()
+        return self._data[key]
 
     def __setitem__(self, key: K, value: V, /) -> None:
         """Set `m[key] = value`.
@@ -972,8 +974,13 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
             RuntimeError: if used outside its block, from another thread, or
                 from a callback of the dict.
         """
-        self._writable("m[key] = value")[key] = value
-        self._owner._cache = None
+        owner = self._owner
+        if self._thread != _get_ident():  # _writable(), inlined: the hot path
+            self._refuse()
+        if owner._frozen:
+            _refuse_mutation("m[key] = value")
+        self._data[key] = value
+        owner._cache = None
 
     def __delitem__(self, key: K, /) -> None:
         """Delete `m[key]`.
@@ -992,7 +999,9 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
         Raises:
             RuntimeError: if used outside its block or from another thread.
         """
-        return key in self._live()
+        if self._thread != _get_ident():  # _live(), inlined: the hot path
+            self._refuse()
+        return key in self._data
 
     def __len__(self) -> int:
         """Return the number of items.
@@ -1057,7 +1066,9 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
         Raises:
             RuntimeError: if used outside its block or from another thread.
         """
-        return self._live().get(key, default)
+        if self._thread != _get_ident():  # _live(), inlined: the hot path
+            self._refuse()
+        return self._data.get(key, default)
 
     def popitem(self) -> tuple[K, V]:
         """Remove and return the most recently inserted pair, as dict does.
