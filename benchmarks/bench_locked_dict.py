@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import statistics
 import sys
 import threading
 import time
@@ -23,6 +24,7 @@ PASSES = 100  # single-key operations per round: N_KEYS * PASSES
 ITER_KEYS = 10_000
 ITER_PASSES = 20
 CONTENTION_SECONDS = 2.0
+CONTENTION_ROUNDS = 3
 
 
 class WithLockDict(Generic[K, V]):
@@ -305,7 +307,7 @@ def contention_run(
     return counts["reads"], counts["writes"]
 
 
-def contention() -> None:
+def contention() -> None:  # noqa: C901 (one closure per case)
     data = {f"key{i}": i for i in range(ITER_KEYS)}
     plain = dict(data)
     lock = threading.Lock()
@@ -324,26 +326,40 @@ def contention() -> None:
         for _k, _v in locked.items():
             pass
 
+    def live_read() -> None:
+        with locked.locked() as m:  # held for the whole iteration
+            for _k, _v in m.items():
+                pass
+
     store: MutableMapping[str, int] = locked
-    results = [
-        (
-            "plain dict + Lock held while iterating",
-            contention_run(plain_write, plain_read),
-        ),
-        (
-            "LockedDict (snapshot iteration)",
-            contention_run(store.__setitem__, locked_read),
-        ),
+    configs: list[tuple[str, Callable[[str, int], None], Callable[[], None]]] = [
+        ("plain dict + Lock held while iterating", plain_write, plain_read),
+        ("LockedDict, readers iterate `items()`", store.__setitem__, locked_read),
+        ("LockedDict, readers iterate in `locked()`", store.__setitem__, live_read),
     ]
+    runs: list[list[tuple[int, int]]] = [[] for _ in configs]
+    order = list(range(len(configs)))
+    for _ in range(CONTENTION_ROUNDS):  # interleaved, in a rotating order
+        for i in order:
+            _, write, read = configs[i]
+            runs[i].append(contention_run(write, read))
+        order = order[1:] + order[:1]
     progress("\n")
     print(
-        f"\n### Contention: 2 writers + 2 readers iterating {ITER_KEYS:,} keys, "
-        f"{CONTENTION_SECONDS:g} s\n"
+        f"\n### Contention: 2 writers + 2 readers iterating {ITER_KEYS:,} keys "
+        f"for {CONTENTION_SECONDS:g} s (median [min–max] of {CONTENTION_ROUNDS})\n"
     )
+
+    def spread(values: list[int]) -> str:
+        return f"{statistics.median(values):,.0f} [{min(values):,}–{max(values):,}]"
+
     print(
         table(
             ["case", "reader iterations", "writer operations"],
-            [[label, f"{r:,}", f"{w:,}"] for label, (r, w) in results],
+            [
+                [label, spread([r for r, _ in run]), spread([w for _, w in run])]
+                for (label, _, _), run in zip(configs, runs, strict=True)
+            ],
         )
     )
     sys.stdout.flush()

@@ -895,12 +895,21 @@ TOTAL = ACCOUNTS * START_BALANCE
 
 
 def run_until(
-    stop: threading.Event, deadline: float, body: Callable[[], None]
+    stop: threading.Event,
+    deadline: float,
+    body: Callable[[], None],
+    running: threading.Barrier,
 ) -> Callable[[], int]:
-    """A thread target repeating `body` until `stop` is set; returns the count."""
+    """A thread target repeating `body` until `stop` is set; returns the count.
+
+    After the first call of `body` it waits at `running`, so that the test can
+    start its writers once every reader is under way.
+    """
 
     def loop() -> int:
-        n = 0
+        body()
+        running.wait()
+        n = 1
         while not stop.is_set() and time.monotonic() < deadline:
             body()
             n += 1
@@ -959,10 +968,13 @@ class TestStress:
             assert sum(snap.values()) == TOTAL
             assert len([k for k in d if k]) > 0
 
+        bodies = (check_items, check_values, check_keys)
+        running = threading.Barrier(len(bodies) + 1, timeout=TIMEOUT)
         readers = [
-            start(run_until(stop, deadline, body), name=f"reader-{i}")
-            for i, body in enumerate((check_items, check_values, check_keys))
+            start(run_until(stop, deadline, body, running), name=f"reader-{i}")
+            for i, body in enumerate(bodies)
         ]
+        running.wait()  # every reader is iterating: now start the writers
         writers = [
             start(writer, seed, name=f"writer-{i}") for i, seed in enumerate(seeds)
         ]
@@ -972,7 +984,7 @@ class TestStress:
             stop.set()
         reads = [r.result(timeout=TIMEOUT) for r in readers]
         assert done == [transactions_per_writer] * 2
-        assert all(n > 0 for n in reads), reads
+        assert all(n > 0 for n in reads), reads  # readers ran during the writes
         assert sum(d.values()) == TOTAL
         d._check()
 

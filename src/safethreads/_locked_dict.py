@@ -9,11 +9,15 @@ to a multi-step writer.  The lock is re-entrant so that the owner of a
 the dict's own methods without deadlocking on themselves.
 
 Iteration is over a snapshot: `dict.copy()` taken under the lock is one C-level
-operation (about the cost of iterating the dict once), after which the caller
-iterates a private dict that nobody else can change.  Nothing is iterated
-while the lock is held, so no user code runs under the lock during iteration,
-and iteration can never fail because another thread changed the mapping.
-Cheaper live iteration, without the copy, is what `locked()` is for.
+operation (cheaper than iterating the dict once), after which the caller
+iterates a private dict that nobody changes.  Nothing is iterated while the
+lock is held, so no user code runs under the lock during iteration, and
+iteration can never fail because another thread changed the mapping.  The
+snapshot is kept in `_cache` and shared by every iteration until the next
+change: only iterators and read-only views of it are handed out, so nobody
+can change it, and a dict that is read far more often than it is written
+pays for one copy per change instead of one per iteration.  Live iteration,
+without any copy, is what `locked()` is for.
 
 Callbacks (the factory of `get_or_set`, the function of `compute`, and the
 `==` behind the `compare_and_*` operations) run under the lock, which is what
@@ -280,7 +284,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if self._frozen:
                 _refuse_mutation("d[key] = value")
             self._data[key] = value
-            _stale, self._cache = self._cache, None  # freed after release
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
         finally:
             lock.release()
 
@@ -298,7 +303,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if self._frozen:
                 _refuse_mutation("del d[key]")
             del self._data[key]
-            _stale, self._cache = self._cache, None  # freed after release
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
         finally:
             lock.release()
 
@@ -364,7 +370,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if self._frozen:
                 _refuse_mutation("pop()")
             value = self._data.pop(key, *default)
-            _stale, self._cache = self._cache, None  # freed after release
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
             return value
         finally:
             lock.release()
@@ -382,7 +389,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if self._frozen:
                 _refuse_mutation("popitem()")
             item = self._data.popitem()
-            _stale, self._cache = self._cache, None  # freed after release
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
             return item
         finally:
             lock.release()
@@ -409,7 +417,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if self._frozen:
                 _refuse_mutation("setdefault()")
             value = self._data.setdefault(key, default)
-            _stale, self._cache = self._cache, None  # freed after release
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
             return value
         finally:
             lock.release()
@@ -453,7 +462,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if self._frozen:
                 _refuse_mutation("update()")
             self._data.update(items)
-            _stale, self._cache = self._cache, None  # freed after release
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
         finally:
             lock.release()
 
@@ -469,7 +479,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if self._frozen:
                 _refuse_mutation("clear()")
             self._data.clear()
-            _stale, self._cache = self._cache, None  # freed after release
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
         finally:
             lock.release()
 
@@ -607,7 +618,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
                     "store (use compute() to decide whether to store one)"
                 )
             data[key] = value
-            _stale, self._cache = self._cache, None  # freed after release
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
             return value
         finally:
             lock.release()
@@ -665,7 +677,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
                 data.pop(key, None)
             else:
                 data[key] = new
-            _stale, self._cache = self._cache, None  # freed after release
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
             return new
         finally:
             lock.release()
@@ -705,7 +718,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if not self._matches(data.get(key, MISSING), expected):
                 return False
             data[key] = new
-            _stale, self._cache = self._cache, None  # freed after release
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
             return True
         finally:
             lock.release()
@@ -743,7 +757,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if current is MISSING or not self._matches(current, expected):
                 return False
             del data[key]
-            _stale, self._cache = self._cache, None  # freed after release
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
             return True
         finally:
             lock.release()
