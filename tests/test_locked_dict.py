@@ -864,11 +864,13 @@ class LockedDictMachine(RuleBasedStateMachine):
     def copies(self) -> None:
         for clone in (
             self.d.copy(),
+            copy.copy(self.d),
             copy.deepcopy(self.d),
             pickle.loads(pickle.dumps(self.d)),  # noqa: S301
             LockedDict.fromkeys(self.model, 0) | self.d,
         ):
             assert list(clone.items()) == list(self.model.items())
+            assert clone == self.d
             clone._check()
 
     @invariant()
@@ -876,6 +878,8 @@ class LockedDictMachine(RuleBasedStateMachine):
         self.d._check()
         assert len(self.d) == len(self.model)
         assert list(self.d) == list(self.model)
+        assert list(self.d.keys()) == list(self.model.keys())
+        assert self.d.keys() & {"a", "b"} == self.model.keys() & {"a", "b"}
         assert list(self.d.items()) == list(self.model.items())
         assert list(self.d.values()) == list(self.model.values())
         assert list(reversed(self.d)) == list(reversed(self.model))
