@@ -171,7 +171,7 @@ initial_states = st.dictionaries(key, value, max_size=2)
 
 
 class TestLinearizability:
-    @settings(max_examples=60)
+    @settings(max_examples=100)
     @given(initial=initial_states, programs=programs)
     def test_locked_dict_histories_are_linearizable(
         self, initial: dict[str, int], programs: list[list[Op]]
