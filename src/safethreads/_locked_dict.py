@@ -596,7 +596,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             ValueError: if `factory` returns `MISSING`.
             RuntimeError: if called from a callback of this dict, or if
                 `factory` tries to change this dict.
-            Exception: whatever `factory` raises; nothing is inserted.
+            Exception: whatever `factory` raises; nothing is inserted, and
+                the next call for the key tries again.
         """
         lock = self._lock
         lock.acquire()
