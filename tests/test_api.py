@@ -16,12 +16,12 @@ class TestPublicApi:
         assert list(safethreads.__all__) == sorted(set(safethreads.__all__))
 
     def test_all_matches_public_objects(self) -> None:
-        """Every public class or function of the package is in `__all__`."""
+        """Every public class, function or constant of the package is in `__all__`."""
         public = {
             name
             for name, obj in vars(safethreads).items()
             if not name.startswith("_")
-            and (inspect.isclass(obj) or inspect.isfunction(obj))
+            and (inspect.isclass(obj) or inspect.isfunction(obj) or name.isupper())
         }
         assert public == set(safethreads.__all__)
 

@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from ._locked_dict import MISSING, LockedDict, LockedDictGuard, Missing
 from ._result_thread import ResultThread, spawn
 
 try:
@@ -10,7 +11,12 @@ try:
 except _PackageNotFoundError:  # pragma: no cover - running from a bare source tree
     __version__ = "0+unknown"
 
-__all__ = (
+# Plain sorted() order (checked by the tests), not isort order.
+__all__ = (  # noqa: RUF022 - plain sorted() order, checked by tests/test_api.py
+    "LockedDict",
+    "LockedDictGuard",
+    "MISSING",
+    "Missing",
     "ResultThread",
     "spawn",
 )

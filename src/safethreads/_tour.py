@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import sys
 import threading
 from typing import TYPE_CHECKING
 
+from ._locked_dict import MISSING, LockedDict, Missing
 from ._result_thread import ResultThread, spawn
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, MutableMapping, Sequence
 
 __all__ = ["main"]
 
@@ -61,8 +63,72 @@ def _result_thread_tour() -> None:
     print(f"Countdown(5).result() -> {countdown.result(timeout=5)}")
 
 
+def _churn(shared: MutableMapping[int, int], stop: threading.Event) -> None:
+    """Keep adding and removing keys until `stop` is set."""
+    n = len(shared)
+    while not stop.is_set():
+        shared[n] = 1
+        del shared[n - 10_000]
+        n += 1
+
+
+def _count_failed_passes(shared: Mapping[int, int], passes: int) -> int:
+    """Iterate `shared` while another thread changes it; count the failures."""
+    stop = threading.Event()
+    writer = threading.Thread(target=_churn, args=(shared, stop), name="churn")
+    writer.start()
+    failed = 0
+    try:
+        for _ in range(passes):
+            try:
+                total = 0
+                for value in shared.values():
+                    total += value
+            except RuntimeError:
+                failed += 1
+    finally:
+        stop.set()
+        writer.join()
+    return failed
+
+
+def _locked_dict_tour() -> None:
+    _heading("LockedDict: iterate while other threads write")
+    old_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)  # switch threads often, as a busy server does
+    try:
+        plain = _count_failed_passes(dict.fromkeys(range(10_000), 1), 30)
+        locked = _count_failed_passes(LockedDict.fromkeys(range(10_000), 1), 30)
+    finally:
+        sys.setswitchinterval(old_interval)
+    print("a plain dict, iterated while another thread adds and removes keys:")
+    print(f"  {plain} of 30 passes died with 'dictionary changed size'")
+    print(f"a LockedDict, same writer: {locked} of 30 passes failed (a snapshot)")
+
+    _heading("LockedDict: atomic read-modify-write")
+
+    def bump(n: int | Missing) -> int:
+        return 1 if n is MISSING else n + 1
+
+    hits: LockedDict[str, int] = LockedDict()
+    workers = [
+        spawn(lambda: [hits.compute("home", bump) for _ in range(5_000)])
+        for _ in range(4)
+    ]
+    for w in workers:
+        w.result(timeout=30)
+    print(f"4 threads x 5,000 compute() increments -> {hits['home']:,}")
+
+    accounts = LockedDict(alice=100, bob=50)
+    with accounts.locked() as m:  # a multi-step transaction
+        m["alice"] -= 30
+        m["bob"] += 30
+    print(f"transfer inside 'with d.locked()': {accounts}")
+
+
 _SECTIONS: dict[str, Callable[[], None]] = {
     "thread": _result_thread_tour,
+    "dict": _locked_dict_tour,
 }
 
 

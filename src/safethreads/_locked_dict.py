@@ -1,0 +1,1161 @@
+"""LockedDict: a mapping whose every operation, and every iteration, is atomic.
+
+Design.  A `LockedDict` wraps a private `dict` and guards it with one
+`threading.RLock`.  Every public method takes that lock, reads included: a
+reader must never see half of a transaction made inside `with d.locked():`,
+and on free-threaded CPython nothing else makes a dict read atomic with respect
+to a multi-step writer.  The lock is re-entrant so that the owner of a
+`locked()` block, and the callbacks run by the compound operations, may call
+the dict's own methods without deadlocking on themselves.
+
+Iteration is over a snapshot: `dict.copy()` taken under the lock is one C-level
+operation (cheaper than iterating the dict once), after which the caller
+iterates a private dict that nobody changes.  Nothing is iterated while the
+lock is held, so no user code runs under the lock during iteration, and
+iteration can never fail because another thread changed the mapping.  The
+snapshot is kept in `_cache` and shared by every iteration until the next
+change: only iterators and read-only views of it are handed out, so nobody
+can change it, and a dict that is read far more often than it is written
+pays for one copy per change instead of one per iteration.  Live iteration,
+without any copy, is what `locked()` is for.
+
+Callbacks (the factory of `get_or_set`, the function of `compute`, and the
+`==` behind the `compare_and_*` operations) run under the lock, which is what
+makes those operations atomic.  While one runs, the dict is read-only to it:
+the `_frozen` flag makes every mutating method raise `RuntimeError`.  This is
+the rule Java's `ConcurrentHashMap` enforces with its "recursive update"
+check, and it is what lets a raising callback leave the mapping exactly as it
+was, with no rollback.  Only the thread holding the lock ever reads or writes
+`_frozen`, so the flag needs no lock of its own.
+
+A change drops the shared snapshot but keeps a reference to it in a local
+variable until the lock is released, so the O(n) work of freeing an unused
+snapshot never happens while other threads wait for the lock.
+
+Speed.  The single-key methods bind the lock to a local and use
+`acquire()`/`try`/`finally` rather than a `with` statement: on CPython 3.11 the
+context-manager protocol costs more than the dict operation it protects.
+"""
+
+from __future__ import annotations
+
+import copy as _copy
+import enum
+import reprlib
+import threading
+from collections.abc import (
+    ItemsView,
+    Iterable,
+    Iterator,
+    KeysView,
+    Mapping,
+    MutableMapping,
+    ValuesView,
+)
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Final,
+    Generic,
+    NoReturn,
+    TypeVar,
+    final,
+    overload,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+    from typing import Self
+
+    from _typeshed import SupportsKeysAndGetItem
+
+__all__ = ["MISSING", "LockedDict", "LockedDictGuard", "Missing"]
+
+K = TypeVar("K")
+V = TypeVar("V")
+T = TypeVar("T")
+S = TypeVar("S")
+K2 = TypeVar("K2")
+V2 = TypeVar("V2")
+
+_get_ident = threading.get_ident
+
+
+@final
+class Missing(enum.Enum):
+    """The type of `MISSING`, the marker for "no value under this key".
+
+    `compute` passes `MISSING` to its function when the key is absent, and
+    deletes the key when the function returns it; `compare_and_set` accepts it
+    as `expected` to mean "only if the key is absent".  It is an enum with one
+    member so that type checkers narrow `value is MISSING` (and
+    `isinstance(value, Missing)`) to the present value's type.
+
+    `MISSING` is a marker, not a value: do not store it in a `LockedDict`
+    (the compound operations would take such a key for absent).
+    """
+
+    MISSING = "MISSING"
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = Missing.MISSING
+"""Passed to `compute`'s function for an absent key; returned to delete it."""
+
+
+def _refuse_mutation(operation: str) -> NoReturn:
+    raise RuntimeError(
+        f"{operation} changes the LockedDict whose get_or_set(), compute() or "
+        "compare_and_*() callback is running; callbacks may read the dict but "
+        "not change it: return the new value instead, or change other keys "
+        "after the call returns"
+    )
+
+
+def _as_dict(
+    other: SupportsKeysAndGetItem[Any, Any] | Iterable[tuple[Any, Any]],
+    kwargs: dict[str, Any],
+) -> dict[Any, Any]:
+    """Materialise update() input outside the lock, atomically for LockedDicts."""
+    if isinstance(other, LockedDict):
+        data = other.snapshot()
+        data.update(kwargs)
+        return data
+    return dict(other, **kwargs)
+
+
+@final
+class LockedDict(MutableMapping[K, V], Generic[K, V]):
+    """A dict for sharing between threads: atomic operations, safe iteration.
+
+    A full `MutableMapping` with dict's constructor forms and methods, where
+    every operation is atomic with respect to every other, from any number of
+    threads, on GIL and free-threaded builds alike:
+
+    ```python
+    from safethreads import MISSING, LockedDict
+
+    hits: LockedDict[str, int] = LockedDict(home=1)
+    hits.compute("home", lambda n: 1 if n is MISSING else n + 1)  # atomic +1
+    assert hits == {"home": 2}
+
+    for page, count in hits.items():  # a snapshot: never fails mid-iteration
+        assert (page, count) == ("home", 2)
+
+    with hits.locked() as m:  # exclusive access for a multi-step change
+        m["about"] = m.pop("home")
+    assert hits.snapshot() == {"about": 2}
+    ```
+
+    Thread safety:
+
+    - Every method is atomic: it takes the dict's lock for its whole duration.
+    - `iter(d)`, `keys()`, `values()`, `items()` and `reversed(d)` work on a
+      snapshot taken atomically when they are called: they never raise
+      because of concurrent changes and never show a torn state.  The views
+      keep dict's `len`, `in` and set operations, on that snapshot, and do not
+      follow later changes.  The snapshot is an O(n) `dict.copy()` under the
+      lock, shared by every iteration until the next change; to iterate
+      without it, use `locked()`.
+    - `get_or_set`, `compute`, `compare_and_set` and `compare_and_delete` are
+      atomic read-modify-write operations.  Their callbacks run under the lock
+      (keep them short; other threads wait) and may read this dict but not
+      change it (`RuntimeError`).  A callback that raises leaves the mapping
+      unchanged; the exception propagates.
+    - `==`, `repr()`, `copy()`, pickling and deep copies work on a snapshot,
+      outside the lock.
+    - Keys' `__hash__` and `__eq__` run under the lock, as in every dict
+      operation; they must not wait for other threads using this dict.
+
+    `dict(d)` and `{**d}` read a `LockedDict` key by key, not atomically
+    (that is how `dict` reads any mapping): use `d.snapshot()` instead.
+
+    Args:
+        other: A mapping or an iterable of key-value pairs, as for `dict`.
+        **kwargs: More items, as for `dict`.
+
+    Raises:
+        TypeError: if `other` is neither a mapping nor an iterable of pairs,
+            or a key is unhashable (as `dict` raises).
+    """
+
+    __slots__ = ("__weakref__", "_cache", "_data", "_frozen", "_lock")
+
+    __hash__: ClassVar[None]  # type: ignore[assignment]
+
+    @overload
+    def __init__(self, /) -> None: ...
+    @overload
+    def __init__(self: LockedDict[str, V], /, **kwargs: V) -> None: ...
+    @overload
+    def __init__(self, other: SupportsKeysAndGetItem[K, V], /) -> None: ...
+    @overload
+    def __init__(
+        self: LockedDict[str, V],
+        other: SupportsKeysAndGetItem[str, V],
+        /,
+        **kwargs: V,
+    ) -> None: ...
+    @overload
+    def __init__(self, other: Iterable[tuple[K, V]], /) -> None: ...
+    @overload
+    def __init__(
+        self: LockedDict[str, V],
+        other: Iterable[tuple[str, V]],
+        /,
+        **kwargs: V,
+    ) -> None: ...
+    def __init__(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Create the dict from a mapping or pairs, like `dict(...)`."""
+        # The contents; read and written only with _lock held.
+        self._data: dict[K, V] = _as_dict(other, kwargs)
+        # Guards _data, _cache and _frozen.  Re-entrant: the owner of a
+        # locked() block and callbacks may call this dict's own methods.
+        self._lock = threading.RLock()
+        # A copy of _data for iteration, shared by every iterator and view
+        # handed out since the last change, which sets it back to None.  Only
+        # read-only views and iterators of it ever leave this object.
+        self._cache: dict[K, V] | None = None
+        # True while a callback runs under _lock; only the lock's owner
+        # reads or writes it.
+        self._frozen = False
+
+    @classmethod
+    def _wrap(cls, data: dict[K, V]) -> LockedDict[K, V]:
+        """Adopt `data` (which nobody else references) without copying it."""
+        new: LockedDict[K, V] = cls()
+        new._data = data
+        return new
+
+    @overload
+    @classmethod
+    def fromkeys(
+        cls, iterable: Iterable[T], value: None = None, /
+    ) -> LockedDict[T, Any | None]: ...
+    @overload
+    @classmethod
+    def fromkeys(cls, iterable: Iterable[T], value: S, /) -> LockedDict[T, S]: ...
+    @classmethod
+    def fromkeys(cls, iterable: Iterable[Any], value: Any = None, /) -> Any:
+        """Create a LockedDict with keys from `iterable`, each mapped to `value`.
+
+        Args:
+            iterable: The keys.
+            value: The value of every key (the same object for all).
+
+        Returns:
+            A new LockedDict.
+
+        Raises:
+            TypeError: if a key is unhashable.
+        """
+        return cls._wrap(dict.fromkeys(iterable, value))
+
+    # --- single-key operations (the hot path) -------------------------------
+
+    def __getitem__(self, key: K, /) -> V:
+        """Return `d[key]`.
+
+        Raises:
+            KeyError: if `key` is not in the dict.
+            TypeError: if `key` is unhashable.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            return self._data[key]
+        finally:
+            lock.release()
+
+    def __setitem__(self, key: K, value: V, /) -> None:
+        """Set `d[key] = value`.
+
+        Raises:
+            TypeError: if `key` is unhashable.
+            RuntimeError: if called from a callback of this dict.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._frozen:
+                _refuse_mutation("d[key] = value")
+            self._data[key] = value
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
+        finally:
+            lock.release()
+
+    def __delitem__(self, key: K, /) -> None:
+        """Delete `d[key]`.
+
+        Raises:
+            KeyError: if `key` is not in the dict.
+            TypeError: if `key` is unhashable.
+            RuntimeError: if called from a callback of this dict.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._frozen:
+                _refuse_mutation("del d[key]")
+            del self._data[key]
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
+        finally:
+            lock.release()
+
+    def __contains__(self, key: object, /) -> bool:
+        """Return whether `key` is in the dict.
+
+        Raises:
+            TypeError: if `key` is unhashable.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            return key in self._data
+        finally:
+            lock.release()
+
+    def __len__(self) -> int:
+        """Return the number of items."""
+        lock = self._lock
+        lock.acquire()
+        try:
+            return len(self._data)
+        finally:
+            lock.release()
+
+    @overload
+    def get(self, key: K, default: None = None, /) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V, /) -> V: ...
+    @overload
+    def get(self, key: K, default: T, /) -> V | T: ...
+    def get(self, key: K, default: Any = None, /) -> Any:
+        """Return `d[key]` if `key` is in the dict, else `default`.
+
+        Raises:
+            TypeError: if `key` is unhashable.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            return self._data.get(key, default)
+        finally:
+            lock.release()
+
+    @overload
+    def pop(self, key: K, /) -> V: ...
+    @overload
+    def pop(self, key: K, default: V, /) -> V: ...
+    @overload
+    def pop(self, key: K, default: T, /) -> V | T: ...
+    def pop(self, key: K, *default: Any) -> Any:
+        """Remove `key` and return its value, or `default` if it is absent.
+
+        Raises:
+            KeyError: if `key` is absent and no default is given.
+            TypeError: if `key` is unhashable, or more than one default is
+                given.
+            RuntimeError: if called from a callback of this dict.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._frozen:
+                _refuse_mutation("pop()")
+            value = self._data.pop(key, *default)
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
+            return value
+        finally:
+            lock.release()
+
+    def popitem(self) -> tuple[K, V]:
+        """Remove and return the most recently inserted `(key, value)` pair.
+
+        Raises:
+            KeyError: if the dict is empty.
+            RuntimeError: if called from a callback of this dict.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._frozen:
+                _refuse_mutation("popitem()")
+            item = self._data.popitem()
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
+            return item
+        finally:
+            lock.release()
+
+    @overload
+    def setdefault(
+        self: LockedDict[K, T | None], key: K, default: None = None, /
+    ) -> T | None: ...
+    @overload
+    def setdefault(self, key: K, default: V, /) -> V: ...
+    def setdefault(self, key: K, default: Any = None, /) -> Any:
+        """Return `d[key]`, first setting it to `default` if it is absent.
+
+        `default` is evaluated by the caller in every case; to create the
+        value only when it is needed, use `get_or_set`.
+
+        Raises:
+            TypeError: if `key` is unhashable.
+            RuntimeError: if called from a callback of this dict.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._frozen:
+                _refuse_mutation("setdefault()")
+            value = self._data.setdefault(key, default)
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
+            return value
+        finally:
+            lock.release()
+
+    # --- bulk operations ------------------------------------------------------
+
+    @overload
+    def update(self, other: SupportsKeysAndGetItem[K, V], /) -> None: ...
+    @overload
+    def update(
+        self: LockedDict[str, V],
+        other: SupportsKeysAndGetItem[str, V],
+        /,
+        **kwargs: V,
+    ) -> None: ...
+    @overload
+    def update(self, other: Iterable[tuple[K, V]], /) -> None: ...
+    @overload
+    def update(
+        self: LockedDict[str, V], other: Iterable[tuple[str, V]], /, **kwargs: V
+    ) -> None: ...
+    @overload
+    def update(self: LockedDict[str, V], /, **kwargs: V) -> None: ...
+    def update(self, other: Any = (), /, **kwargs: Any) -> None:
+        """Add every item of `other` and `kwargs`, all at once, like `dict.update`.
+
+        The input is read first, outside the lock (from a `LockedDict`, as a
+        snapshot); the items are then added in one atomic step, so other
+        threads see all of them or none, and bad input changes nothing.
+
+        Raises:
+            TypeError: if `other` is neither a mapping nor an iterable of pairs,
+                or a key is unhashable.
+            ValueError: if an element of `other` is not a pair.
+            RuntimeError: if called from a callback of this dict.
+        """
+        items = other if type(other) is dict and not kwargs else _as_dict(other, kwargs)
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._frozen:
+                _refuse_mutation("update()")
+            self._data.update(items)
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
+        finally:
+            lock.release()
+
+    def clear(self) -> None:
+        """Remove every item.
+
+        Raises:
+            RuntimeError: if called from a callback of this dict.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._frozen:
+                _refuse_mutation("clear()")
+            self._data.clear()
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
+        finally:
+            lock.release()
+
+    # --- snapshots and iteration ---------------------------------------------
+
+    def snapshot(self) -> dict[K, V]:
+        """Return an atomic shallow copy: the whole mapping at one instant.
+
+        Costs one `dict.copy()` (O(n)) under the lock.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            return self._data.copy()
+        finally:
+            lock.release()
+
+    def _shared_snapshot(self) -> dict[K, V]:
+        """Return a snapshot that the caller must only read, never change.
+
+        Consecutive calls with no change in between share one copy, so a
+        dict that is iterated far more often than it changes pays for the
+        copy once per change rather than once per iteration.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            cache = self._cache
+            if cache is None:
+                cache = self._cache = self._data.copy()
+            return cache
+        finally:
+            lock.release()
+
+    def copy(self) -> LockedDict[K, V]:
+        """Return a new LockedDict holding an atomic shallow copy of this one."""
+        return self._wrap(self.snapshot())
+
+    def __iter__(self) -> Iterator[K]:
+        """Iterate over the keys of a snapshot taken now."""
+        return iter(self._shared_snapshot())
+
+    def __reversed__(self) -> Iterator[K]:
+        """Iterate over the keys of a snapshot taken now, newest first."""
+        return reversed(self._shared_snapshot())
+
+    def keys(self) -> KeysView[K]:
+        """Return the keys of a snapshot taken now.
+
+        The view supports `len`, `in`, `reversed` and set operations like a
+        dict's, on the snapshot; it does not follow later changes.
+        """
+        return self._shared_snapshot().keys()
+
+    def values(self) -> ValuesView[V]:
+        """Return the values of a snapshot taken now (see `keys`)."""
+        return self._shared_snapshot().values()
+
+    def items(self) -> ItemsView[K, V]:
+        """Return the `(key, value)` pairs of a snapshot taken now (see `keys`)."""
+        return self._shared_snapshot().items()
+
+    # --- transactions ---------------------------------------------------------
+
+    def locked(self) -> LockedDictGuard[K, V]:
+        """Return a context manager for exclusive access to the dict.
+
+        ```python
+        from safethreads import LockedDict
+
+        accounts = LockedDict(alice=100, bob=0)
+        with accounts.locked() as m:  # no other thread can read or write
+            m["alice"] -= 30
+            m["bob"] += 30
+            total = sum(m.values())  # live iteration, no copy
+        assert total == 100
+        ```
+
+        Inside the block, the guard `m` is a live `MutableMapping` over the
+        dict's contents: no snapshot is copied, and other threads wait until
+        the block ends.  The block is re-entrant: the owning thread may also
+        call `d`'s own methods and nest `d.locked()`.  After the block, every
+        use of `m` raises `RuntimeError`, so an escaped reference cannot touch
+        the dict without the lock; so does using `m` from another thread.
+
+        As with any lock, keep the block short, and if a thread holds two
+        `locked()` blocks at once, take them in the same order everywhere.
+
+        Returns:
+            A guard to use in a `with` statement.
+        """
+        return LockedDictGuard(self)
+
+    # --- compound atomic operations -----------------------------------------
+
+    def get_or_set(self, key: K, factory: Callable[[], V], /) -> V:
+        """Return `d[key]`, first setting it to `factory()` if it is absent.
+
+        The check and the insertion are one atomic step: however many threads
+        race for a missing key, `factory` is called once and every one of them
+        gets the same value.  `factory` runs under the dict's lock (other
+        threads wait; keep it short) and may read the dict but not change it.
+
+        Args:
+            key: The key.
+            factory: Called with no arguments to create the missing value.
+
+        Returns:
+            The value now under `key`.
+
+        Raises:
+            TypeError: if `key` is unhashable.
+            ValueError: if `factory` returns `MISSING`.
+            RuntimeError: if called from a callback of this dict, or if
+                `factory` tries to change this dict.
+            Exception: whatever `factory` raises; nothing is inserted, and
+                the next call for the key tries again.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._frozen:
+                _refuse_mutation("get_or_set()")
+            data = self._data
+            value = data.get(key, MISSING)
+            if value is not MISSING:
+                return value
+            self._frozen = True
+            try:
+                value = factory()
+            finally:
+                self._frozen = False
+            if value is MISSING:
+                raise ValueError(
+                    "get_or_set() factory returned MISSING; return the value to "
+                    "store (use compute() to decide whether to store one)"
+                )
+            data[key] = value
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
+            return value
+        finally:
+            lock.release()
+
+    def compute(
+        self, key: K, fn: Callable[[V | Missing], V | Missing], /
+    ) -> V | Missing:
+        """Atomically replace `d[key]` with `fn(d[key])`.
+
+        `fn` receives the current value, or `MISSING` if the key is absent,
+        and returns the new value, or `MISSING` to delete the key (or keep it
+        absent).  The read, the call and the write are one atomic step:
+
+        ```python
+        from safethreads import MISSING, LockedDict
+
+        counts: LockedDict[str, int] = LockedDict()
+        counts.compute("a", lambda n: 1 if n is MISSING else n + 1)
+        counts.compute("a", lambda n: 1 if n is MISSING else n + 1)
+        assert counts["a"] == 2
+        counts.compute("a", lambda n: MISSING)  # delete
+        assert "a" not in counts
+        ```
+
+        `fn` runs under the dict's lock (other threads wait; keep it short)
+        and may read the dict but not change it.
+
+        Args:
+            key: The key.
+            fn: Maps the current value (or `MISSING`) to the new one (or
+                `MISSING`).
+
+        Returns:
+            What `fn` returned: the new value, or `MISSING` if the key is now
+            absent.
+
+        Raises:
+            TypeError: if `key` is unhashable.
+            RuntimeError: if called from a callback of this dict, or if `fn`
+                tries to change this dict.
+            Exception: whatever `fn` raises; the dict is left unchanged.
+        """
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._frozen:
+                _refuse_mutation("compute()")
+            data = self._data
+            self._frozen = True
+            try:
+                new = fn(data.get(key, MISSING))
+            finally:
+                self._frozen = False
+            if new is MISSING:
+                data.pop(key, None)
+            else:
+                data[key] = new
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
+            return new
+        finally:
+            lock.release()
+
+    def compare_and_set(self, key: K, expected: V | Missing, new: V, /) -> bool:
+        """Set `d[key] = new` if its current value is `expected`.
+
+        Values match if they are the same object or compare equal (`==`), as
+        `dict` compares values.  `expected=MISSING` means "only if `key` is
+        absent".  The comparison runs under the lock, with the dict read-only.
+
+        Args:
+            key: The key.
+            expected: The value `key` must have, or `MISSING` for absent.
+            new: The value to store.
+
+        Returns:
+            Whether the value was set.
+
+        Raises:
+            TypeError: if `key` is unhashable.
+            ValueError: if `new` is `MISSING` (use `compare_and_delete`).
+            RuntimeError: if called from a callback of this dict.
+            Exception: whatever the comparison raises; nothing is changed.
+        """
+        if new is MISSING:
+            raise ValueError(
+                "compare_and_set() needs a value to store, not MISSING; "
+                "use compare_and_delete() to remove a key"
+            )
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._frozen:
+                _refuse_mutation("compare_and_set()")
+            data = self._data
+            if not self._matches(data.get(key, MISSING), expected):
+                return False
+            data[key] = new
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
+            return True
+        finally:
+            lock.release()
+
+    def compare_and_delete(self, key: K, expected: V, /) -> bool:
+        """Delete `key` if its current value is `expected`.
+
+        Values match as in `compare_and_set`.
+
+        Args:
+            key: The key.
+            expected: The value `key` must have.
+
+        Returns:
+            Whether the key was deleted.
+
+        Raises:
+            TypeError: if `key` is unhashable.
+            ValueError: if `expected` is `MISSING`.
+            RuntimeError: if called from a callback of this dict.
+            Exception: whatever the comparison raises; nothing is changed.
+        """
+        if expected is MISSING:
+            raise ValueError(
+                "compare_and_delete() needs the value to match, not MISSING; "
+                "an absent key has nothing to delete"
+            )
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._frozen:
+                _refuse_mutation("compare_and_delete()")
+            data = self._data
+            current = data.get(key, MISSING)
+            if current is MISSING or not self._matches(current, expected):
+                return False
+            del data[key]
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
+            return True
+        finally:
+            lock.release()
+
+    def _matches(self, current: object, expected: object) -> bool:
+        """Identity or equality, as dict compares values; call with the lock held."""
+        if current is expected:
+            return True
+        if current is MISSING or expected is MISSING:
+            return False
+        self._frozen = True
+        try:
+            return bool(current == expected)
+        finally:
+            self._frozen = False
+
+    # --- comparison and operators --------------------------------------------
+
+    def __eq__(self, other: object) -> bool:
+        """Compare with a dict, a LockedDict or another mapping, as dict does.
+
+        Both sides are snapshots (taken one after the other, never holding two
+        locks at once) compared outside any lock; a dict compares equal to
+        itself even while other threads change it.
+        """
+        if other is self:
+            return True
+        if isinstance(other, LockedDict):
+            theirs: dict[Any, Any] = other._shared_snapshot()
+        elif isinstance(other, dict):
+            theirs = other
+        elif isinstance(other, Mapping):
+            theirs = dict(other.items())
+        else:
+            return NotImplemented
+        return self._shared_snapshot() == theirs
+
+    @overload
+    def __or__(self, other: dict[K, V] | LockedDict[K, V], /) -> LockedDict[K, V]: ...
+    @overload
+    def __or__(
+        self, other: dict[K2, V2] | LockedDict[K2, V2], /
+    ) -> LockedDict[K | K2, V | V2]: ...
+    def __or__(self, other: object, /) -> Any:
+        """Return a new LockedDict with this dict's items, then `other`'s."""
+        if isinstance(other, LockedDict):
+            theirs: dict[Any, Any] = other._shared_snapshot()
+        elif isinstance(other, dict):
+            theirs = other
+        else:
+            return NotImplemented
+        data: dict[Any, Any] = self.snapshot()
+        data.update(theirs)
+        return self._wrap(data)
+
+    @overload
+    def __ror__(self, other: dict[K, V], /) -> LockedDict[K, V]: ...
+    @overload
+    def __ror__(self, other: dict[K2, V2], /) -> LockedDict[K | K2, V | V2]: ...
+    def __ror__(self, other: object, /) -> Any:
+        """Return a new LockedDict with `other`'s items, then this dict's."""
+        if not isinstance(other, dict):
+            return NotImplemented
+        data: dict[Any, Any] = dict(other)
+        data.update(self._shared_snapshot())
+        return self._wrap(data)
+
+    # Like dict's: |= accepts more than | does, which type checkers flag.
+    @overload  # type: ignore[misc]
+    def __ior__(self, other: SupportsKeysAndGetItem[K, V], /) -> Self: ...
+    @overload
+    def __ior__(self, other: Iterable[tuple[K, V]], /) -> Self: ...
+    def __ior__(self, other: Any, /) -> Self:  # type: ignore[misc]
+        """Add `other`'s items atomically, as `update(other)` does.
+
+        Raises:
+            TypeError: if `other` is neither a mapping nor an iterable of pairs.
+            RuntimeError: if called from a callback of this dict.
+        """
+        self.update(other)
+        return self
+
+    # --- representation, copying, pickling ------------------------------------
+
+    @reprlib.recursive_repr("{...}")
+    def __repr__(self) -> str:
+        """Return `LockedDict({...})` with the items of a snapshot."""
+        return f"LockedDict({self._shared_snapshot()!r})"
+
+    def __copy__(self) -> LockedDict[K, V]:
+        """Return a shallow copy (see `copy`)."""
+        return self.copy()
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> LockedDict[K, V]:
+        """Return a deep copy of a snapshot, with a lock of its own."""
+        new: LockedDict[K, V] = LockedDict()
+        memo[id(self)] = new  # a dict that contains itself stays recursive
+        new._data.update(
+            (_copy.deepcopy(k, memo), _copy.deepcopy(v, memo))
+            for k, v in self._shared_snapshot().items()
+        )
+        return new
+
+    def __reduce__(
+        self,
+    ) -> tuple[type[LockedDict[K, V]], tuple[()], None, None, Iterator[tuple[K, V]]]:
+        """Pickle the items of a snapshot; the unpickled dict gets a new lock."""
+        return (LockedDict, (), None, None, iter(self._shared_snapshot().items()))
+
+    def _check(self) -> None:
+        """Assert the invariants (for tests)."""
+        lock = self._lock
+        assert lock.acquire(timeout=10), "the lock is stuck"
+        try:
+            assert type(self._data) is dict
+            assert not self._frozen, "a callback flag outlived its callback"
+            cache = self._cache
+            if cache is not None:  # the shared snapshot is still current
+                assert cache is not self._data
+                assert list(cache.items()) == list(self._data.items())
+        finally:
+            lock.release()
+
+
+@final
+class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
+    """Exclusive, live access to a `LockedDict` inside `with d.locked() as m:`.
+
+    Made by `LockedDict.locked()`.  Entering it takes the dict's lock; leaving
+    it releases the lock.  In between, `m` is a `MutableMapping` over the
+    dict's contents, without copies: reads, writes and iteration (`iter(m)`,
+    `m.items()`, ...) act on the live dict, which no other thread can touch
+    until the block ends.  Changing the dict while iterating it raises
+    `RuntimeError`, exactly as with a plain dict.
+
+    A guard is good for one block, in the thread that entered it: using it
+    before the block, after it, or from another thread raises `RuntimeError`.
+    Views and iterators it hands out belong to the block too; do not keep
+    them past it.
+
+    Args:
+        owner: The dict to guard.
+    """
+
+    __slots__ = ("_data", "_entered", "_owner", "_thread")
+
+    def __init__(self, owner: LockedDict[K, V]) -> None:
+        """Prepare a guard for `owner`; the lock is taken by `__enter__`."""
+        self._owner = owner
+        self._data = owner._data
+        # The ident of the thread inside the block; None outside it.  Written
+        # only by the thread that holds the owner's lock.
+        self._thread: int | None = None
+        self._entered = False
+
+    def __enter__(self) -> Self:
+        """Take the dict's lock (waiting for it) and return the live guard.
+
+        Raises:
+            RuntimeError: if this guard has already been entered.
+        """
+        if self._entered:
+            raise RuntimeError(
+                "a LockedDict guard serves one 'with' block; "
+                "call d.locked() again for another"
+            )
+        self._owner._lock.acquire()
+        self._entered = True
+        self._thread = _get_ident()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Release the dict's lock; the guard is unusable from now on."""
+        self._thread = None
+        self._owner._lock.release()
+
+    def _live(self) -> dict[K, V]:
+        """Return the live dict if the caller may use it, else raise."""
+        if self._thread != _get_ident():
+            self._refuse()
+        return self._data
+
+    def _writable(self, operation: str) -> dict[K, V]:
+        """Like `_live`, and refuse changes from inside a callback."""
+        if self._thread != _get_ident():
+            self._refuse()
+        if self._owner._frozen:
+            _refuse_mutation(operation)
+        return self._data
+
+    def _refuse(self) -> NoReturn:
+        if not self._entered:
+            raise RuntimeError(
+                "this LockedDict guard is not active yet; use it inside "
+                "'with d.locked() as m:'"
+            )
+        if self._thread is None:
+            raise RuntimeError(
+                "this LockedDict guard was used after its 'with d.locked()' "
+                "block ended; use it only inside the block, or use the "
+                "LockedDict itself"
+            )
+        raise RuntimeError(
+            "this LockedDict guard belongs to the thread that entered "
+            "'with d.locked()'; other threads must use the LockedDict itself"
+        )
+
+    def __getitem__(self, key: K, /) -> V:
+        """Return `m[key]`.
+
+        Raises:
+            KeyError: if `key` is not in the dict.
+            RuntimeError: if used outside its block or from another thread.
+        """
+        if self._thread != _get_ident():  # _live(), inlined: the hot path
+            self._refuse()
+        return self._data[key]
+
+    def __setitem__(self, key: K, value: V, /) -> None:
+        """Set `m[key] = value`.
+
+        Raises:
+            RuntimeError: if used outside its block, from another thread, or
+                from a callback of the dict.
+        """
+        owner = self._owner
+        if self._thread != _get_ident():  # _writable(), inlined: the hot path
+            self._refuse()
+        if owner._frozen:
+            _refuse_mutation("m[key] = value")
+        self._data[key] = value
+        owner._cache = None
+
+    def __delitem__(self, key: K, /) -> None:
+        """Delete `m[key]`.
+
+        Raises:
+            KeyError: if `key` is not in the dict.
+            RuntimeError: if used outside its block, from another thread, or
+                from a callback of the dict.
+        """
+        del self._writable("del m[key]")[key]
+        self._owner._cache = None
+
+    def __contains__(self, key: object, /) -> bool:
+        """Return whether `key` is in the dict.
+
+        Raises:
+            RuntimeError: if used outside its block or from another thread.
+        """
+        if self._thread != _get_ident():  # _live(), inlined: the hot path
+            self._refuse()
+        return key in self._data
+
+    def __len__(self) -> int:
+        """Return the number of items.
+
+        Raises:
+            RuntimeError: if used outside its block or from another thread.
+        """
+        return len(self._live())
+
+    def __iter__(self) -> Iterator[K]:
+        """Iterate over the live keys.
+
+        Raises:
+            RuntimeError: if used outside its block or from another thread.
+        """
+        return iter(self._live())
+
+    def __reversed__(self) -> Iterator[K]:
+        """Iterate over the live keys, newest first.
+
+        Raises:
+            RuntimeError: if used outside its block or from another thread.
+        """
+        return reversed(self._live())
+
+    def keys(self) -> KeysView[K]:
+        """Return a live view of the keys, usable inside the block.
+
+        Raises:
+            RuntimeError: if used outside its block or from another thread.
+        """
+        self._live()
+        return _GuardKeys(self)
+
+    def values(self) -> ValuesView[V]:
+        """Return a live view of the values, usable inside the block.
+
+        Raises:
+            RuntimeError: if used outside its block or from another thread.
+        """
+        self._live()
+        return _GuardValues(self)
+
+    def items(self) -> ItemsView[K, V]:
+        """Return a live view of the items, usable inside the block.
+
+        Raises:
+            RuntimeError: if used outside its block or from another thread.
+        """
+        self._live()
+        return _GuardItems(self)
+
+    @overload
+    def get(self, key: K, default: None = None, /) -> V | None: ...
+    @overload
+    def get(self, key: K, default: V, /) -> V: ...
+    @overload
+    def get(self, key: K, default: T, /) -> V | T: ...
+    def get(self, key: K, default: Any = None, /) -> Any:
+        """Return `m[key]` if `key` is in the dict, else `default`.
+
+        Raises:
+            RuntimeError: if used outside its block or from another thread.
+        """
+        if self._thread != _get_ident():  # _live(), inlined: the hot path
+            self._refuse()
+        return self._data.get(key, default)
+
+    def popitem(self) -> tuple[K, V]:
+        """Remove and return the most recently inserted pair, as dict does.
+
+        Raises:
+            KeyError: if the dict is empty.
+            RuntimeError: if used outside its block, from another thread, or
+                from a callback of the dict.
+        """
+        item = self._writable("popitem()").popitem()
+        self._owner._cache = None
+        return item
+
+    def clear(self) -> None:
+        """Remove every item.
+
+        Raises:
+            RuntimeError: if used outside its block, from another thread, or
+                from a callback of the dict.
+        """
+        self._writable("clear()").clear()
+        self._owner._cache = None
+
+    def __repr__(self) -> str:
+        """Show the contents while active; never raises."""
+        if self._thread == _get_ident():
+            return f"LockedDictGuard({self._data!r})"
+        return "<LockedDictGuard (inactive)>"
+
+
+class _GuardKeys(KeysView[K]):
+    """Live keys of a guard; every use checks that the guard is active."""
+
+    __slots__ = ()
+    _mapping: LockedDictGuard[K, Any]
+
+    def __iter__(self) -> Iterator[K]:
+        return iter(self._mapping._live())
+
+    def __reversed__(self) -> Iterator[K]:
+        return reversed(self._mapping._live())
+
+
+class _GuardValues(ValuesView[V]):
+    """Live values of a guard; every use checks that the guard is active."""
+
+    __slots__ = ()
+    _mapping: LockedDictGuard[Any, V]
+
+    def __iter__(self) -> Iterator[V]:
+        return iter(self._mapping._live().values())
+
+    def __reversed__(self) -> Iterator[V]:
+        return reversed(self._mapping._live().values())
+
+    def __contains__(self, value: object) -> bool:
+        return value in self._mapping._live().values()
+
+
+class _GuardItems(ItemsView[K, V]):
+    """Live items of a guard; every use checks that the guard is active."""
+
+    __slots__ = ()
+    _mapping: LockedDictGuard[K, V]
+
+    def __iter__(self) -> Iterator[tuple[K, V]]:
+        return iter(self._mapping._live().items())
+
+    def __reversed__(self) -> Iterator[tuple[K, V]]:
+        return reversed(self._mapping._live().items())
+
+    def __contains__(self, item: object) -> bool:
+        live = self._mapping._live().items()
+        return isinstance(item, tuple) and item in live

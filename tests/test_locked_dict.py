@@ -1,0 +1,1092 @@
+"""LockedDict: dict's behaviour, atomic operations and iteration that never fails."""
+
+from __future__ import annotations
+
+import copy
+import inspect
+import pickle
+import re
+import textwrap
+import threading
+import time
+import weakref
+from collections.abc import MutableMapping
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+)
+
+import safethreads
+from safethreads import (
+    MISSING,
+    LockedDict,
+    LockedDictGuard,
+    Missing,
+    ResultThread,
+    spawn,
+)
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Callable
+
+T = TypeVar("T")
+
+TIMEOUT = 10.0  # every wait in these tests is bounded
+
+CALLBACK_MUTATION = r"callbacks may read the dict but not change it"
+GUARD_AFTER = r"used after its 'with d\.locked\(\)' block ended"
+GUARD_OTHER_THREAD = r"belongs to the thread that entered"
+GUARD_NOT_ENTERED = r"not active yet; use it inside 'with d\.locked\(\) as m:'"
+
+
+def start(fn: Callable[..., T], *args: Any, name: str) -> ResultThread[T]:
+    """Start a named ResultThread running `fn(*args)`."""
+    t = ResultThread(target=fn, args=args, name=name)
+    t.start()
+    return t
+
+
+def fail(exc: BaseException) -> NoReturn:
+    raise exc
+
+
+def lock_is_free(d: LockedDict[Any, Any]) -> bool:
+    """Whether another thread can take `d`'s lock right now."""
+    return spawn(lambda: d.snapshot() is not None).result(timeout=TIMEOUT)
+
+
+class Unequal:
+    """A value whose comparison raises."""
+
+    def __eq__(self, other: object) -> bool:
+        raise ArithmeticError("cannot compare")
+
+    __hash__ = object.__hash__
+
+
+class TestConstruction:
+    def test_dict_constructor_forms(self) -> None:
+        """Mappings, pairs and keyword arguments build the same items as dict."""
+        assert LockedDict().snapshot() == {}
+        assert LockedDict({"a": 1}).snapshot() == {"a": 1}
+        assert LockedDict([("a", 1), ("b", 2)]).snapshot() == {"a": 1, "b": 2}
+        assert LockedDict(a=1, b=2).snapshot() == {"a": 1, "b": 2}
+        assert LockedDict({"a": 1}, b=2).snapshot() == {"a": 1, "b": 2}
+        assert LockedDict([("a", 1)], a=3).snapshot() == {"a": 3}
+
+    def test_from_locked_dict_is_a_copy(self) -> None:
+        """Building from a LockedDict copies its items; the two stay independent."""
+        src = LockedDict(a=1)
+        dst = LockedDict(src, b=2)
+        src["a"] = 5
+        assert dst.snapshot() == {"a": 1, "b": 2}
+
+    def test_fromkeys(self) -> None:
+        """fromkeys maps every key to the same value (None by default)."""
+        assert LockedDict.fromkeys("ab").snapshot() == {"a": None, "b": None}
+        shared: list[int] = []
+        d = LockedDict.fromkeys(["x", "y"], shared)
+        assert d["x"] is d["y"] is shared
+
+    def test_bad_input_raises_like_dict(self) -> None:
+        """Bad constructor input raises dict's own errors."""
+        with pytest.raises(TypeError):
+            LockedDict(42)  # type: ignore[call-overload]
+        with pytest.raises(ValueError, match="length"):
+            LockedDict(["abc"])  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="unhashable"):
+            LockedDict([([], 1)])
+
+    def test_not_a_dict_subclass(self) -> None:
+        """LockedDict is a MutableMapping but not a dict, and is unhashable."""
+        d: LockedDict[str, int] = LockedDict()
+        assert isinstance(d, MutableMapping)
+        assert not isinstance(d, dict)  # type: ignore[unreachable]
+        with pytest.raises(TypeError, match="unhashable"):
+            hash(d)
+
+    def test_generic_alias_and_weakref(self) -> None:
+        """LockedDict[K, V] subscripts at runtime; instances take weak references."""
+        alias = LockedDict[str, int]
+        assert alias.__origin__ is LockedDict  # type: ignore[attr-defined]
+        d = alias(a=1)
+        assert weakref.ref(d)() is d
+
+
+class TestSingleOperations:
+    def test_item_access(self) -> None:
+        """Get, set, delete, in and len behave as for dict."""
+        d: LockedDict[str, int] = LockedDict()
+        d["a"] = 1
+        d["b"] = 2
+        assert d["a"] == 1
+        assert "a" in d
+        assert "z" not in d
+        assert len(d) == 2
+        assert bool(d)
+        del d["a"]
+        assert d.snapshot() == {"b": 2}
+        d.clear()
+        assert not d
+
+    def test_missing_key_raises_key_error_with_lock_released(self) -> None:
+        """A missing key raises KeyError in the caller and leaves the lock free."""
+        d: LockedDict[str, int] = LockedDict()
+        with pytest.raises(KeyError, match="'nope'"):
+            d["nope"]
+        with pytest.raises(KeyError, match="'nope'"):
+            del d["nope"]
+        with pytest.raises(KeyError, match="'nope'"):
+            d.pop("nope")
+        assert lock_is_free(d)
+
+    def test_unhashable_key_raises_type_error_with_lock_released(self) -> None:
+        """An unhashable key raises TypeError from every method; the lock is free."""
+        d: LockedDict[Any, int] = LockedDict(a=1)  # dict.pop skips hashing if empty
+        calls: list[Callable[[], object]] = [
+            lambda: d[[]],
+            lambda: d.__setitem__([], 1),
+            lambda: d.__delitem__([]),
+            lambda: [] in d,
+            lambda: d.get([]),
+            lambda: d.pop([], 0),
+            lambda: d.setdefault([], 0),
+            lambda: d.get_or_set([], int),
+            lambda: d.compute([], lambda _: 1),
+            lambda: d.compare_and_set([], MISSING, 1),
+            lambda: d.compare_and_delete([], 1),
+        ]
+        for call in calls:
+            with pytest.raises(TypeError, match="unhashable"):
+                call()
+        assert lock_is_free(d)
+        d._check()
+
+    def test_get_pop_setdefault(self) -> None:
+        """get, pop and setdefault follow dict, defaults included."""
+        d = LockedDict(a=1)
+        assert d.get("a") == 1
+        assert d.get("z") is None
+        assert d.get("z", 7) == 7
+        assert d.setdefault("a", 5) == 1
+        assert d.setdefault("b", 5) == 5
+        assert d.pop("a") == 1
+        assert d.pop("a", 9) == 9
+        assert d.snapshot() == {"b": 5}
+        with pytest.raises(TypeError):
+            d.pop("a", 1, 2)  # type: ignore[call-overload]
+
+    def test_popitem_is_lifo(self) -> None:
+        """popitem removes the newest item, and raises KeyError when empty."""
+        d = LockedDict(a=1, b=2)
+        assert d.popitem() == ("b", 2)
+        assert d.popitem() == ("a", 1)
+        with pytest.raises(KeyError, match="empty"):
+            d.popitem()
+
+    def test_update_forms(self) -> None:
+        """update accepts a dict, a LockedDict, pairs and keyword arguments."""
+        d = LockedDict(a=1)
+        d.update({"b": 2})
+        d.update(LockedDict(c=3))
+        d.update([("d", 4)], e=5)
+        d.update(f=6)
+        assert d.snapshot() == {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5, "f": 6}
+        d.update(d)
+        assert len(d) == 6
+
+    def test_update_with_bad_input_changes_nothing(self) -> None:
+        """update reads its input first: a failure halfway adds nothing."""
+        d = LockedDict(a=1)
+
+        def pairs() -> Any:
+            yield ("b", 2)
+            raise LookupError("source broke")
+
+        with pytest.raises(LookupError, match="source broke"):
+            d.update(pairs())
+        with pytest.raises(ValueError, match="length"):
+            d.update([("c", 3), ("x",)])  # type: ignore[list-item]
+        assert d.snapshot() == {"a": 1}
+        assert lock_is_free(d)
+
+
+class TestOperatorsAndDunders:
+    def test_equality(self) -> None:
+        """== compares with dicts, LockedDicts, other mappings and itself."""
+        d = LockedDict(a=1, b=2)
+        assert d == {"b": 2, "a": 1}
+        assert {"a": 1, "b": 2} == d  # noqa: SIM300 (dict's reflected ==)
+        assert d == LockedDict(b=2, a=1)
+        assert d != LockedDict(a=1)
+        assert d != {"a": 1}
+        assert d == d  # noqa: PLR0124
+        assert d != [("a", 1), ("b", 2)]
+        with d.locked() as m:
+            assert d == m
+        nan = float("nan")
+        n = LockedDict(x=nan)
+        assert n == n  # noqa: PLR0124
+        assert n == {"x": nan}
+
+    def test_or_operators(self) -> None:
+        """|, reflected | and |= follow dict's semantics and result types."""
+        d = LockedDict(a=1, b=2)
+        merged = d | {"b": 3, "c": 4}
+        assert isinstance(merged, LockedDict)
+        assert merged == {"a": 1, "b": 3, "c": 4}
+        assert d == {"a": 1, "b": 2}
+        assert (d | LockedDict(c=5)) == {"a": 1, "b": 2, "c": 5}
+        reflected = {"b": 0, "z": 9} | d
+        assert isinstance(reflected, LockedDict)
+        assert reflected == {"b": 2, "z": 9, "a": 1}
+        assert list(reflected) == ["b", "z", "a"]
+        same = d
+        d |= [("z", 26)]
+        d |= {"y": 25}
+        assert d is same
+        assert d == {"a": 1, "b": 2, "z": 26, "y": 25}
+        with pytest.raises(TypeError):
+            d | [("q", 1)]  # type: ignore[operator]
+
+    def test_reversed_and_order(self) -> None:
+        """Insertion order is kept; reversed() yields newest first."""
+        d = LockedDict([("x", 1), ("y", 2), ("z", 3)])
+        assert list(d) == ["x", "y", "z"]
+        assert list(reversed(d)) == ["z", "y", "x"]
+        items = reversed(d.items())  # type: ignore[call-overload]
+        assert list(items) == [("z", 3), ("y", 2), ("x", 1)]
+
+    def test_repr(self) -> None:
+        """repr is dict's, wrapped; a dict that contains itself prints {...}."""
+        d: LockedDict[str, Any] = LockedDict(a=1)
+        assert repr(d) == "LockedDict({'a': 1})"
+        d["self"] = d
+        assert repr(d) == "LockedDict({'a': 1, 'self': {...}})"
+        assert repr(MISSING) == "MISSING"
+
+    def test_copy_is_independent_with_own_lock(self) -> None:
+        """copy(), copy.copy() and copy.deepcopy() give independent dicts."""
+        inner = [1]
+        d = LockedDict(a=inner)
+        for shallow in (d.copy(), copy.copy(d)):
+            assert isinstance(shallow, LockedDict)
+            assert shallow == d
+            assert shallow["a"] is inner
+            assert shallow._lock is not d._lock
+        deep = copy.deepcopy(d)
+        assert deep == d
+        assert deep["a"] is not inner
+        assert deep._lock is not d._lock
+        d["b"] = [2]
+        assert "b" not in deep
+        deep._check()
+
+    def test_deepcopy_keeps_recursion(self) -> None:
+        """A LockedDict containing itself deep-copies into one containing itself."""
+        d: LockedDict[str, Any] = LockedDict()
+        d["me"] = d
+        clone = copy.deepcopy(d)
+        assert clone["me"] is clone
+
+    def test_pickle_round_trip_with_fresh_lock(self) -> None:
+        """Pickling keeps the items (even recursive ones), not the lock."""
+        d: LockedDict[str, Any] = LockedDict(a=1, b=[1, 2])
+        d["self"] = d
+        for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+            back = pickle.loads(pickle.dumps(d, protocol))  # noqa: S301
+            assert isinstance(back, LockedDict)
+            assert back["a"] == 1
+            assert back["b"] == [1, 2]
+            assert back["self"] is back
+            assert back._lock is not d._lock
+            back["c"] = 3  # the new lock works
+            back._check()
+        assert b"RLock" not in pickle.dumps(d)
+        assert pickle.loads(pickle.dumps(MISSING)) is MISSING  # noqa: S301
+
+    def test_public_module_names(self) -> None:
+        """The classes and the marker present themselves under safethreads."""
+        assert LockedDict.__module__ == "safethreads"
+        assert LockedDictGuard.__module__ == "safethreads"
+        assert Missing.__module__ == "safethreads"
+        assert isinstance(MISSING, Missing)
+
+
+class TestSnapshotIteration:
+    def test_iteration_survives_own_mutation(self) -> None:
+        """Changing the dict while iterating it never raises (a snapshot)."""
+        d: LockedDict[Any, int] = LockedDict.fromkeys(range(10), 0)
+        for k in d:
+            d[k + 100] = 1
+            del d[k]
+        for k, v in d.items():
+            assert d.pop(k) == v
+        d["x"] = 0
+        for _ in d.values():
+            d["new"] = 2
+        for k in d.keys():  # noqa: SIM118
+            d[k] = 5
+        assert d == {"x": 5, "new": 5}
+
+    def test_views_are_snapshots_with_dict_conveniences(self) -> None:
+        """Views keep len, in and set operations, and ignore later changes."""
+        d = LockedDict(a=1, b=2)
+        keys, values, items = d.keys(), d.values(), d.items()
+        d["c"] = 3
+        del d["a"]
+        assert len(keys) == 2
+        assert "a" in keys
+        assert "c" not in keys
+        assert keys & {"a", "z"} == {"a"}
+        assert keys | {"z"} == {"a", "b", "z"}
+        assert ("a", 1) in items
+        assert items - {("a", 1)} == {("b", 2)}
+        assert sorted(values) == [1, 2]
+        assert set(d.keys()) == {"b", "c"}
+
+    @pytest.mark.parametrize(
+        ("via", "change", "expected"),
+        [
+            ("dict", lambda d: d.__setitem__("c", 3), {"a": 1, "b": 2, "c": 3}),
+            ("dict", lambda d: d.__delitem__("a"), {"b": 2}),
+            ("dict", lambda d: d.pop("a"), {"b": 2}),
+            ("dict", lambda d: d.popitem(), {"a": 1}),
+            ("dict", lambda d: d.setdefault("c", 3), {"a": 1, "b": 2, "c": 3}),
+            ("dict", lambda d: d.update(c=3), {"a": 1, "b": 2, "c": 3}),
+            ("dict", lambda d: d.__ior__({"c": 3}), {"a": 1, "b": 2, "c": 3}),
+            ("dict", lambda d: d.clear(), {}),
+            ("dict", lambda d: d.get_or_set("c", lambda: 3), {"a": 1, "b": 2, "c": 3}),
+            ("dict", lambda d: d.compute("a", lambda _: 5), {"a": 5, "b": 2}),
+            ("dict", lambda d: d.compute("a", lambda _: MISSING), {"b": 2}),
+            ("dict", lambda d: d.compare_and_set("a", 1, 5), {"a": 5, "b": 2}),
+            ("dict", lambda d: d.compare_and_delete("a", 1), {"b": 2}),
+            ("guard", lambda d: d.__setitem__("c", 3), {"a": 1, "b": 2, "c": 3}),
+            ("guard", lambda d: d.__delitem__("a"), {"b": 2}),
+            ("guard", lambda d: d.popitem(), {"a": 1}),
+            ("guard", lambda d: d.clear(), {}),
+            ("guard", lambda d: d.update(c=3), {"a": 1, "b": 2, "c": 3}),
+            ("guard", lambda d: d.pop("a"), {"b": 2}),
+        ],
+    )
+    def test_iteration_after_a_change_sees_it(
+        self, via: str, change: Callable[[Any], object], expected: dict[str, int]
+    ) -> None:
+        """Iterating after any change shows it: no stale shared snapshot."""
+        d = LockedDict(a=1, b=2)
+        before = list(d.items())  # the snapshot is now shared
+        assert list(d) == ["a", "b"]
+        with d.locked() as m:
+            change(d if via == "dict" else m)
+            assert list(d.items()) == list(expected.items())  # inside the block
+        assert list(d.items()) == list(expected.items())
+        assert list(d.items()) != before
+        d._check()
+
+    def test_snapshot_is_a_plain_independent_dict(self) -> None:
+        """snapshot() returns a new plain dict each time."""
+        d = LockedDict(a=1)
+        s = d.snapshot()
+        assert type(s) is dict
+        s["b"] = 2
+        assert d == {"a": 1}
+        assert d.snapshot() is not d.snapshot()
+
+
+class TestLocked:
+    def test_guard_is_a_live_mutable_mapping(self) -> None:
+        """Inside the block the guard reads, writes and iterates the live dict."""
+        d = LockedDict(alice=100, bob=0)
+        with d.locked() as m:
+            assert isinstance(m, MutableMapping)
+            m["alice"] -= 30
+            m["bob"] += 30
+            assert m["alice"] == 70
+            assert "bob" in m
+            assert len(m) == 2
+            assert list(m) == ["alice", "bob"]
+            assert list(reversed(m)) == ["bob", "alice"]
+            assert sum(m.values()) == 100
+            assert dict(m.items()) == {"alice": 70, "bob": 30}
+            assert ("bob", 30) in m.items()
+            assert ("bob", 31) not in m.items()
+            assert "nope" not in m.items()  # type: ignore[operator]
+            assert 70 in m.values()
+            # The views are reversible like dict's, which their types do not say.
+            backwards: list[Any] = [
+                list(reversed(view))  # type: ignore[call-overload]
+                for view in (m.keys(), m.values(), m.items())
+            ]
+            assert backwards == [
+                ["bob", "alice"],
+                [30, 70],
+                [("bob", 30), ("alice", 70)],
+            ]
+            assert m.keys() & {"bob"} == {"bob"}
+            assert m.get("carol") is None
+            assert m.get("carol", 1) == 1
+            assert m.setdefault("carol", 5) == 5
+            assert m.pop("carol") == 5
+            m.update(dave=1)
+            assert m.popitem() == ("dave", 1)
+            assert m == {"alice": 70, "bob": 30}
+            assert repr(m) == "LockedDictGuard({'alice': 70, 'bob': 30})"
+            del m["bob"]
+            keys = m.keys()
+            m.clear()
+            assert len(keys) == 0
+        assert d == {}
+
+    def test_owner_may_use_the_dict_itself_and_nest(self) -> None:
+        """The block is re-entrant: d's methods and nested locked() work inside it."""
+        d = LockedDict(a=1)
+        with d.locked() as outer:
+            d["b"] = 2
+            assert d.compute("a", lambda v: 0 if v is MISSING else v + 1) == 2
+            with d.locked() as inner:
+                inner["c"] = 3
+            assert outer["c"] == 3
+            with pytest.raises(RuntimeError, match=GUARD_AFTER):
+                inner["x"]
+            assert list(d.items()) == [("a", 2), ("b", 2), ("c", 3)]
+        assert lock_is_free(d)
+
+    def test_guard_unusable_after_block(self) -> None:
+        """Every use of an escaped guard raises a clear RuntimeError."""
+        d = LockedDict(a=1)
+        with d.locked() as m:
+            pass
+        uses: list[Callable[[], object]] = [
+            lambda: m["a"],
+            lambda: m.__setitem__("a", 2),
+            lambda: m.__delitem__("a"),
+            lambda: "a" in m,
+            lambda: len(m),
+            lambda: iter(m),
+            lambda: reversed(m),
+            m.keys,
+            m.values,
+            m.items,
+            lambda: m.get("a"),
+            lambda: m.pop("a"),
+            m.popitem,
+            m.clear,
+            lambda: m.update(a=3),
+            lambda: m.setdefault("b", 1),
+        ]
+        for use in uses:
+            with pytest.raises(RuntimeError, match=GUARD_AFTER):
+                use()
+        assert repr(m) == "<LockedDictGuard (inactive)>"
+        assert d == {"a": 1}
+
+    def test_escaped_views_unusable_after_block(self) -> None:
+        """Views handed out by the guard stop working when the block ends."""
+        d = LockedDict(a=1)
+        with d.locked() as m:
+            views = (m.keys(), m.values(), m.items())
+        for view in views:
+            with pytest.raises(RuntimeError, match=GUARD_AFTER):
+                iter(view)
+            with pytest.raises(RuntimeError, match=GUARD_AFTER):
+                len(view)
+            with pytest.raises(RuntimeError, match=GUARD_AFTER):
+                reversed(view)  # type: ignore[call-overload]
+
+    def test_guard_before_enter_and_reentry(self) -> None:
+        """A guard is usable only inside its single with-block."""
+        d = LockedDict(a=1)
+        guard = d.locked()
+        with pytest.raises(RuntimeError, match=GUARD_NOT_ENTERED):
+            guard["a"]
+        with guard:
+            pass
+        with pytest.raises(RuntimeError, match="serves one 'with' block"), guard:
+            pass
+        assert lock_is_free(d)
+
+    def test_guard_refuses_other_threads(self) -> None:
+        """A guard passed to another thread refuses to work there."""
+        d = LockedDict(a=1)
+        with d.locked() as m:
+            error = spawn(lambda: m["a"]).exception(timeout=TIMEOUT)
+        assert isinstance(error, RuntimeError)
+        assert re.search(GUARD_OTHER_THREAD, str(error))
+
+    def test_block_excludes_other_threads(self) -> None:
+        """Other threads wait until the block ends, then see the whole change."""
+        d = LockedDict(a=100, b=0)
+        with d.locked() as m:
+            m["a"] -= 40
+            reader = spawn(d.snapshot)
+            reader.join(timeout=0.05)
+            assert reader.is_alive()  # still waiting for the lock
+            m["b"] += 40
+        assert reader.result(timeout=TIMEOUT) == {"a": 60, "b": 40}
+
+    def test_exception_in_block_releases_lock(self) -> None:
+        """An exception leaving the block releases the lock and propagates."""
+        d = LockedDict(a=1)
+
+        def change_then_fail() -> None:
+            with d.locked() as m:
+                m["a"] = 2
+                fail(LookupError("abort"))
+
+        with pytest.raises(LookupError, match="abort"):
+            change_then_fail()
+        assert lock_is_free(d)
+        assert d == {"a": 2}  # no rollback: changes made before the error stay
+
+
+class TestCompoundOperations:
+    def test_get_or_set(self) -> None:
+        """get_or_set calls the factory only for a missing key."""
+        d: LockedDict[str, list[int]] = LockedDict()
+        calls = []
+
+        def factory() -> list[int]:
+            calls.append(1)
+            return [len(calls)]
+
+        first = d.get_or_set("k", factory)
+        assert first == [1]
+        assert d.get_or_set("k", factory) is first
+        assert len(calls) == 1
+
+    def test_get_or_set_factory_raises(self) -> None:
+        """A failing factory inserts nothing; its exception propagates."""
+        d = LockedDict(a=1)
+        with pytest.raises(LookupError, match="no value"):
+            d.get_or_set("b", lambda: fail(LookupError("no value")))
+        assert d == {"a": 1}
+        with pytest.raises(ValueError, match="factory returned MISSING"):
+            d.get_or_set("b", lambda: MISSING)  # type: ignore[arg-type,return-value]
+        assert d == {"a": 1}
+        assert lock_is_free(d)
+        d._check()
+
+    def test_compute(self) -> None:
+        """compute inserts, updates and deletes through one function."""
+        d: LockedDict[str, int] = LockedDict()
+
+        def bump(n: int | Missing) -> int:
+            return 1 if n is MISSING else n + 1
+
+        assert d.compute("a", bump) == 1
+        assert d.compute("a", bump) == 2
+        seen: list[int | Missing] = []
+
+        def record(n: int | Missing) -> Missing:
+            seen.append(n)
+            return MISSING
+
+        assert d.compute("a", record) is MISSING
+        assert "a" not in d
+        assert d.compute("a", record) is MISSING
+        assert "a" not in d
+        assert seen == [2, MISSING]
+
+    def test_compute_fn_raises_leaves_mapping_unchanged(self) -> None:
+        """A failing compute function changes nothing; its exception propagates."""
+        d = LockedDict(a=1)
+        for key in ("a", "b"):
+            with pytest.raises(ZeroDivisionError):
+                d.compute(key, lambda _: 1 // 0)
+        assert d == {"a": 1}
+        assert lock_is_free(d)
+        d._check()
+
+    def test_callbacks_may_read_the_dict(self) -> None:
+        """A callback reads the same dict from the same thread without deadlock."""
+        d = LockedDict(a=1, b=2)
+        total = d.compute("sum", lambda _: d["a"] + d.get("b", 0) + len(d))
+        assert total == 5
+        assert d.get_or_set("keys", lambda: len(list(d.items()))) == 3
+        with d.locked() as m:
+            assert d.compute("a", lambda _: m["b"] * 10) == 20
+
+    def test_callbacks_may_not_change_the_dict(self) -> None:
+        """A callback that changes its own dict gets RuntimeError; nothing changes."""
+        d = LockedDict(a=1)
+        mutations: list[Callable[[], object]] = [
+            lambda: d.__setitem__("x", 1),
+            lambda: d.__delitem__("a"),
+            lambda: d.pop("a"),
+            d.popitem,
+            lambda: d.setdefault("x", 1),
+            lambda: d.update(x=1),
+            lambda: d.__ior__({"x": 1}),
+            d.clear,
+            lambda: d.get_or_set("x", int),
+            lambda: d.compute("x", lambda _: 1),
+            lambda: d.compare_and_set("a", 1, 2),
+            lambda: d.compare_and_delete("a", 1),
+        ]
+        for mutate in mutations:
+            with pytest.raises(RuntimeError, match=CALLBACK_MUTATION):
+                d.compute("a", lambda _, mutate=mutate: mutate())  # type: ignore[misc]
+            with pytest.raises(RuntimeError, match=CALLBACK_MUTATION):
+                d.get_or_set("new", mutate)  # type: ignore[arg-type]
+            assert d == {"a": 1}
+        with d.locked() as m:
+            with pytest.raises(RuntimeError, match=r"m\[key\] = value changes"):
+                d.compute("a", lambda _: m.__setitem__("x", 1))  # type: ignore[arg-type,return-value]
+            with pytest.raises(RuntimeError, match=r"clear\(\) changes"):
+                d.compute("a", lambda _: m.clear())  # type: ignore[arg-type,return-value]
+        assert d == {"a": 1}
+        d._check()
+
+    def test_other_dicts_may_change_in_callbacks(self) -> None:
+        """A callback may change a different LockedDict."""
+        log: LockedDict[str, int] = LockedDict()
+        d = LockedDict(a=1)
+        d.compute("a", lambda _: log.setdefault("seen", 7))
+        assert d == {"a": 7}
+        assert log == {"seen": 7}
+
+    def test_compare_and_set(self) -> None:
+        """compare_and_set swaps only on a match; MISSING means absent."""
+        d = LockedDict(a=1)
+        assert not d.compare_and_set("a", 2, 3)
+        assert d.compare_and_set("a", 1, 3)
+        assert d["a"] == 3
+        assert not d.compare_and_set("a", MISSING, 4)
+        assert d.compare_and_set("b", MISSING, 4)
+        assert not d.compare_and_set("c", 0, 1)
+        assert d == {"a": 3, "b": 4}
+        f: LockedDict[str, float] = LockedDict(a=1.0)
+        nan = float("nan")
+        f["n"] = nan
+        assert f.compare_and_set("n", nan, 0.0)  # identity matches, as in dict ==
+        assert f.compare_and_set("n", 0, 1.0)  # equality matches
+        assert f == {"a": 1, "n": 1}
+        with pytest.raises(ValueError, match="use compare_and_delete"):
+            d.compare_and_set("a", 3, MISSING)  # type: ignore[arg-type]
+
+    def test_compare_and_delete(self) -> None:
+        """compare_and_delete deletes only on a match."""
+        d = LockedDict(a=1)
+        assert not d.compare_and_delete("a", 2)
+        assert not d.compare_and_delete("b", 1)
+        assert d.compare_and_delete("a", 1)
+        assert d == {}
+        with pytest.raises(ValueError, match="an absent key has nothing to delete"):
+            d.compare_and_delete("a", MISSING)  # type: ignore[arg-type]
+
+    def test_failing_comparison_changes_nothing(self) -> None:
+        """An __eq__ that raises propagates from compare_and_*; nothing changes."""
+        odd = Unequal()
+        d: LockedDict[str, object] = LockedDict(a=odd)
+        with pytest.raises(ArithmeticError, match="cannot compare"):
+            d.compare_and_set("a", 1, 2)
+        with pytest.raises(ArithmeticError, match="cannot compare"):
+            d.compare_and_delete("a", 1)
+        assert d["a"] is odd
+        assert d.compare_and_delete("a", odd)  # identity needs no __eq__
+        assert lock_is_free(d)
+        d._check()
+
+
+class TestDocstringExamples:
+    @pytest.mark.parametrize(
+        "obj",
+        [LockedDict, LockedDict.locked, LockedDict.compute],
+        ids=lambda o: o.__qualname__,
+    )
+    def test_examples_run(self, obj: object) -> None:
+        """The python examples in the docstrings run as written."""
+        doc = inspect.getdoc(obj)
+        assert doc
+        blocks = re.findall(r"```python\n(.*?)```", doc, re.DOTALL)
+        assert blocks
+        for block in blocks:
+            exec(compile(textwrap.dedent(block), "<docstring>", "exec"), {})  # noqa: S102
+
+
+# --- model-based test -------------------------------------------------------
+
+keys = st.sampled_from(["a", "b", "c", "d", "e"])
+values = st.integers(-3, 3)
+
+
+class LockedDictMachine(RuleBasedStateMachine):
+    """Every operation on a LockedDict matches the same one on a plain dict."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.d: LockedDict[str, int] = LockedDict()
+        self.model: dict[str, int] = {}
+
+    @rule(key=keys, value=values)
+    def set_item(self, key: str, value: int) -> None:
+        self.d[key] = value
+        self.model[key] = value
+
+    @rule(key=keys)
+    def get_item(self, key: str) -> None:
+        if key in self.model:
+            assert self.d[key] == self.model[key]
+        else:
+            with pytest.raises(KeyError):
+                self.d[key]
+
+    @rule(key=keys)
+    def del_item(self, key: str) -> None:
+        if key in self.model:
+            del self.d[key]
+            del self.model[key]
+        else:
+            with pytest.raises(KeyError):
+                del self.d[key]
+
+    @rule(key=keys, default=st.none() | values)
+    def get(self, key: str, default: int | None) -> None:
+        assert self.d.get(key, default) == self.model.get(key, default)
+        assert (key in self.d) == (key in self.model)
+
+    @rule(key=keys, default=st.none() | values)
+    def pop(self, key: str, default: int | None) -> None:
+        if default is None and key not in self.model:
+            with pytest.raises(KeyError):
+                self.d.pop(key)
+        elif default is None:
+            assert self.d.pop(key) == self.model.pop(key)
+        else:
+            assert self.d.pop(key, default) == self.model.pop(key, default)
+
+    @rule()
+    def popitem(self) -> None:
+        if self.model:
+            assert self.d.popitem() == self.model.popitem()
+        else:
+            with pytest.raises(KeyError):
+                self.d.popitem()
+
+    @rule(key=keys, value=values)
+    def setdefault(self, key: str, value: int) -> None:
+        assert self.d.setdefault(key, value) == self.model.setdefault(key, value)
+
+    @rule(other=st.dictionaries(keys, values, max_size=3), kind=st.integers(0, 4))
+    def update(self, other: dict[str, int], kind: int) -> None:
+        if kind == 0:
+            self.d.update(other)
+        elif kind == 1:
+            self.d.update(list(other.items()))
+        elif kind == 2:
+            self.d.update(**other)
+        elif kind == 3:
+            self.d.update(LockedDict(other))
+        else:
+            self.d |= other
+        self.model.update(other)
+
+    @rule(other=st.dictionaries(keys, values, max_size=3))
+    def union(self, other: dict[str, int]) -> None:
+        merged = self.d | other
+        assert merged == self.model | other
+        assert list(merged.items()) == list((self.model | other).items())
+        reflected = other | self.d
+        assert list(reflected.items()) == list((other | self.model).items())
+
+    @precondition(lambda self: len(self.model) > 3)
+    @rule()
+    def clear(self) -> None:
+        self.d.clear()
+        self.model.clear()
+
+    @rule(key=keys, value=values)
+    def get_or_set(self, key: str, value: int) -> None:
+        calls: list[int] = []
+
+        def factory() -> int:
+            calls.append(value)
+            return value
+
+        expected_calls = 0 if key in self.model else 1
+        assert self.d.get_or_set(key, factory) == self.model.setdefault(key, value)
+        assert len(calls) == expected_calls
+
+    @rule(key=keys, delta=values, delete=st.booleans(), raises=st.booleans())
+    def compute(self, key: str, delta: int, delete: bool, raises: bool) -> None:
+        def fn(n: int | Missing) -> int | Missing:
+            if raises:
+                raise ArithmeticError
+            if delete:
+                return MISSING
+            return delta if n is MISSING else n + delta
+
+        if raises:
+            with pytest.raises(ArithmeticError):
+                self.d.compute(key, fn)
+            return
+        result = self.d.compute(key, fn)
+        if delete:
+            self.model.pop(key, None)
+            assert result is MISSING
+        else:
+            self.model[key] = self.model.get(key, 0) + delta
+            assert result == self.model[key]
+
+    @rule(key=keys, expected=st.just(MISSING) | values, new=values)
+    def compare_and_set(self, key: str, expected: int | Missing, new: int) -> None:
+        current = self.model.get(key, MISSING)
+        match = current == expected
+        assert self.d.compare_and_set(key, expected, new) == match
+        if match:
+            self.model[key] = new
+
+    @rule(key=keys, expected=values)
+    def compare_and_delete(self, key: str, expected: int) -> None:
+        match = key in self.model and self.model[key] == expected
+        assert self.d.compare_and_delete(key, expected) == match
+        if match:
+            del self.model[key]
+
+    @rule(key=keys, value=values, other=keys)
+    def transaction(self, key: str, value: int, other: str) -> None:
+        with self.d.locked() as m:
+            m[key] = value
+            if other in m:
+                m[other] = m[other] + 1
+                self.d[other] -= 1
+            assert list(m.items()) == list({**self.model, key: value}.items())
+        self.model[key] = value
+
+    @rule()
+    def copies(self) -> None:
+        for clone in (
+            self.d.copy(),
+            copy.copy(self.d),
+            copy.deepcopy(self.d),
+            pickle.loads(pickle.dumps(self.d)),  # noqa: S301
+            LockedDict.fromkeys(self.model, 0) | self.d,
+        ):
+            assert list(clone.items()) == list(self.model.items())
+            assert clone == self.d
+            clone._check()
+
+    @invariant()
+    def matches_model(self) -> None:
+        self.d._check()
+        assert len(self.d) == len(self.model)
+        assert list(self.d) == list(self.model)
+        assert list(self.d.keys()) == list(self.model.keys())
+        assert self.d.keys() & {"a", "b"} == self.model.keys() & {"a", "b"}
+        assert list(self.d.items()) == list(self.model.items())
+        assert list(self.d.values()) == list(self.model.values())
+        assert list(reversed(self.d)) == list(reversed(self.model))
+        assert self.d == self.model
+        assert self.d.snapshot() == self.model
+        assert repr(self.d) == f"LockedDict({self.model!r})"
+
+
+TestLockedDictMachine = LockedDictMachine.TestCase
+
+
+# --- stress -----------------------------------------------------------------
+
+ACCOUNTS = 50
+START_BALANCE = 100
+TOTAL = ACCOUNTS * START_BALANCE
+
+
+def run_until(
+    stop: threading.Event,
+    deadline: float,
+    body: Callable[[], None],
+    running: threading.Barrier,
+) -> Callable[[], int]:
+    """A thread target repeating `body` until `stop` is set; returns the count.
+
+    After the first call of `body` it waits at `running`, so that the test can
+    start its writers once every reader is under way.
+    """
+
+    def loop() -> int:
+        body()
+        running.wait()
+        n = 1
+        while not stop.is_set() and time.monotonic() < deadline:
+            body()
+            n += 1
+        return n
+
+    return loop
+
+
+@pytest.mark.stress
+@pytest.mark.usefixtures("fast_switching")
+class TestStress:
+    def test_transactions_and_readers_see_whole_states(
+        self, stress_rng: random.Random
+    ) -> None:
+        """Readers iterating during transfers, splits and merges always see the
+        constant total, and nothing raises."""
+        d = LockedDict((f"acct{i}", START_BALANCE) for i in range(ACCOUNTS))
+        transactions_per_writer = 5_000
+        seeds = [stress_rng.randrange(2**32) for _ in range(2)]
+        stop = threading.Event()
+        deadline = time.monotonic() + 8.0
+
+        def writer(seed: int) -> int:
+            import random as _random
+
+            rng = _random.Random(seed)
+            fresh = 0
+            for _ in range(transactions_per_writer):
+                with d.locked() as m:
+                    names = list(m)
+                    a, b = rng.sample(names, 2)
+                    amount = rng.randint(0, m[a])
+                    kind = rng.random()
+                    if kind < 0.4:  # transfer
+                        m[a] -= amount
+                        m[b] += amount
+                    elif kind < 0.7 or len(m) < 10:  # split into a new key
+                        fresh += 1
+                        m[a] -= amount
+                        m[f"w{seed}-{fresh}"] = amount
+                    else:  # merge a into b, deleting a
+                        m[b] += m.pop(a)
+            return transactions_per_writer
+
+        def check_items() -> None:
+            assert sum(v for _, v in d.items()) == TOTAL
+
+        def check_values() -> None:
+            total = 0
+            for v in d.values():
+                total += v
+            assert total == TOTAL
+
+        def check_keys() -> None:
+            snap = d.snapshot()
+            assert sum(snap.values()) == TOTAL
+            assert len([k for k in d if k]) > 0
+
+        bodies = (check_items, check_values, check_keys)
+        running = threading.Barrier(len(bodies) + 1, timeout=TIMEOUT)
+        readers = [
+            start(run_until(stop, deadline, body, running), name=f"reader-{i}")
+            for i, body in enumerate(bodies)
+        ]
+        running.wait()  # every reader is iterating: now start the writers
+        writers = [
+            start(writer, seed, name=f"writer-{i}") for i, seed in enumerate(seeds)
+        ]
+        try:
+            done = [w.result(timeout=TIMEOUT * 3) for w in writers]
+        finally:
+            stop.set()
+        reads = [r.result(timeout=TIMEOUT) for r in readers]
+        assert done == [transactions_per_writer] * 2
+        assert all(n > 0 for n in reads), reads  # readers ran during the writes
+        assert sum(d.values()) == TOTAL
+        d._check()
+
+    def test_plain_dict_control_fails(self) -> None:
+        """The same kind of reader on a plain dict does raise: the test can see
+        the failure LockedDict prevents."""
+        plain = dict.fromkeys(range(10_000), 1)
+        stop = threading.Event()
+
+        def churn() -> None:
+            n = 10_000
+            while not stop.is_set():
+                plain[n] = 1
+                del plain[n - 10_000]
+                n += 1
+
+        writer = threading.Thread(target=churn, name="churn")
+        writer.start()
+        errors: list[RuntimeError] = []
+        deadline = time.monotonic() + 10.0
+        try:
+            while not errors and time.monotonic() < deadline:
+                try:
+                    for _ in plain.items():
+                        pass
+                except RuntimeError as exc:
+                    errors.append(exc)
+        finally:
+            stop.set()
+            writer.join(TIMEOUT)
+        assert errors, "the plain dict never failed; the control cannot detect races"
+        assert re.search(r"dictionary (changed size|keys changed)", str(errors[0]))
+
+    def test_compute_counter_is_exact(self) -> None:
+        """8 threads x 10,000 compute increments land at exactly 80,000."""
+        threads, increments = 8, 10_000
+        d: LockedDict[str, int] = LockedDict()
+        start = threading.Barrier(threads, timeout=TIMEOUT)
+
+        def bump(n: int | Missing) -> int:
+            return 1 if n is MISSING else n + 1
+
+        def work() -> None:
+            start.wait()
+            for _ in range(increments):
+                d.compute("hits", bump)
+
+        workers = [spawn(work) for _ in range(threads)]
+        for w in workers:
+            w.result(timeout=TIMEOUT * 3)
+        assert d["hits"] == threads * increments
+        d._check()
+
+    def test_get_or_set_factory_once_per_key(self, stress_rng: random.Random) -> None:
+        """Racing get_or_set calls run each key's factory once; all get its value."""
+        threads, distinct = 6, 2_000
+        d: LockedDict[int, object] = LockedDict()
+        calls: dict[int, int] = {}
+        orders = []
+        for _ in range(threads):
+            order = list(range(distinct))
+            stress_rng.shuffle(order)
+            orders.append(order)
+        start = threading.Barrier(threads, timeout=TIMEOUT)
+
+        def work(order: list[int]) -> list[object]:
+            start.wait()
+            seen: list[object] = [None] * distinct
+
+            for key in order:
+
+                def factory(key: int = key) -> object:
+                    calls[key] = calls.get(key, 0) + 1
+                    return object()
+
+                seen[key] = d.get_or_set(key, factory)
+            return seen
+
+        workers = [spawn(work, order) for order in orders]
+        results = [w.result(timeout=TIMEOUT * 3) for w in workers]
+        assert sum(calls.values()) == distinct
+        assert set(calls.values()) == {1}
+        for key in range(distinct):
+            assert all(r[key] is d[key] for r in results)
+        d._check()
+
+
+def test_tour_section_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    """The dict part of `python -m safethreads` runs and shows exact results."""
+    from safethreads import _tour
+
+    assert _tour.main(["tour", "dict"]) == 0
+    out = capsys.readouterr().out
+    assert "a LockedDict, same writer: 0 of 30 passes failed" in out
+    assert "-> 20,000" in out
+
+
+def test_exports() -> None:
+    """The new names are exported from safethreads."""
+    for name in ("LockedDict", "LockedDictGuard", "MISSING", "Missing"):
+        assert name in safethreads.__all__
