@@ -3,6 +3,8 @@
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from ._cancel import CancelToken
+from ._errors import Cancelled
 from ._result_thread import ResultThread, spawn
 
 try:
@@ -11,6 +13,8 @@ except _PackageNotFoundError:  # pragma: no cover - running from a bare source t
     __version__ = "0+unknown"
 
 __all__ = (
+    "CancelToken",
+    "Cancelled",
     "ResultThread",
     "spawn",
 )
