@@ -567,3 +567,28 @@ def test_stress_children_and_cancel(stress_rng: random.Random) -> None:
     """Children made while the parent is cancelled all end up cancelled."""
     for _ in range(5):
         make_children_while_cancelling(stress_rng)
+
+
+class TestInterruptInCallbacks:
+    def test_keyboard_interrupt_is_raised_as_is(self) -> None:
+        """A KeyboardInterrupt during callbacks is raised unwrapped, after all ran."""
+        token = CancelToken()
+        calls: list[str] = []
+
+        def interrupted() -> None:
+            calls.append("interrupted")
+            raise KeyboardInterrupt
+
+        def failing() -> None:
+            calls.append("failing")
+            raise ValueError("also")
+
+        token.add_callback(interrupted)
+        token.add_callback(failing)
+        with pytest.raises(KeyboardInterrupt) as info:
+            token.cancel()
+        assert calls == ["interrupted", "failing"]
+        assert info.value.__notes__ == [
+            "cancel callbacks also raised: ValueError: also"
+        ]
+        assert token.cancelled

@@ -6,6 +6,7 @@ from importlib.metadata import version as _version
 from ._cancel import CancelToken
 from ._errors import Cancelled
 from ._result_thread import ResultThread, spawn
+from ._thread_group import ThreadGroup
 
 try:
     __version__ = _version("safethreads")
@@ -16,6 +17,7 @@ __all__ = (
     "CancelToken",
     "Cancelled",
     "ResultThread",
+    "ThreadGroup",
     "spawn",
 )
 

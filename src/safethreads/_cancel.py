@@ -90,8 +90,10 @@ class CancelToken:
     registration order; a callback added after cancellation runs at once, in
     the thread adding it.  If callbacks raise, every callback still runs and
     `cancel()` raises a `BaseExceptionGroup` of their exceptions (the token is
-    cancelled regardless).  Callbacks run because a deadline expired have no
-    caller to raise to; their exceptions go to `threading.excepthook`.
+    cancelled regardless); a `KeyboardInterrupt` (Ctrl-C striking while the
+    callbacks run) is raised as it is, once every callback has run.
+    Callbacks run because a deadline expired have no caller to raise to;
+    their exceptions go to `threading.excepthook`.
     """
 
     __slots__ = (
@@ -248,6 +250,7 @@ class CancelToken:
         errors = self._cancel(reason)
         if errors is None:
             return False
+        _raise_interrupt(errors)
         if errors:
             msg = (
                 f"{len(errors)} cancel callback(s) raised; the token is cancelled "
@@ -282,8 +285,9 @@ class CancelToken:
 
     def _expire(self) -> None:
         """Cancel because the deadline passed; report callback errors."""
-        errors = self._cancel(DEADLINE_REASON)
-        for exc in errors or ():
+        errors = self._cancel(DEADLINE_REASON) or []
+        _raise_interrupt(errors)
+        for exc in errors:
             threading.excepthook(
                 threading.ExceptHookArgs((type(exc), exc, exc.__traceback__, None))
             )
@@ -456,6 +460,21 @@ class _ChildLink:
         parent = self._parent()
         if child is not None:
             child.cancel(None if parent is None else parent.reason)
+
+
+def _raise_interrupt(errors: list[BaseException]) -> None:
+    """Raise a Ctrl-C that struck while callbacks ran, as it is, not grouped.
+
+    The signal is not a callback's failure, and `except KeyboardInterrupt`
+    must still catch it; the callbacks' own errors are listed in a note.
+    """
+    for exc in errors:
+        if isinstance(exc, KeyboardInterrupt):
+            others = [e for e in errors if e is not exc]
+            if others:
+                listed = "; ".join(f"{type(e).__name__}: {e}" for e in others)
+                exc.add_note(f"cancel callbacks also raised: {listed}")
+            raise exc
 
 
 def _not_registered() -> bool:
