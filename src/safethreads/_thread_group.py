@@ -62,9 +62,6 @@ ThreadT = TypeVar("ThreadT", bound=threading.Thread)
 # members the group cannot hook (threads already running when adopted) are
 # noticed when they end.
 _POLL: Final = 0.05
-# Pause between checks while a member that has stored its outcome finishes
-# its last few instructions.
-_TAIL_POLL: Final = 0.0002
 
 _MAIN: Final = threading.main_thread()
 
@@ -183,6 +180,7 @@ class ThreadGroup:
         "_parent",
         "_state",
         "_token",
+        "_waiters",
     )
 
     def __init__(
@@ -205,16 +203,20 @@ class ThreadGroup:
         parent = _CURRENT_TOKEN.get() if token is None else token
         self._parent = parent
         self._token = CancelToken() if parent is None else parent.child()
-        # Guards _state, _owner, _members, _index, _ended, _failures and
-        # _callback_errors; _cond (on the same lock) is notified whenever a
-        # member's outcome is stored.
+        # Guards _state, _owner, _members, _index, _failures, _callback_errors
+        # and _waiters; _cond (on the same lock) is notified when a member's
+        # outcome is stored while someone waits.
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._state = _State.NEW
         self._owner: threading.Thread | None = None
         self._members: list[threading.Thread] = []
         self._index: dict[threading.Thread, int] = {}
+        # Members whose outcome is stored.  Added to without the lock (a set
+        # is safe to mutate from several threads, with or without a GIL), so
+        # that a member's success costs the group no lock round-trip.
         self._ended: set[threading.Thread] = set()
+        self._waiters = 0  # threads in _wait_member's condition wait
         self._failures: list[tuple[int, BaseException]] = []
         self._callback_errors: list[BaseException] = []
         self._context_reset: contextvars.Token[CancelToken | None] | None = None
@@ -560,9 +562,18 @@ class ThreadGroup:
         self._member_ended(thread)
 
     def _member_ended(self, thread: threading.Thread) -> None:
-        with self._cond:
-            self._ended.add(thread)
-            self._cond.notify_all()
+        """Note that a member's outcome is stored; wake waiters if any.
+
+        A waiter counts itself in `_waiters` before it looks at `_ended`, and
+        this adds to `_ended` before it reads `_waiters`: either the waiter
+        sees the member ended, or this sees the waiter and notifies it (under
+        the lock, so after the waiter is waiting).  Waits are timed besides,
+        so even a missed wake-up would only delay the waiter by one slice.
+        """
+        self._ended.add(thread)
+        if self._waiters:
+            with self._cond:
+                self._cond.notify_all()
 
     def _member_failed(self, thread: threading.Thread, exc: BaseException) -> bool:
         """Record a member's failure; return whether the group took it."""
@@ -654,11 +665,17 @@ class ThreadGroup:
                     return False
                 chunk = min(remaining, _POLL)
             with self._cond:
-                ended = t in self._ended
-                if not ended:
-                    self._cond.wait(chunk)
-            if ended:  # only the end of the thread's life is left
-                time.sleep(min(chunk, _TAIL_POLL))
+                self._waiters += 1
+                try:
+                    ended = t in self._ended
+                    if not ended:
+                        self._cond.wait(chunk)
+                finally:
+                    self._waiters -= 1
+            if ended:
+                # Only the last instructions of the thread's life are left:
+                # yield to it rather than block in join (see the module notes).
+                time.sleep(0)
         return True
 
     def cancel(self, reason: object = None) -> bool:
