@@ -7,7 +7,9 @@ PT012 is silenced where a group's whole block is the code under test inside
 from __future__ import annotations
 
 import gc
+import inspect
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -861,3 +863,52 @@ class TestResultThreadDoneHook:
         t.start()
         t.join(TIMEOUT)
         assert t._set_done_hook(print) is False
+
+
+class TestMore:
+    def test_deadline_token_bounds_the_work(self) -> None:
+        """A group under a deadline token sees its token cancelled at the deadline."""
+
+        def stops(token: CancelToken) -> None:
+            token.wait(TIMEOUT)
+            token.raise_if_cancelled()
+
+        with ThreadGroup(token=CancelToken.after(0.05)) as g:
+            t = g.spawn(g.token.wait, TIMEOUT)
+            s = g.spawn(stops, g.token)
+        assert t.result(timeout=0) is True
+        assert isinstance(s.exception(timeout=0), Cancelled)  # not a failure
+        assert g.token.reason == "the deadline expired"
+
+    def test_late_plain_daemon_failure_goes_to_excepthook(
+        self, reported: list[Any], release: threading.Event
+    ) -> None:
+        """A plain daemon thread failing after the block is reported as usual."""
+
+        def late() -> NoReturn:
+            release.wait(TIMEOUT)
+            raise OSError("late plain")
+
+        t = threading.Thread(target=late, daemon=True)
+        with ThreadGroup() as g:
+            g.add(t)
+        release.set()
+        t.join(TIMEOUT)
+        assert [type(r.exc_value) for r in reported] == [OSError]
+
+    def test_join_all_before_enter(self) -> None:
+        """join_all() on a group with no members returns True at once."""
+        assert ThreadGroup().join_all(0) is True
+
+
+def test_docstring_examples_run() -> None:
+    """The examples in the ThreadGroup and CancelToken docstrings run."""
+    ran = []
+    for cls in (CancelToken, ThreadGroup):
+        for name, obj in [(cls.__name__, cls), *vars(cls).items()]:
+            func = getattr(obj, "__func__", obj)
+            doc = inspect.getdoc(func) or ""
+            for code in re.findall(r"```python\n(.*?)```", doc, re.DOTALL):
+                exec(compile(code, f"<{name} docstring>", "exec"), {})  # noqa: S102
+                ran.append(name)
+    assert ran == ["CancelToken", "after", "child", "ThreadGroup"]

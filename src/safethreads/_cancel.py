@@ -92,8 +92,10 @@ class CancelToken:
     `cancel()` raises a `BaseExceptionGroup` of their exceptions (the token is
     cancelled regardless); a `KeyboardInterrupt` (Ctrl-C striking while the
     callbacks run) is raised as it is, once every callback has run.
-    Callbacks run because a deadline expired have no caller to raise to;
-    their exceptions go to `threading.excepthook`.
+    Callbacks run because a deadline expired run in the thread that first
+    notices the expiry (a check of `cancelled`, `wait()`, ...) or in the
+    token's deadline thread; they have no caller to raise to, so their
+    exceptions go to `threading.excepthook`.
     """
 
     __slots__ = (
