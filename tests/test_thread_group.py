@@ -513,6 +513,8 @@ class TestStuckThreads:
         assert "group 'st' did not finish within exit_timeout=0.1 s" in message
         assert "thread 'st-0' is stuck at:" in message
         assert "in stuck_in_here" in message
+        assert "_bootstrap" not in message  # start-up plumbing is left out
+        assert "in compute" not in message
         assert "st-1" not in message
         assert g.token.cancelled
         release.set()
@@ -699,7 +701,10 @@ def test_random_group_programs(program: dict[str, Any]) -> None:
 
 @pytest.mark.stress
 @pytest.mark.usefixtures("fast_switching")
-def test_stress_500_members_random_failures(stress_rng: random.Random) -> None:
+@pytest.mark.parametrize("fail_fast", [False, True])
+def test_stress_500_members_random_failures(
+    stress_rng: random.Random, fail_fast: bool
+) -> None:
     """500 members with random failures: exact failure set and closed-form total."""
     n = 500
     failing = {i for i in range(n) if stress_rng.random() < 0.1}
@@ -714,7 +719,7 @@ def test_stress_500_members_random_failures(stress_rng: random.Random) -> None:
         return i
 
     caught: ExceptionGroup[Any] | None = None
-    g = ThreadGroup(fail_fast=False)
+    g = ThreadGroup(fail_fast=fail_fast)  # members ignore the token either way
     threads: list[ResultThread[int]] = []
     try:
         with g:

@@ -43,13 +43,14 @@ import time
 import traceback
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, Self, TypeVar, final
 
+from . import _result_thread as _result_thread_module
 from ._cancel import CancelToken
 from ._errors import Cancelled
 from ._result_thread import ResultThread
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from types import TracebackType
+    from types import FrameType, TracebackType
 
 
 __all__ = ["ThreadGroup"]
@@ -79,6 +80,19 @@ _DEFAULT_THREAD_NAME: Final = re.compile(r"Thread-\d+( \(.*\))?")
 
 _numbers_lock = threading.Lock()  # guards _numbers
 _numbers = itertools.count(1)
+
+
+# Frames of thread start-up plumbing, left out of stuck-thread reports.
+_PLUMBING_FILES: Final = frozenset({threading.__file__, _result_thread_module.__file__})
+
+
+def _member_stack(frame: FrameType) -> traceback.StackSummary:
+    """The stack of a member from its own code on, without start-up frames."""
+    frames = traceback.extract_stack(frame)
+    start = 0
+    while start < len(frames) - 1 and frames[start].filename in _PLUMBING_FILES:
+        start += 1
+    return traceback.StackSummary.from_list(frames[start:])
 
 
 def _next_group_name() -> str:
@@ -409,7 +423,7 @@ class ThreadGroup:
             if frame is None:
                 where = "  (it ended while the report was being made)\n"
             else:
-                where = "".join(traceback.format_stack(frame))
+                where = "".join(_member_stack(frame).format())
             parts.append(f"thread {t.name!r} is stuck at:\n{where.rstrip()}")
         del frames
         return TimeoutError("\n".join(parts))
