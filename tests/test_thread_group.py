@@ -605,38 +605,53 @@ class TestResults:
 
 # --- random group programs ---------------------------------------------------------
 
-KINDS = ("ok", "fail", "base", "cancellable")
+# ok: returns at once; fail/base: raise ValueError/Abort at once; slow and
+# slow_fail: wait until the body is about to end, then return or raise (so the
+# end of the block has to wait for them); cancellable: wait for the token,
+# then raise Cancelled.
+KINDS = ("ok", "fail", "base", "slow", "slow_fail", "cancellable")
+FAILING = {"fail": ValueError, "slow_fail": ValueError, "base": Abort}
 
 
 @st.composite
 def programs(draw: st.DrawFn) -> dict[str, Any]:
-    """A group program: members with kinds and daemon flags, a body action."""
+    """A group program: members with kinds and daemon flags, body actions."""
     n = draw(st.integers(0, 8))
     members = [(draw(st.sampled_from(KINDS)), draw(st.booleans())) for _ in range(n)]
     fail_fast = draw(st.booleans())
     body = draw(st.sampled_from(["none", "cancel", "raise"]))
+    cancel_at = draw(st.integers(0, n))  # members spawned before g.cancel()
     lingering = draw(st.booleans())
-    # Daemons are joined in the body before it may cancel: none may wait for
-    # the token.
-    members = [("ok" if k == "cancellable" and d else k, d) for k, d in members]
-    fails = any(kind in {"fail", "base"} for kind, _ in members)
-    if body == "none" and not (fail_fast and fails):
-        # Nothing would cancel the token: cancellable members would wait for
-        # the timeout, so make them plain successes instead.
-        members = [("ok" if k == "cancellable" else k, d) for k, d in members]
+    # The body joins daemon members before it lets slow members go: a daemon
+    # must not wait for the body.
+    members = [
+        ({"slow": "ok", "slow_fail": "fail"}.get(k, k) if d else k, d)
+        for k, d in members
+    ]
+    kinds = {k for k, _ in members}
+    # Cancelled before the body joins its daemons, or at least at some point:
+    early = body == "cancel" or (fail_fast and bool(kinds & {"fail", "base"}))
+    eventually = early or body == "raise" or (fail_fast and "slow_fail" in kinds)
+    # A cancellable member that would never see a cancellation would wait
+    # for the timeout: make it a plain success.
+    members = [
+        ("ok" if k == "cancellable" and not (early if d else eventually) else k, d)
+        for k, d in members
+    ]
     return {
         "members": members,
         "fail_fast": fail_fast,
         "body": body,
+        "cancel_at": cancel_at,
         "lingering": lingering,
     }
 
 
-def member_target(kind: str, i: int, token: CancelToken) -> int:
-    if kind == "fail":
-        raise ValueError(i)
-    if kind == "base":
-        raise Abort(i)
+def member_target(kind: str, i: int, token: CancelToken, go: threading.Event) -> int:
+    if kind.startswith("slow"):
+        go.wait(TIMEOUT)
+    if kind in FAILING:
+        raise FAILING[kind](i)
     if kind == "cancellable":
         token.wait(TIMEOUT)
         token.raise_if_cancelled()
@@ -646,44 +661,64 @@ def member_target(kind: str, i: int, token: CancelToken) -> int:
 def run_program(program: dict[str, Any], linger: threading.Event) -> None:
     members = program["members"]
     expected: list[tuple[type[BaseException], int]] = [
-        (ValueError if kind == "fail" else Abort, i)
-        for i, (kind, _) in enumerate(members)
-        if kind in {"fail", "base"}
+        (FAILING[kind], i) for i, (kind, _) in enumerate(members) if kind in FAILING
     ]
     if program["body"] == "raise":
         expected.insert(0, (BodyError, -1))
     threads: list[ResultThread[int]] = []
     caught: BaseExceptionGroup[Any] | None = None
+    go = threading.Event()
     g = ThreadGroup(fail_fast=program["fail_fast"])
     try:
         with g:
             for i, (kind, daemon) in enumerate(members):
+                if program["body"] == "cancel" and i == program["cancel_at"]:
+                    g.cancel()
                 t = ResultThread(
-                    target=member_target, args=(kind, i, g.token), daemon=daemon
+                    target=member_target, args=(kind, i, g.token, go), daemon=daemon
                 )
                 threads.append(g.add(t))
+            if program["body"] == "cancel":
+                g.cancel()  # a no-op if it happened in the loop
             if program["lingering"]:
                 g.add(ResultThread(target=linger.wait, args=(TIMEOUT,), daemon=True))
             for t in threads:
                 if t.daemon:  # daemons are not waited for: finish them first
                     t.join(TIMEOUT)
-            if program["body"] == "cancel":
-                g.cancel()
-            elif program["body"] == "raise":
+            go.set()
+            if program["body"] == "raise":
                 raise BodyError(-1)
     except BaseExceptionGroup as group:
         caught = group
+    finally:
+        go.set()
     # Every non-daemon member has finished when the block ends.
     assert not any(t.is_alive() for t in threads if not t.daemon)
+    check_outcomes(members, threads, expected, caught)
+    g._check()
+
+
+def check_outcomes(
+    members: list[tuple[str, bool]],
+    threads: list[ResultThread[int]],
+    expected: list[tuple[type[BaseException], int]],
+    caught: BaseExceptionGroup[Any] | None,
+) -> None:
+    """The block raised exactly `expected`; each member ended as its kind says."""
     if not expected:
         assert caught is None
-        return
-    assert caught is not None
-    got = [(type(e), e.args[0]) for e in caught.exceptions]
-    assert got == expected
-    any_base = any(cls is Abort for cls, _ in expected)
-    assert isinstance(caught, ExceptionGroup) is (not any_base)
-    g._check()
+    else:
+        assert caught is not None
+        got = [(type(e), e.args[0]) for e in caught.exceptions]
+        assert got == expected
+        any_base = any(cls is Abort for cls, _ in expected)
+        assert isinstance(caught, ExceptionGroup) is (not any_base)
+    for (kind, _), t in zip(members, threads, strict=True):
+        outcome = t.exception(timeout=0)
+        if kind == "cancellable":
+            assert isinstance(outcome, Cancelled)
+        elif kind in {"ok", "slow"}:
+            assert outcome is None
 
 
 @given(programs())
