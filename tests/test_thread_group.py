@@ -19,7 +19,7 @@ import time
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from safethreads import Cancelled, CancelToken, ResultThread, ThreadGroup
@@ -729,6 +729,35 @@ def test_random_group_programs(program: dict[str, Any]) -> None:
         run_program(program, linger)
     finally:
         linger.set()
+
+
+@settings(max_examples=10)
+@given(
+    stuck=st.integers(0, 30),
+    finished=st.integers(0, 30),
+    timeout=st.floats(0.01, 0.08),
+)
+def test_join_all_deadline_property(stuck: int, finished: int, timeout: float) -> None:
+    """join_all(t) is False after about t iff a member is stuck, True at once if not."""
+    tolerance = 0.25  # generous: the machine running the tests is shared
+    release = threading.Event()
+    try:
+        with ThreadGroup() as g:
+            for _ in range(stuck):
+                g.spawn(release.wait, TIMEOUT)
+            for i in range(finished):
+                g.spawn(pow, i, 2)
+            start = time.monotonic()
+            done = g.join_all(timeout)
+            elapsed = time.monotonic() - start
+            release.set()
+    finally:
+        release.set()
+    assert done is (stuck == 0)
+    if stuck:
+        assert timeout <= elapsed < timeout + tolerance
+    else:
+        assert elapsed < tolerance
 
 
 # --- stress ------------------------------------------------------------------------

@@ -667,9 +667,13 @@ class ThreadGroup:
             # Signals are handled in the main thread only: join is safe here.
             if deadline is None:
                 t.join()
-            else:
-                t.join(max(0.0, deadline - time.monotonic()))
-            return not t.is_alive()
+                return True
+            while t.is_alive():
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                t.join(remaining)
+            return True
         while t.is_alive():
             if deadline is None:
                 chunk = _POLL
