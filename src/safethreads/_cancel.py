@@ -408,7 +408,7 @@ class CancelToken:
 
     def __del__(self) -> None:
         """Stop the deadline thread, if one was started."""
-        stop = self._timer_stop
+        stop = getattr(self, "_timer_stop", None)  # None if __init__ failed
         if stop is not None:
             stop.set()
 
