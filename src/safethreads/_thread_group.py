@@ -186,6 +186,7 @@ class ThreadGroup:
         "_exit_timeout",
         "_fail_fast",
         "_failures",
+        "_hook",
         "_index",
         "_lock",
         "_members",
@@ -234,6 +235,7 @@ class ThreadGroup:
         self._failures: list[tuple[int, BaseException]] = []
         self._callback_errors: list[BaseException] = []
         self._context_reset: contextvars.Token[CancelToken | None] | None = None
+        self._hook = self._result_thread_done  # made once, installed per member
 
     # --- properties -----------------------------------------------------------------
 
@@ -461,7 +463,8 @@ class ThreadGroup:
                 name=f"{self._name}-{index}",
                 daemon=self._daemon,
             )
-            thread._set_done_hook(self._result_thread_done)
+            # Not started yet, so no lock is needed to install the hook.
+            thread._done_hook = self._hook
             thread.start()
             self._members.append(thread)
             self._index[thread] = index
@@ -511,7 +514,7 @@ class ThreadGroup:
             if not started and _DEFAULT_THREAD_NAME.fullmatch(thread.name):
                 thread.name = f"{self._name}-{index}"
             if isinstance(thread, ResultThread):
-                hooked = thread._set_done_hook(self._result_thread_done)
+                hooked = thread._set_done_hook(self._hook)
             elif not started:
                 self._wrap_run(thread)
             if not started:
