@@ -309,13 +309,12 @@ class ThreadGroup:
         # A body stopped by the token's cancellation has not failed.
         body_cancelled = isinstance(exc, Cancelled) and self._token.cancelled
         body_error = None if body_cancelled else exc
+        reason = None
         if body_error is not None:
-            self._cancel_quietly(
-                f"the body of group {self._name!r} raised {type(exc).__name__}"
-            )
+            reason = f"the body of group {self._name!r} raised {type(exc).__name__}"
         with self._lock:
             self._state = _State.CLOSING
-        interrupt, stuck = self._wait_at_exit(exc)
+        interrupt, stuck = self._wait_at_exit(exc, reason)
         timeout_error = None
         if stuck and interrupt is None:
             self._cancel_quietly(f"group {self._name!r} exceeded its exit_timeout")
@@ -367,17 +366,26 @@ class ThreadGroup:
         return self._token.cancelled and (parent is None or not parent.cancelled)
 
     def _wait_at_exit(
-        self, exc: BaseException | None
+        self, exc: BaseException | None, reason: str | None
     ) -> tuple[BaseException | None, list[threading.Thread]]:
-        """Wait for the non-daemon members; return (interrupt, still running)."""
+        """Cancel with `reason` if given, wait for the non-daemon members.
+
+        Returns:
+            The `KeyboardInterrupt` to propagate (if any) and the members
+            still running.
+        """
         interrupt = exc if isinstance(exc, KeyboardInterrupt) else None
         presses = 0 if interrupt is None else 1
         timeout = self._exit_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             try:
+                # Cancelling inside the try: a Ctrl-C while the token's
+                # callbacks run counts as a press too.
+                if reason is not None:
+                    pending, reason = reason, None
+                    self._cancel_quietly(pending)
                 if presses:
-                    # Inside the try: a Ctrl-C while callbacks run counts too.
                     self._cancel_quietly(f"group {self._name!r} was interrupted")
                 return interrupt, self._wait_members(deadline, include_daemon=False)
             except KeyboardInterrupt as ki:
