@@ -13,7 +13,7 @@ How the group learns what its members do:
   thread ends.  The hook records a failure under the group lock (and marks
   it observed, so the thread's unobserved-failure report stays silent: the
   group raises it instead), and with `fail_fast` cancels the token.  A
-  successful member costs one lock round-trip in the hook.
+  successful member only adds itself to a set: no group lock is taken.
 - A plain `threading.Thread` given to `add()` before it started gets its
   `run` wrapped the same way.  One that is already running can only be
   waited for: its exception goes to `threading.excepthook` as usual.
@@ -23,11 +23,13 @@ How the group learns what its members do:
 Waiting: `join_all()` and the block exit use one monotonic deadline for all
 members.  Off the main thread they use `Thread.join(remaining)`.  In the
 main thread they never block inside `Thread.join`: on CPython 3.11 and 3.12,
-a `KeyboardInterrupt` that interrupts `join` can mark a live thread as
-finished.  The main thread instead waits on the group's condition variable,
-which every hook notifies, in short slices, so Ctrl-C is serviced promptly
-and harmlessly; a member already known to be done is then waited out with
-short sleeps while its thread winds down.
+a `KeyboardInterrupt` that interrupts `join` releases the thread's state lock
+while the thread still holds it (`Thread._wait_for_tstate_lock`), marking a
+live thread as finished.  The main thread instead waits, in short slices, on
+the group's condition variable, which a member's hook notifies when someone
+waits, so Ctrl-C is serviced promptly and harmlessly; a member already known
+to be done is then waited out by yielding (`time.sleep(0)`) while its thread
+runs its last instructions.
 """
 
 from __future__ import annotations
