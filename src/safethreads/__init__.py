@@ -3,8 +3,11 @@
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from ._cancel import CancelToken
+from ._errors import Cancelled
 from ._locked_dict import MISSING, LockedDict, LockedDictGuard, Missing
 from ._result_thread import ResultThread, spawn
+from ._thread_group import ThreadGroup
 
 try:
     __version__ = _version("safethreads")
@@ -13,11 +16,14 @@ except _PackageNotFoundError:  # pragma: no cover - running from a bare source t
 
 # Plain sorted() order (checked by the tests), not isort order.
 __all__ = (  # noqa: RUF022 - plain sorted() order, checked by tests/test_api.py
+    "CancelToken",
+    "Cancelled",
     "LockedDict",
     "LockedDictGuard",
     "MISSING",
     "Missing",
     "ResultThread",
+    "ThreadGroup",
     "spawn",
 )
 

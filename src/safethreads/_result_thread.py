@@ -114,10 +114,13 @@ class ResultThread(threading.Thread, Generic[T]):
         self._has_outcome = False
         self._exception = None
         self._report = None
-        # Guards _start_called, _has_outcome and _future: one start() wins, and
-        # exactly one of run() and as_future() completes the future.
+        # Guards _start_called, _has_outcome, _future and _done_hook: one
+        # start() wins, exactly one of run() and as_future() completes the
+        # future, and a hook is either called by run() or refused by
+        # _set_done_hook().
         self._future_lock = threading.Lock()
         self._future: _ThreadFuture[T] | None = None
+        self._done_hook: Callable[[ResultThread[Any]], object] | None = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         """Refuse subclasses that override `run()`, which would lose the result."""
@@ -198,8 +201,27 @@ class ResultThread(threading.Thread, Generic[T]):
         with self._future_lock:
             self._has_outcome = True
             future = self._future
+            hook, self._done_hook = self._done_hook, None
         if future is not None:
             self._complete_future()
+        if hook is not None:
+            hook(self)
+
+    def _set_done_hook(self, hook: Callable[[ResultThread[Any]], object]) -> bool:
+        """Have `hook(self)` called in this thread once the outcome is stored.
+
+        Used by `ThreadGroup` to learn of a member's outcome as it happens.
+        At most one hook is kept; a second call replaces the first.
+
+        Returns:
+            `True` if the hook will be called, `False` if the outcome already
+            exists (the caller then handles it itself).
+        """
+        with self._future_lock:
+            if self._has_outcome:
+                return False
+            self._done_hook = hook
+            return True
 
     # --- waiting ----------------------------------------------------------------
 

@@ -5,13 +5,17 @@ from __future__ import annotations
 import argparse
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING
 
 from ._locked_dict import MISSING, LockedDict, Missing
 from ._result_thread import ResultThread, spawn
+from ._thread_group import ThreadGroup
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, MutableMapping, Sequence
+
+    from ._cancel import CancelToken
 
 __all__ = ["main"]
 
@@ -126,9 +130,47 @@ def _locked_dict_tour() -> None:
     print(f"transfer inside 'with d.locked()': {accounts}")
 
 
+def _thread_group_tour() -> None:
+    _heading("ThreadGroup: no thread outlives its block, no failure is lost")
+
+    def download(name: str, token: CancelToken) -> str:
+        if name == "broken.txt":
+            msg = f"{name}: connection reset"
+            raise ConnectionError(msg)
+        # A slow download that checks the token while it waits.
+        if token.wait(timeout=5):
+            token.raise_if_cancelled()
+        return f"{name}: done"
+
+    g = ThreadGroup("download")
+    try:
+        with g:
+            for name in ["a.txt", "b.txt", "broken.txt"]:
+                g.spawn(download, name, g.token)
+    except* ConnectionError as group:
+        for exc in group.exceptions:
+            print(f"raised at the end of the block: {exc!r}, {exc.__notes__[-1]}")
+    print(f"the failure cancelled the siblings: {g.token.reason}")
+    alive = [t.name for t in g.members if t.is_alive()]
+    print(f"members still running after the block: {alive}")
+
+    _heading("ThreadGroup: one deadline for all members")
+    release = threading.Event()
+    with ThreadGroup("stuck") as g:
+        for _ in range(20):
+            g.spawn(release.wait)
+        start = time.monotonic()
+        finished = g.join_all(timeout=0.2)
+        elapsed = time.monotonic() - start
+        release.set()
+    print(f"join_all(0.2) over 20 stuck threads -> {finished} after {elapsed:.2f} s")
+    print("  (a loop of Thread.join(0.2) would have taken 20 x 0.2 = 4 s)")
+
+
 _SECTIONS: dict[str, Callable[[], None]] = {
     "thread": _result_thread_tour,
     "dict": _locked_dict_tour,
+    "group": _thread_group_tour,
 }
 
 

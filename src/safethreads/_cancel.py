@@ -1,0 +1,498 @@
+"""CancelToken: cooperative cancellation shared by threads, pools and groups.
+
+A token is a one-way switch: `cancel()` flips it once, and everyone holding
+the token sees it flipped (`cancelled`, `wait()`, `raise_if_cancelled()`) and
+has their callbacks run.  Threads cannot be stopped from outside, so the work
+itself checks the token at safe points and returns or raises `Cancelled`.
+
+Design notes:
+
+- One lock per token guards its state and its callback table.  `cancel()`
+  takes the callbacks out under the lock and runs them after releasing it, so
+  a callback may use the token (or cancel other tokens) without deadlocking,
+  and each callback runs exactly once, in the cancelling thread.
+- A child token is linked to its parent through a callback that holds the
+  child weakly.  When the child is garbage-collected, cancelled or closed, the
+  link is removed from the parent, so a long-lived parent does not accumulate
+  dead children.
+- Deadlines cost no thread by default: `cancelled`, `wait()` and
+  `raise_if_cancelled()` compare the monotonic clock with the deadline, so a
+  deadline is honoured exactly by every check.  Only when a callback is
+  registered on a token with a deadline does the token start one small daemon
+  thread, which sleeps until the deadline so that the callback runs on time;
+  the thread ends as soon as the token is cancelled or collected.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from typing import TYPE_CHECKING, Final, final
+
+from ._errors import Cancelled
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = ["DEADLINE_REASON", "CancelToken"]
+
+# Longest single wait in the main thread, so that Ctrl-C is serviced promptly
+# even where a blocked lock wait is not interruptible (Windows before 3.14).
+_MAIN_THREAD_POLL: Final = 0.25
+
+DEADLINE_REASON: Final = "the deadline expired"
+
+
+@final
+class CancelToken:
+    """A thread-safe, one-way cancellation signal for cooperative stopping.
+
+    Pass a token to the work that should be stoppable (a `ResultThread`
+    target, a pool task, a `ThreadGroup` member) and have it check the token
+    at safe points; cancel the token from anywhere to ask the work to stop:
+
+    ```python
+    import threading
+
+    from safethreads import CancelToken, Cancelled, spawn
+
+
+    def count_until_cancelled(token: CancelToken, started: threading.Event) -> int:
+        n = 0
+        started.set()
+        while not token.cancelled:
+            n += 1
+            token.wait(0.001)
+        return n
+
+
+    token = CancelToken()
+    started = threading.Event()
+    t = spawn(count_until_cancelled, token, started)
+    started.wait(5)
+    token.cancel("enough")
+    assert t.result(timeout=5) >= 1
+    assert token.reason == "enough"
+    try:
+        token.raise_if_cancelled()
+    except Cancelled as exc:
+        assert exc.reason == "enough"
+    ```
+
+    Thread safety: every method may be called from any thread, concurrently.
+    `cancel()` is atomic and idempotent: the first call wins, sets the reason
+    and runs the callbacks; later calls change nothing.  `cancelled` never
+    goes back to `False`.
+
+    Callbacks registered with `add_callback()` run exactly once, in the thread
+    that cancels the token, after the token's lock is released and in
+    registration order; a callback added after cancellation runs at once, in
+    the thread adding it.  If callbacks raise, every callback still runs and
+    `cancel()` raises a `BaseExceptionGroup` of their exceptions (the token is
+    cancelled regardless); a `KeyboardInterrupt` (Ctrl-C striking while the
+    callbacks run) is raised as it is, once every callback has run.
+    Callbacks run because a deadline expired run in the thread that first
+    notices the expiry (a check of `cancelled`, `wait()`, ...) or in the
+    token's deadline thread; they have no caller to raise to, so their
+    exceptions go to `threading.excepthook`.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_callbacks",
+        "_cancelled",
+        "_deadline",
+        "_event",
+        "_lock",
+        "_next_key",
+        "_parent_link",
+        "_reason",
+        "_timer_stop",
+    )
+
+    def __init__(self) -> None:
+        """Create a token that is not cancelled and has no deadline."""
+        # Guards _cancelled, _reason, _callbacks, _next_key, _parent_link and
+        # _timer_stop.  _cancelled is also read without it: a bool that only
+        # ever goes from False to True.
+        self._lock = threading.Lock()
+        self._event = threading.Event()  # set once cancelled; what wait() blocks on
+        self._cancelled = False
+        self._reason: object = None
+        self._callbacks: dict[int, Callable[[], object]] = {}
+        self._next_key = 0
+        # Monotonic time at which the token cancels itself; written before the
+        # token is shared (in after() and child()) and read-only afterwards.
+        self._deadline: float | None = None
+        self._parent_link: _Registration | None = None
+        self._timer_stop: threading.Event | None = None
+
+    @classmethod
+    def after(cls, seconds: float) -> CancelToken:
+        """Return a new token that cancels itself `seconds` from now.
+
+        The deadline is measured on the monotonic clock; once it has passed,
+        the token is cancelled with the reason `"the deadline expired"`.
+
+        ```python
+        from safethreads import CancelToken
+
+        token = CancelToken.after(0.01)
+        assert token.wait(timeout=5)  # returns once the deadline has passed
+        assert token.reason == "the deadline expired"
+        ```
+
+        Args:
+            seconds: Delay before the token cancels itself; zero or less gives
+                a token that is already expired.
+
+        Returns:
+            A token with a deadline and no parent.
+        """
+        token = cls()
+        token._deadline = time.monotonic() + seconds
+        return token
+
+    # --- state ----------------------------------------------------------------------
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the token has been cancelled (or its deadline has passed).
+
+        Never goes back to `False` once `True`.
+        """
+        if self._cancelled:
+            return True
+        deadline = self._deadline
+        if deadline is not None and time.monotonic() >= deadline:
+            self._expire()
+            return True
+        return False
+
+    @property
+    def reason(self) -> object:
+        """The reason given to the winning `cancel()` call, or `None`.
+
+        `None` while the token is not cancelled, and when it was cancelled
+        without a reason.
+        """
+        if not self.cancelled:
+            return None
+        with self._lock:
+            return self._reason
+
+    @property
+    def deadline(self) -> float | None:
+        """The `time.monotonic()` value at which the token cancels itself, if any.
+
+        A child inherits its parent's deadline when that comes first.
+        """
+        return self._deadline
+
+    def raise_if_cancelled(self) -> None:
+        """Raise `Cancelled` if the token has been cancelled; else do nothing.
+
+        Raises:
+            Cancelled: if the token is cancelled; its `reason` attribute is
+                the token's reason.
+        """
+        if self.cancelled:
+            raise Cancelled(self.reason)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the token is cancelled or `timeout` seconds have passed.
+
+        In the main thread the wait is made of short waits, so that Ctrl-C
+        raises `KeyboardInterrupt` promptly on every platform.
+
+        Args:
+            timeout: Seconds to wait at most; `None` waits as long as it takes.
+
+        Returns:
+            `True` if the token is cancelled, `False` if the timeout expired
+            first.
+        """
+        now = time.monotonic()
+        limit = None if timeout is None else now + timeout
+        deadline = self._deadline
+        if deadline is not None and (limit is None or deadline < limit):
+            limit = deadline
+        poll = _MAIN_THREAD_POLL if threading.current_thread() is _MAIN else None
+        while not self.cancelled:
+            if limit is None:
+                chunk = poll
+            else:
+                remaining = limit - now
+                if remaining <= 0:
+                    return self.cancelled
+                chunk = remaining if poll is None else min(remaining, poll)
+            if self._event.wait(chunk):
+                return True
+            now = time.monotonic()
+        return True
+
+    # --- cancelling -----------------------------------------------------------------
+
+    def cancel(self, reason: object = None) -> bool:
+        """Cancel the token and run its callbacks; later calls do nothing.
+
+        Args:
+            reason: Why the token is cancelled; kept by the first call only,
+                available as `reason` and on the `Cancelled` exceptions.
+
+        Returns:
+            `True` if this call cancelled the token, `False` if it was
+            cancelled already.
+
+        Raises:
+            BaseExceptionGroup: if callbacks raised; it holds their exceptions.
+                The token is cancelled and every callback has run.
+        """
+        errors = self._cancel(reason)
+        if errors is None:
+            return False
+        _raise_interrupt(errors)
+        if errors:
+            msg = (
+                f"{len(errors)} cancel callback(s) raised; the token is cancelled "
+                "and every callback ran, handle errors inside callbacks"
+            )
+            raise BaseExceptionGroup(msg, errors)
+        return True
+
+    def _cancel(self, reason: object) -> list[BaseException] | None:
+        """Cancel; return the callbacks' errors, or `None` if already cancelled."""
+        with self._lock:
+            if self._cancelled:
+                return None
+            self._reason = reason
+            self._cancelled = True
+            callbacks = list(self._callbacks.values())
+            self._callbacks.clear()
+            parent_link, self._parent_link = self._parent_link, None
+            timer_stop, self._timer_stop = self._timer_stop, None
+        self._event.set()
+        if timer_stop is not None:
+            timer_stop.set()
+        if parent_link is not None:
+            parent_link()  # a cancelled child needs no link from its parent
+        errors: list[BaseException] = []
+        for fn in callbacks:
+            try:
+                fn()
+            except BaseException as exc:  # every callback runs; errors are kept
+                errors.append(exc)
+        return errors
+
+    def _expire(self) -> None:
+        """Cancel because the deadline passed; report callback errors."""
+        errors = self._cancel(DEADLINE_REASON) or []
+        _raise_interrupt(errors)
+        for exc in errors:
+            threading.excepthook(
+                threading.ExceptHookArgs((type(exc), exc, exc.__traceback__, None))
+            )
+
+    def add_callback(self, fn: Callable[[], object]) -> Callable[[], bool]:
+        """Run `fn()` when the token is cancelled (now, if it already is).
+
+        Args:
+            fn: A callable taking no arguments.  It runs once, in the thread
+                that cancels the token; its return value is ignored.
+
+        Returns:
+            A function that unregisters `fn`; it returns `True` if `fn` was
+            removed before it ran, `False` if it has run or is running.
+
+        Raises:
+            BaseException: whatever `fn` raises, when the token is already
+                cancelled and `fn` is therefore run at once.
+        """
+        if not self.cancelled:
+            registration: _Registration | None = None
+            stop: threading.Event | None = None
+            with self._lock:
+                if not self._cancelled:
+                    key = self._next_key
+                    self._next_key += 1
+                    self._callbacks[key] = fn
+                    registration = _Registration(weakref.ref(self), key)
+                    if self._deadline is not None and self._timer_stop is None:
+                        stop = self._timer_stop = threading.Event()
+            if stop is not None:
+                self._start_timer(stop)
+            if registration is not None:
+                return registration
+        fn()
+        return _not_registered
+
+    def _start_timer(self, stop: threading.Event) -> None:
+        deadline = self._deadline
+        assert deadline is not None
+        timer = threading.Thread(
+            target=_sleep_until_deadline,
+            args=(weakref.ref(self), stop, deadline),
+            name="safethreads-deadline",
+            daemon=True,
+        )
+        timer.start()
+
+    # --- children -------------------------------------------------------------------
+
+    def child(self, *, timeout: float | None = None) -> CancelToken:
+        """Return a new token that is cancelled when this one is.
+
+        Cancelling the child does not cancel the parent.  The child's
+        deadline is the earlier of the parent's deadline and `timeout`
+        seconds from now.  The parent holds the child only weakly, and the
+        link is dropped when the child is cancelled, closed or collected.
+
+        ```python
+        from safethreads import CancelToken
+
+        parent = CancelToken()
+        child = parent.child()
+        child.cancel()
+        assert not parent.cancelled
+        other = parent.child()
+        parent.cancel("shutting down")
+        assert other.cancelled and other.reason == "shutting down"
+        ```
+
+        Args:
+            timeout: Seconds after which the child cancels itself, if given.
+
+        Returns:
+            The child token (already cancelled if this token is).
+        """
+        child = CancelToken()
+        deadline = self._deadline
+        if timeout is not None:
+            own = time.monotonic() + timeout
+            deadline = own if deadline is None else min(deadline, own)
+        child._deadline = deadline
+        parent_ref = weakref.ref(self)
+        with self._lock:
+            key = self._next_key
+            self._next_key += 1
+            registration = _Registration(parent_ref, key)
+            if not self._cancelled:
+                # The weak reference's callback unlinks a collected child.
+                child_ref = weakref.ref(child, registration)
+                self._callbacks[key] = _ChildLink(parent_ref, child_ref)
+                child._parent_link = registration
+                return child
+        child._cancel(self.reason)  # a new child has no callbacks to fail
+        return child
+
+    def close(self) -> None:
+        """Detach the token from its parent; safe to call several times.
+
+        The token stays usable and can still be cancelled directly or by its
+        deadline, but the parent's cancellation no longer reaches it.  Call
+        it when a child token outlives its purpose but not its parent.
+        """
+        with self._lock:
+            link, self._parent_link = self._parent_link, None
+        if link is not None:
+            link()
+
+    # --- introspection --------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        """Show the state and the reason."""
+        if self.cancelled:
+            return f"<CancelToken cancelled reason={self.reason!r}>"
+        return "<CancelToken active>"
+
+    def __del__(self) -> None:
+        """Stop the deadline thread, if one was started."""
+        stop = getattr(self, "_timer_stop", None)  # None if __init__ failed
+        if stop is not None:
+            stop.set()
+
+    def _check(self) -> None:
+        """Assert the invariants of the token's state."""
+        with self._lock:
+            if self._cancelled:
+                assert not self._callbacks, "a cancelled token keeps no callbacks"
+                assert self._parent_link is None, "a cancelled token has no link"
+                assert self._timer_stop is None, "a cancelled token has no timer"
+            else:
+                assert self._reason is None, "an active token has no reason"
+            assert all(k < self._next_key for k in self._callbacks)
+
+
+_MAIN = threading.main_thread()
+
+
+@final
+class _Registration:
+    """Removes one callback from a token; also usable as a weakref callback."""
+
+    __slots__ = ("_key", "_token")
+
+    def __init__(self, token: weakref.ref[CancelToken], key: int) -> None:
+        self._token = token
+        self._key = key
+
+    def __call__(self, *_: object) -> bool:
+        token = self._token()
+        if token is None:
+            return False
+        with token._lock:
+            return token._callbacks.pop(self._key, None) is not None
+
+
+@final
+class _ChildLink:
+    """The parent's callback that cancels a child, holding both weakly."""
+
+    __slots__ = ("_child", "_parent")
+
+    def __init__(
+        self, parent: weakref.ref[CancelToken], child: weakref.ref[CancelToken]
+    ) -> None:
+        self._parent = parent
+        self._child = child
+
+    def __call__(self) -> None:
+        child = self._child()
+        parent = self._parent()
+        if child is not None:
+            child.cancel(None if parent is None else parent.reason)
+
+
+def _raise_interrupt(errors: list[BaseException]) -> None:
+    """Raise a Ctrl-C that struck while callbacks ran, as it is, not grouped.
+
+    The signal is not a callback's failure, and `except KeyboardInterrupt`
+    must still catch it; the callbacks' own errors are listed in a note.
+    """
+    for exc in errors:
+        if isinstance(exc, KeyboardInterrupt):
+            others = [e for e in errors if e is not exc]
+            if others:
+                listed = "; ".join(f"{type(e).__name__}: {e}" for e in others)
+                exc.add_note(f"cancel callbacks also raised: {listed}")
+            raise exc
+
+
+def _not_registered() -> bool:
+    return False
+
+
+def _sleep_until_deadline(
+    ref: weakref.ref[CancelToken], stop: threading.Event, deadline: float
+) -> None:
+    """Body of a token's deadline thread: cancel the token at its deadline."""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        if stop.wait(remaining):
+            return  # the token was cancelled or collected first
+    token = ref()
+    if token is not None:
+        token._expire()

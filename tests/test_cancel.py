@@ -1,0 +1,594 @@
+"""CancelToken and Cancelled: a one-way, thread-safe cancellation signal."""
+
+from __future__ import annotations
+
+import functools
+import gc
+import pickle
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
+
+import pytest
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    consumes,
+    invariant,
+    rule,
+)
+
+from safethreads import Cancelled, CancelToken, ResultThread, spawn
+from safethreads._cancel import DEADLINE_REASON
+
+if TYPE_CHECKING:
+    import random
+    from collections.abc import Callable, Iterator
+
+TIMEOUT = 10.0  # every wait in these tests is bounded
+
+
+@pytest.fixture
+def reported(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Collect what reaches `threading.excepthook` during the test."""
+    seen: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", seen.append)
+    yield seen
+    gc.collect()
+
+
+def deadline_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "safethreads-deadline"]
+
+
+class TestCancelled:
+    def test_is_an_exception(self) -> None:
+        """Cancelled is an Exception, so `except Exception` handlers see it."""
+        assert issubclass(Cancelled, Exception)
+        assert not issubclass(Cancelled, KeyboardInterrupt)
+
+    def test_message_and_reason(self) -> None:
+        """The message names the reason; the reason is kept as an attribute."""
+        assert str(Cancelled()) == "the operation was cancelled"
+        exc = Cancelled("user asked")
+        assert str(exc) == "the operation was cancelled: user asked"
+        assert exc.reason == "user asked"
+
+    def test_pickles_with_reason(self) -> None:
+        """A Cancelled survives pickling with its reason (process pools)."""
+        copy = pickle.loads(pickle.dumps(Cancelled("r")))  # noqa: S301 - our own data
+        assert isinstance(copy, Cancelled)
+        assert copy.reason == "r"
+        assert pickle.loads(pickle.dumps(Cancelled())).reason is None  # noqa: S301
+
+
+class TestCancel:
+    def test_new_token_is_active(self) -> None:
+        """A new token is not cancelled, has no reason and raises nothing."""
+        token = CancelToken()
+        assert not token.cancelled
+        assert token.reason is None
+        assert token.deadline is None
+        token.raise_if_cancelled()
+        assert repr(token) == "<CancelToken active>"
+        token._check()
+
+    def test_cancel_once_first_reason_wins(self) -> None:
+        """cancel() returns True once; the first reason is kept."""
+        token = CancelToken()
+        assert token.cancel("first") is True
+        assert token.cancel("second") is False
+        assert token.cancelled
+        assert token.reason == "first"
+        assert repr(token) == "<CancelToken cancelled reason='first'>"
+        token._check()
+
+    def test_raise_if_cancelled(self) -> None:
+        """raise_if_cancelled() raises Cancelled carrying the token's reason."""
+        token = CancelToken()
+        token.cancel("stop now")
+        with pytest.raises(Cancelled, match="cancelled: stop now") as info:
+            token.raise_if_cancelled()
+        assert info.value.reason == "stop now"
+
+    @pytest.mark.usefixtures("fast_switching")
+    def test_concurrent_cancel_has_one_winner(self) -> None:
+        """Of many racing cancel() calls exactly one wins, and its reason sticks."""
+        for _ in range(20):
+            token = CancelToken()
+            barrier = threading.Barrier(8)
+
+            def race(i: int, token: CancelToken = token, b: Any = barrier) -> bool:
+                b.wait(TIMEOUT)
+                return token.cancel(i)
+
+            threads = [spawn(race, i) for i in range(8)]
+            wins = [i for i, t in enumerate(threads) if t.result(timeout=TIMEOUT)]
+            assert len(wins) == 1
+            assert token.reason == wins[0]
+            token._check()
+
+
+class TestWait:
+    def test_wait_times_out(self) -> None:
+        """wait(timeout) returns False when nobody cancels."""
+        token = CancelToken()
+        start = time.monotonic()
+        assert token.wait(0.05) is False
+        assert time.monotonic() - start >= 0.05
+        assert token.wait(0) is False
+        assert token.wait(-1) is False
+
+    def test_wait_returns_when_cancelled_elsewhere(self) -> None:
+        """wait() wakes up when another thread cancels the token."""
+        token = CancelToken()
+        waiting = threading.Event()
+
+        def waiter() -> bool:
+            waiting.set()
+            return token.wait(TIMEOUT)
+
+        t = spawn(waiter)
+        assert waiting.wait(TIMEOUT)
+        token.cancel()
+        assert t.result(timeout=TIMEOUT) is True
+
+    def test_wait_in_main_thread_without_timeout(self) -> None:
+        """wait() without a timeout in the main thread returns on cancellation."""
+        token = CancelToken()
+        canceller = threading.Timer(0.05, token.cancel)
+        canceller.start()
+        try:
+            assert token.wait() is True
+        finally:
+            canceller.join(TIMEOUT)
+
+    @pytest.mark.subprocess
+    def test_ctrl_c_interrupts_wait(self) -> None:
+        """Ctrl-C interrupts wait() in the main thread with KeyboardInterrupt."""
+        code = textwrap.dedent(
+            """
+            import sys
+            from safethreads import CancelToken
+            try:
+                print("ready", flush=True)
+                CancelToken().wait()
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+                sys.exit(3)
+            """
+        )
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+            proc.send_signal(signal.SIGINT)
+            out, _ = proc.communicate(timeout=TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(TIMEOUT)
+        assert out.strip() == "interrupted"
+        assert proc.returncode == 3
+
+
+class TestCallbacks:
+    def test_callbacks_run_once_in_order_in_cancelling_thread(self) -> None:
+        """Callbacks run once each, in registration order, in the cancelling thread."""
+        token = CancelToken()
+        calls: list[tuple[int, threading.Thread]] = []
+
+        def record(i: int) -> None:
+            calls.append((i, threading.current_thread()))
+
+        for i in range(3):
+            token.add_callback(functools.partial(record, i))
+
+        def cancel_twice() -> None:
+            token.cancel()
+            token.cancel()
+
+        t = spawn(cancel_twice)
+        t.result(timeout=TIMEOUT)
+        assert [i for i, _ in calls] == [0, 1, 2]
+        assert all(thread is t for _, thread in calls)
+        token._check()
+
+    def test_callback_added_after_cancel_runs_at_once(self) -> None:
+        """A callback added to a cancelled token runs immediately, in the caller."""
+        token = CancelToken()
+        token.cancel()
+        calls: list[threading.Thread] = []
+        remove = token.add_callback(lambda: calls.append(threading.current_thread()))
+        assert calls == [threading.current_thread()]
+        assert remove() is False
+
+    def test_remove_before_cancel(self) -> None:
+        """A removed callback does not run; remove() says whether it removed."""
+        token = CancelToken()
+        calls: list[str] = []
+        remove = token.add_callback(lambda: calls.append("a"))
+        token.add_callback(lambda: calls.append("b"))
+        assert remove() is True
+        assert remove() is False
+        token.cancel()
+        assert calls == ["b"]
+
+    def test_raising_callbacks_are_gathered(self) -> None:
+        """Every callback runs; cancel() raises a group of their exceptions."""
+        token = CancelToken()
+        calls: list[str] = []
+
+        def boom(msg: str) -> Callable[[], None]:
+            def callback() -> None:
+                calls.append(msg)
+                raise ValueError(msg)
+
+            return callback
+
+        token.add_callback(boom("a"))
+        token.add_callback(lambda: calls.append("ok"))
+        token.add_callback(boom("b"))
+        with pytest.raises(ExceptionGroup, match="2 cancel callback") as info:
+            token.cancel("why")
+        assert calls == ["a", "ok", "b"]
+        assert [str(e) for e in info.value.exceptions] == ["a", "b"]
+        assert token.cancelled
+        assert token.reason == "why"
+        assert token.cancel() is False  # the callbacks do not run again
+
+    def test_callback_may_use_the_token(self) -> None:
+        """A callback may read and cancel its own token without deadlocking."""
+        token = CancelToken()
+        seen: list[object] = []
+        token.add_callback(lambda: seen.append((token.cancelled, token.reason)))
+        token.add_callback(lambda: seen.append(token.cancel("again")))
+        token.cancel("once")
+        assert seen == [(True, "once"), False]
+
+    @pytest.mark.usefixtures("fast_switching")
+    def test_concurrent_add_and_cancel_runs_each_exactly_once(
+        self, stress_rng: random.Random
+    ) -> None:
+        """Callbacks added while another thread cancels each run exactly once."""
+        for _ in range(10):
+            add_while_cancelling(stress_rng, n_adders=4, per_adder=50)
+
+
+def add_while_cancelling(rng: random.Random, *, n_adders: int, per_adder: int) -> None:
+    token = CancelToken()
+    counts = [0] * (n_adders * per_adder)
+    lock = threading.Lock()
+    go = threading.Barrier(n_adders + 1)
+
+    def bump(i: int) -> None:
+        with lock:
+            counts[i] += 1
+
+    def adder(a: int) -> None:
+        go.wait(TIMEOUT)
+        for k in range(per_adder):
+            token.add_callback(functools.partial(bump, a * per_adder + k))
+
+    threads = [spawn(adder, a) for a in range(n_adders)]
+    go.wait(TIMEOUT)
+    time.sleep(rng.random() * 1e-3)  # vary where the cancel lands
+    token.cancel()
+    for t in threads:
+        t.result(timeout=TIMEOUT)
+    assert counts == [1] * (n_adders * per_adder)
+    token._check()
+
+
+class TestChildren:
+    def test_parent_cancel_reaches_child_not_reverse(self) -> None:
+        """Cancelling a parent cancels its children; a child does not cancel up."""
+        parent = CancelToken()
+        a, b = parent.child(), parent.child()
+        grandchild = a.child()
+        b.cancel("b only")
+        assert not parent.cancelled
+        assert not a.cancelled
+        parent.cancel("all")
+        assert a.reason == "all"
+        assert grandchild.reason == "all"
+        assert b.reason == "b only"
+
+    def test_child_of_cancelled_parent_is_cancelled(self) -> None:
+        """A child made from a cancelled token starts cancelled, with its reason."""
+        parent = CancelToken()
+        parent.cancel("gone")
+        child = parent.child()
+        assert child.cancelled
+        assert child.reason == "gone"
+        child._check()
+
+    def test_collected_child_leaves_no_link(self) -> None:
+        """A garbage-collected child is removed from its parent's callbacks."""
+        parent = CancelToken()
+        for _ in range(100):
+            parent.child()
+        gc.collect()
+        assert parent._callbacks == {}
+
+    def test_closed_and_cancelled_children_are_unlinked(self) -> None:
+        """close() and cancel() detach a child; the parent then no longer reaches it."""
+        parent = CancelToken()
+        closed, cancelled, linked = parent.child(), parent.child(), parent.child()
+        closed.close()
+        closed.close()  # idempotent
+        cancelled.cancel()
+        assert len(parent._callbacks) == 1
+        parent.cancel()
+        assert not closed.cancelled
+        assert linked.cancelled
+        for token in (parent, closed, cancelled, linked):
+            token._check()
+
+    def test_child_callback_errors_reach_parent_cancel(self) -> None:
+        """Errors of a child's callbacks come out of the parent's cancel()."""
+        parent = CancelToken()
+        child = parent.child()
+
+        def fail() -> None:
+            raise KeyError("child callback")
+
+        child.add_callback(fail)
+        with pytest.raises(ExceptionGroup, match="1 cancel callback") as info:
+            parent.cancel()
+        (inner,) = info.value.exceptions
+        assert isinstance(inner, ExceptionGroup)
+        assert isinstance(inner.exceptions[0], KeyError)
+        assert child.cancelled
+
+
+class TestDeadlines:
+    def test_after_expires(self) -> None:
+        """A token made with after() is cancelled once its deadline passes."""
+        token = CancelToken.after(0.05)
+        assert token.deadline is not None
+        assert not token.cancelled
+        start = time.monotonic()
+        assert token.wait(TIMEOUT) is True
+        assert time.monotonic() - start >= 0.04
+        assert token.reason == DEADLINE_REASON
+        with pytest.raises(Cancelled, match="deadline expired"):
+            token.raise_if_cancelled()
+        token._check()
+
+    def test_zero_or_negative_is_already_expired(self) -> None:
+        """after(0) and after(-1) give tokens that are already cancelled."""
+        assert CancelToken.after(0).cancelled
+        assert CancelToken.after(-1).wait(0) is True
+
+    def test_wait_timeout_shorter_than_deadline(self) -> None:
+        """wait(timeout) still returns False when the timeout comes first."""
+        token = CancelToken.after(TIMEOUT)
+        assert token.wait(0.01) is False
+        assert not token.cancelled
+
+    def test_child_inherits_earlier_deadline(self) -> None:
+        """A child's deadline is the earlier of its own and its parent's."""
+        parent = CancelToken.after(100)
+        assert parent.deadline is not None
+        assert parent.child().deadline == parent.deadline
+        short = parent.child(timeout=1)
+        assert short.deadline is not None
+        assert short.deadline < parent.deadline
+        assert CancelToken().child(timeout=0).cancelled
+
+    def test_callback_fires_at_deadline_without_polling(self) -> None:
+        """A callback on a deadline token runs at the deadline with nobody polling."""
+        token = CancelToken.after(0.05)
+        fired = threading.Event()
+        token.add_callback(fired.set)
+        assert fired.wait(TIMEOUT)
+        assert token.reason == DEADLINE_REASON
+
+    def test_deadline_thread_ends_with_token(self) -> None:
+        """The deadline thread ends when its token is cancelled or collected."""
+        before = len(deadline_threads())
+        cancelled = CancelToken.after(100)
+        cancelled.add_callback(lambda: None)
+        collected = CancelToken.after(100)
+        collected.add_callback(lambda: None)
+        assert len(deadline_threads()) == before + 2
+        cancelled.cancel()
+        del collected
+        gc.collect()
+        end = time.monotonic() + TIMEOUT
+        while len(deadline_threads()) > before and time.monotonic() < end:
+            time.sleep(0.01)
+        assert len(deadline_threads()) == before
+
+    def test_no_thread_without_callbacks(self) -> None:
+        """A deadline alone starts no thread; the checks compare clocks."""
+        before = len(deadline_threads())
+        token = CancelToken.after(100)
+        token.child().add_callback(lambda: None)  # the child has the deadline too
+        assert len(deadline_threads()) == before + 1
+        del token
+        gc.collect()
+
+    def test_deadline_callback_errors_go_to_excepthook(
+        self, reported: list[Any]
+    ) -> None:
+        """A callback failing at a deadline is reported through excepthook."""
+        token = CancelToken.after(0.02)
+
+        def fail() -> None:
+            raise OSError("at deadline")
+
+        token.add_callback(fail)
+        token.wait(TIMEOUT)
+        end = time.monotonic() + TIMEOUT
+        while not reported and time.monotonic() < end:
+            time.sleep(0.01)
+        assert len(reported) == 1
+        assert isinstance(reported[0].exc_value, OSError)
+
+
+class TestWithThreads:
+    def test_result_thread_stops_on_cancel(self) -> None:
+        """A ResultThread target given a token stops when it is cancelled."""
+
+        def worker(token: CancelToken, started: threading.Event) -> int:
+            n = 0
+            started.set()
+            while not token.wait(0.001):
+                n += 1
+            token.raise_if_cancelled()
+            return n
+
+        token = CancelToken()
+        started = threading.Event()
+        t = ResultThread(target=worker, args=(token, started))
+        t.start()
+        assert started.wait(TIMEOUT)
+        token.cancel("done")
+        with pytest.raises(Cancelled, match="done"):
+            t.result(timeout=TIMEOUT)
+
+    def test_pool_tasks_share_a_token(self) -> None:
+        """Pool tasks (ThreadPoolExecutor, standing in for any pool) share a token."""
+        token = CancelToken()
+        started = threading.Barrier(5)
+
+        def task(i: int) -> int:
+            started.wait(TIMEOUT)
+            token.wait(TIMEOUT)
+            token.raise_if_cancelled()
+            return i
+
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            futures = [pool.submit(task, i) for i in range(4)]
+            started.wait(TIMEOUT)
+            token.cancel("shutdown")
+            for f in futures:
+                assert isinstance(f.exception(timeout=TIMEOUT), Cancelled)
+
+
+class TokenMachine(RuleBasedStateMachine):
+    """A token against a model: a flag, a reason and a set of armed callbacks."""
+
+    callbacks = Bundle("callbacks")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.token = CancelToken()
+        self.model_cancelled = False
+        self.model_reason: object = None
+        self.fired: list[int] = []
+        self.armed: set[int] = set()
+        self.expected_fired: list[int] = []
+        self.next_id = 0
+        # (child, still linked, made from a cancelled parent)
+        self.children: list[tuple[CancelToken, bool, bool]] = []
+
+    @rule(target=callbacks)
+    def add(self) -> tuple[int, Callable[[], bool]]:
+        i = self.next_id
+        self.next_id += 1
+        remove = self.token.add_callback(lambda: self.fired.append(i))
+        if self.model_cancelled:
+            self.expected_fired.append(i)
+        else:
+            self.armed.add(i)
+        return i, remove
+
+    @rule(entry=consumes(callbacks))
+    def remove(self, entry: tuple[int, Callable[[], bool]]) -> None:
+        i, remove = entry
+        assert remove() is (i in self.armed)
+        self.armed.discard(i)
+
+    @rule(reason=st.one_of(st.none(), st.integers(0, 3)))
+    def cancel(self, reason: int | None) -> None:
+        assert self.token.cancel(reason) is (not self.model_cancelled)
+        if not self.model_cancelled:
+            self.model_cancelled = True
+            self.model_reason = reason
+            self.expected_fired.extend(sorted(self.armed))
+            self.armed.clear()
+
+    @rule(close=st.booleans())
+    def child(self, close: bool) -> None:
+        child = self.token.child()
+        if close:
+            child.close()
+        self.children.append((child, not close, self.model_cancelled))
+
+    @invariant()
+    def matches_model(self) -> None:
+        assert self.token.cancelled is self.model_cancelled
+        assert self.token.reason == self.model_reason
+        assert self.fired == self.expected_fired
+        for child, linked, born_cancelled in self.children:
+            assert child.cancelled is (
+                born_cancelled or (linked and self.model_cancelled)
+            )
+        self.token._check()
+
+
+TestTokenModel = TokenMachine.TestCase
+
+
+def make_children_while_cancelling(rng: random.Random) -> None:
+    parent = CancelToken()
+    go = threading.Barrier(5)
+
+    def maker() -> list[CancelToken]:
+        go.wait(TIMEOUT)
+        return [parent.child() for _ in range(200)]
+
+    threads = [spawn(maker) for _ in range(4)]
+    go.wait(TIMEOUT)
+    time.sleep(rng.random() * 2e-3)  # vary where the cancel lands
+    parent.cancel("stop")
+    made = [c for t in threads for c in t.result(timeout=TIMEOUT)]
+    assert len(made) == 800
+    assert all(c.cancelled and c.reason == "stop" for c in made)
+    parent._check()
+
+
+@pytest.mark.stress
+@pytest.mark.usefixtures("fast_switching")
+def test_stress_children_and_cancel(stress_rng: random.Random) -> None:
+    """Children made while the parent is cancelled all end up cancelled."""
+    for _ in range(5):
+        make_children_while_cancelling(stress_rng)
+
+
+class TestInterruptInCallbacks:
+    def test_keyboard_interrupt_is_raised_as_is(self) -> None:
+        """A KeyboardInterrupt during callbacks is raised unwrapped, after all ran."""
+        token = CancelToken()
+        calls: list[str] = []
+
+        def interrupted() -> None:
+            calls.append("interrupted")
+            raise KeyboardInterrupt
+
+        def failing() -> None:
+            calls.append("failing")
+            raise ValueError("also")
+
+        token.add_callback(interrupted)
+        token.add_callback(failing)
+        with pytest.raises(KeyboardInterrupt) as info:
+            token.cancel()
+        assert calls == ["interrupted", "failing"]
+        assert info.value.__notes__ == [
+            "cancel callbacks also raised: ValueError: also"
+        ]
+        assert token.cancelled
