@@ -7,9 +7,7 @@ PT012 is silenced where a group's whole block is the code under test inside
 from __future__ import annotations
 
 import gc
-import inspect
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -968,16 +966,3 @@ class TestMore:
     def test_join_all_before_enter(self) -> None:
         """join_all() on a group with no members returns True at once."""
         assert ThreadGroup().join_all(0) is True
-
-
-def test_docstring_examples_run() -> None:
-    """The examples in the ThreadGroup and CancelToken docstrings run."""
-    ran = []
-    for cls in (CancelToken, ThreadGroup):
-        for name, obj in [(cls.__name__, cls), *vars(cls).items()]:
-            func = getattr(obj, "__func__", obj)
-            doc = inspect.getdoc(func) or ""
-            for code in re.findall(r"```python\n(.*?)```", doc, re.DOTALL):
-                exec(compile(code, f"<{name} docstring>", "exec"), {})  # noqa: S102
-                ran.append(name)
-    assert ran == ["CancelToken", "after", "child", "ThreadGroup"]
