@@ -7,6 +7,7 @@ import concurrent.futures
 import contextlib
 import contextvars
 import gc
+import signal
 import sys
 import threading
 import traceback
@@ -193,6 +194,27 @@ class TestTimeouts:
             t.result(timeout=-1)
         release.set()
         assert t.result(timeout=TIMEOUT)
+
+
+class TestInterruption:
+    def test_ctrl_c_while_waiting_leaves_thread_waitable(self) -> None:
+        """Ctrl-C in a waiting main thread does not corrupt the thread (gh-90882)."""
+        main = threading.main_thread()
+        if threading.current_thread() is not main or main.ident is None:
+            pytest.skip("signals are delivered to the main thread only")
+        release = threading.Event()
+        t = spawn(release.wait, TIMEOUT)
+        sender = threading.Timer(0.05, signal.pthread_kill, (main.ident, signal.SIGINT))
+        # The timer starts inside the block so that the signal, wherever it
+        # lands, is raised there.
+        with pytest.raises(KeyboardInterrupt):  # noqa: PT012
+            sender.start()
+            t.result(timeout=TIMEOUT)
+        sender.join(TIMEOUT)
+        assert t.is_alive()
+        assert not t.done()
+        release.set()
+        assert t.result(timeout=TIMEOUT) is True
 
 
 class TestMisuse:

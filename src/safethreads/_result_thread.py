@@ -1,18 +1,25 @@
 """ResultThread: a `threading.Thread` that hands its target's outcome back.
 
-The worker stores the outcome (a value or an exception) in two slots before it
-finishes; waiters wait on the thread's own termination (`Thread.join`), which
-the interpreter signals through a lock released as the thread ends.  That lock
+The worker stores the outcome (a value or an exception) in two slots, then
+releases `_finished`, a raw lock held since the thread was created.  That
 release is the hand-off: everything the worker wrote before it is visible to
-every thread that returns from `join`, with or without a GIL, so the outcome
-slots need no lock of their own and a successful thread costs no more than a
-plain one.
+every thread that acquires the lock afterwards, with or without a GIL, so the
+outcome slots need no lock of their own.  Each waiter acquires the lock and
+releases it again at once, passing it on to the next.
+
+Waiting on our own lock rather than on `Thread.join` matters for Ctrl-C: on
+3.11 and 3.12, a `join` interrupted by `KeyboardInterrupt` wrongly marks a
+live thread as stopped (gh-90882), after which it can never be waited for.
+Waits are made of short timed acquires so that the main thread also services
+signals promptly on platforms where a blocked acquire is not interruptible.
 """
 
 from __future__ import annotations
 
+import _thread
 import contextvars
 import threading
+import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 
@@ -26,6 +33,27 @@ __all__ = ["ResultThread", "spawn"]
 T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
+
+# The longest single blocking acquire while waiting, so that a waiting main
+# thread runs signal handlers (Ctrl-C) at least this often.
+_WAIT_SLICE = 0.25
+
+
+def _acquire(lock: _thread.LockType, timeout: float | None) -> bool:
+    """Acquire `lock` within `timeout` seconds, in signal-friendly slices."""
+    if lock.acquire(blocking=False):
+        return True
+    if timeout is None:
+        while not lock.acquire(timeout=_WAIT_SLICE):
+            pass
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return lock.acquire(blocking=False)
+        if lock.acquire(timeout=min(remaining, _WAIT_SLICE)):
+            return True
 
 
 class ResultThread(threading.Thread, Generic[T]):
@@ -87,7 +115,7 @@ class ResultThread(threading.Thread, Generic[T]):
             that calls `start()`.
     """
 
-    # Set by run() before the thread ends; read by waiters after join().
+    # Set by run() before it releases _finished; read by waiters after it.
     _value: T
     _exception: BaseException | None
     _traceback: Any
@@ -112,6 +140,9 @@ class ResultThread(threading.Thread, Generic[T]):
         self._context: contextvars.Context | None = None
         self._start_called = False
         self._has_outcome = False
+        # Held until the outcome is stored; see the module docstring.
+        self._finished = _thread.allocate_lock()
+        self._finished.acquire()
         self._exception = None
         self._report = None
         # Guards _start_called, _has_outcome, _future and _done_hook: one
@@ -202,6 +233,7 @@ class ResultThread(threading.Thread, Generic[T]):
             self._has_outcome = True
             future = self._future
             hook, self._done_hook = self._done_hook, None
+        self._finished.release()
         if future is not None:
             self._complete_future()
         if hook is not None:
@@ -233,30 +265,23 @@ class ResultThread(threading.Thread, Generic[T]):
                 f"call start() before {caller}()"
             )
             raise RuntimeError(msg)
+        finished = self._finished
+        if finished.acquire(blocking=False):  # already finished: no waiting
+            finished.release()
+            return
         if threading.current_thread() is self:
-            if self._has_outcome:  # e.g. from a done-callback of as_future()
-                return
             msg = (
                 f"{caller}() called from inside thread {self.name!r} would wait "
                 "for itself forever; return the value from the target instead"
             )
             raise RuntimeError(msg)
-        self.join(timeout)
-        if self.is_alive():
-            # The outcome may exist while the thread is still winding down;
-            # taking the lock makes run()'s writes visible without a GIL.
-            with self._future_lock:
-                if self._has_outcome:
-                    return
+        if not _acquire(finished, timeout):
             msg = (
                 f"thread {self.name!r} did not finish within {timeout} seconds; "
                 f"it is still running and {caller}() may be called again"
             )
             raise TimeoutError(msg)
-        if not self._has_outcome:
-            # Only possible for a daemon thread stopped by interpreter shutdown.
-            msg = f"thread {self.name!r} ended without producing an outcome"
-            raise RuntimeError(msg)
+        finished.release()
 
     def _observe(self) -> BaseException | None:
         report = self._report
