@@ -3,7 +3,9 @@
 from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
+from ._errors import BrokenWorkerPool, PoolFull
 from ._result_thread import ResultThread, spawn
+from ._worker_pool import WorkerPool, WorkerPoolStats
 
 try:
     __version__ = _version("safethreads")
@@ -11,7 +13,11 @@ except _PackageNotFoundError:  # pragma: no cover - running from a bare source t
     __version__ = "0+unknown"
 
 __all__ = (
+    "BrokenWorkerPool",
+    "PoolFull",
     "ResultThread",
+    "WorkerPool",
+    "WorkerPoolStats",
     "spawn",
 )
 
