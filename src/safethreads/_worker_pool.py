@@ -700,15 +700,18 @@ class WorkerPool(Executor):
         _check_buffersize(buffersize)
         deadline = None if timeout is None else time.monotonic() + timeout
         args_iter = zip(*iterables, strict=False)
+        first = (
+            args_iter if buffersize is None else itertools.islice(args_iter, buffersize)
+        )
+        futures: collections.deque[Future[R]] = collections.deque()
         submit = self.submit
-        if buffersize is None:
-            futures: collections.deque[Future[R]] = collections.deque(
-                submit(fn, *args) for args in args_iter
-            )
-        else:
-            futures = collections.deque(
-                submit(fn, *args) for args in itertools.islice(args_iter, buffersize)
-            )
+        try:
+            for args in first:
+                futures.append(submit(fn, *args))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            raise
         return self._map_results(
             futures,
             None if buffersize is None else args_iter,
@@ -786,10 +789,15 @@ class WorkerPool(Executor):
         inputs = iter(iterable)
         in_flight: set[Future[R]] = set()
         first = inputs if buffersize is None else itertools.islice(inputs, buffersize)
-        for item in first:
-            future = self.submit(fn, item)
-            in_flight.add(future)
-            future.add_done_callback(done.put)
+        try:
+            for item in first:
+                future = self.submit(fn, item)
+                in_flight.add(future)
+                future.add_done_callback(done.put)
+        except BaseException:
+            for future in in_flight:
+                future.cancel()
+            raise
         return self._unordered_results(
             done,
             in_flight,
