@@ -353,6 +353,14 @@ class WorkerPool(Executor):
             return future
         return None
 
+    def _submit_args(self, fn: Callable[..., R], args: tuple[Any, ...]) -> Future[R]:
+        """`submit(fn, *args)` without repacking the arguments (for map)."""
+        future: PoolFuture[R] = PoolFuture(
+            self, fn, args, None, _copy_context() if self._copy_context else None
+        )
+        self._place(future, self._on_full)
+        return future
+
     def _closed_error(self) -> BaseException:
         # With the lock held.
         if self._broken is not None:
@@ -704,10 +712,10 @@ class WorkerPool(Executor):
             args_iter if buffersize is None else itertools.islice(args_iter, buffersize)
         )
         futures: collections.deque[Future[R]] = collections.deque()
-        submit = self.submit
+        submit = self._submit_args
         try:
             for args in first:
-                futures.append(submit(fn, *args))
+                futures.append(submit(fn, args))
         except BaseException:
             for future in futures:
                 future.cancel()
@@ -736,14 +744,16 @@ class WorkerPool(Executor):
                         value = future.result()
                     else:
                         value = future.result(deadline - time.monotonic())
-                finally:
+                except BaseException:
+                    # A late task is not left to run (one that failed is done).
                     future.cancel()
-                    del future
+                    raise
+                del future
                 if args_iter is not None:
                     pool = pool_ref()
                     args = next(args_iter, None)
                     if pool is not None and args is not None:
-                        futures.append(pool.submit(fn, *args))
+                        futures.append(pool._submit_args(fn, args))
                     del pool
                 yield value
                 del value
