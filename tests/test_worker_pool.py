@@ -1018,3 +1018,47 @@ class TestSubprocess:
         assert "interrupted" in out
         assert "cancelled True" in out
         assert "finished True" in out
+
+    @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+    def test_second_sigint_stops_waiting(self) -> None:
+        """A second SIGINT while the with block waits ends the wait and the process."""
+        code = """
+            import threading, time
+            from safethreads import WorkerPool
+
+            original = WorkerPool._join_workers
+            def joining(self):
+                print("joining", flush=True)
+                original(self)
+            WorkerPool._join_workers = joining
+
+            try:
+                with WorkerPool(1) as pool:
+                    started = threading.Event()
+                    pool.submit(lambda: (started.set(), time.sleep(60)))
+                    started.wait(5)
+                    print("ready", flush=True)
+                    threading.Event().wait(60)
+            except KeyboardInterrupt:
+                print("interrupted", flush=True)
+        """
+        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and code
+            [sys.executable, "-c", textwrap.dedent(code)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        start = time.monotonic()
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+            proc.send_signal(signal.SIGINT)
+            assert proc.stdout.readline().strip() == "joining"
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            proc.kill()
+            proc.wait(TIMEOUT)
+        assert proc.returncode == 0, err
+        assert "interrupted" in out
+        assert time.monotonic() - start < 30  # not the task's 60 s

@@ -13,18 +13,32 @@ lock.  The future is also the work item (it holds the callable, its
 arguments and the captured context), so a task costs one future, one lock,
 the argument tuple and, by default, one `contextvars.Context`.
 
-The queue.  One raw lock (`_lock`) guards a `collections.deque` of queued
-futures, the list of parked (idle) workers and every counter the pool keeps.
-`submit` takes it once: if a worker is parked it pops that worker and hands
-it the future directly (the future never enters the queue); otherwise, below
-`max_workers`, it starts a thread with the future as its first task;
-otherwise it appends to the queue, subject to `max_pending`.  A worker takes
-the lock once per task to pop the next future or, finding the queue empty,
-to park itself; parking is waiting on its own raw lock, which `submit`
-releases after handing it a future.  Idle workers are thus counted exactly
-(they are the parked list, changed only under the lock), an idle worker is
-always used before a thread is started, and a worker parks only when the
-queue is empty, which keeps the invariant "parked workers => empty queue".
+The queue.  Futures travel through a `queue.SimpleQueue`, whose `put` and
+`get` are single C calls: a worker takes its next task with `get_nowait()`
+without touching the pool's lock, which is what lets one submitting thread
+and several workers share the GIL (or run side by side without it) with
+little contention.  (An earlier design popped a `deque` under the pool lock
+and handed tasks directly to parked workers; measured, it was about half as
+fast, because every pop contended with `submit` for the same lock.)
+
+Every other piece of state (the worker count, the idle count, the pending
+count, the shutdown and broken flags) lives under one raw lock, `_lock`.
+`submit` takes it once and also puts the future while holding it, so a
+future can never land behind the stop signals that `shutdown` queues (one
+`None` per worker, also under the lock).  Under the lock, `submit` decides:
+if a worker is idle and not already promised a task, it promises it this one
+(`_reserved += 1`) and no thread is started; otherwise, below
+`max_workers`, it starts a thread whose first task is this future; otherwise
+the future waits in the queue, subject to `max_pending`.  A worker that
+finds the queue empty counts itself idle under the lock and blocks in
+`get()`; when it wakes it uncounts itself and consumes one promise.  Idle
+workers are counted exactly; the promises are exact too, except that a busy
+worker finishing its task may take a promised future first, leaving the
+idle worker counted as promised until the next task wakes it: then a
+thread may be started although a worker is idle, never more than
+`max_workers` in all.  (The standard library's idle semaphore had a
+counting bug in that spot, gh-88354; here every count changes under the
+lock.)
 
 Claiming.  Whoever runs a task first moves its future PENDING -> RUNNING
 under the future's lock; a worker that pops a cancelled or already-claimed
@@ -34,21 +48,26 @@ future of this pool that is still PENDING, it claims and runs it inline
 instead of blocking, so a task waiting on a subtask can never deadlock the
 pool, even with one worker.
 
-Backpressure.  `max_pending` bounds the futures that are queued and not
-started.  The count (`_queued`) is changed only under the pool lock, by
-whoever takes a future out of the "queued" state: the worker that pops it,
-`cancel()`, or a helping worker; the future's `_in_queue` flag (also under
-the pool lock) makes sure exactly one of them does.  Submitters blocked on a
-full queue wait on a `Condition` over the pool lock, which is notified only
-when somebody is blocked, whenever room appears: a future left the queue, a
-worker parked, a worker exited, or the pool shut down.
+Backpressure.  `max_pending` bounds the futures that wait for a busy
+worker.  The count (`_queued`, only kept when there is a bound) is changed
+under the pool lock by whoever takes a future out of the "queued" state: the
+worker that dequeues it, `cancel()`, or a helping worker; the future's
+`_in_queue` flag (also under the pool lock) makes sure exactly one of them
+does, so a cancelled task frees its place at once.  Futures promised to an
+idle worker or given to a new thread are not counted, which also makes
+`max_pending=0` a hand-off.  Submitters blocked on a full pool wait on a
+`Condition` over the pool lock, notified (only when somebody is blocked)
+whenever room may have appeared: a future was dequeued or cancelled, a
+worker became idle or exited, or the pool shut down or broke.  A worker
+that would block on its own full pool runs the task inline instead.
 
-Shutdown, Ctrl-C and exit.  `shutdown()` flips `_shutdown` under the lock,
-wakes parked workers with no task (they exit), and lets busy workers drain
-the queue before they exit.  Workers are daemon threads; the pool registers
+Shutdown, Ctrl-C and exit.  `shutdown()` flips `_shutdown` and queues one
+stop signal per worker, under the lock; workers drain the futures ahead of
+the signals, then exit.  `cancel_futures=True` first empties the queue and
+cancels what it held.  Workers are daemon threads; the pool registers
 with `threading._register_atexit` (the hook the standard executors use, run
 before non-daemon threads are joined) a function that lets every live pool
-finish its queued work and joins its workers, so a program that never calls
+finish its queued work (it calls `shutdown(wait=True)`), so a program that never calls
 `shutdown()` still completes its work and exits cleanly.  Daemon threads let
 a pool whose waiting was interrupted by a second Ctrl-C be abandoned at
 exit instead of holding the process.  All joins are loops of timed waits so
@@ -60,9 +79,12 @@ as broken: its locks are replaced, its queued and running futures fail with
 in the child, so this is the only answer that cannot hang.
 
 Free-threading.  Nothing relies on the GIL: every check-then-act happens
-under the pool lock or a future's lock.  Reads without a lock are limited to
-a future's `_state`, which is written last, under the lock, when the outcome
-is published, and to statistics documented as snapshots.
+under the pool lock or a future's lock, and counters shared between threads
+are only changed under a lock (per-worker counters are written by their own
+worker only).  Reads without a lock are limited to a future's `_state`,
+written last, under the future's lock, when the outcome is published (a
+reader that sees a terminal state then reads the outcome stored before it),
+and to statistics documented as snapshots.
 """
 
 from __future__ import annotations
@@ -124,7 +146,7 @@ class WorkerPoolStats:
 
     Attributes:
         workers: Worker threads alive.
-        idle: Workers parked, waiting for a task.
+        idle: Workers waiting for a task.
         queued: Tasks queued and not started.
         running: Tasks running now (in workers, helping workers or callers).
         completed: Tasks that returned.
@@ -142,15 +164,11 @@ class WorkerPoolStats:
 
 
 class _Worker:
-    """One worker thread's mailbox and counters."""
+    """One worker thread's bookkeeping."""
 
-    __slots__ = ("completed", "current", "failed", "latch", "thread")
+    __slots__ = ("completed", "current", "failed", "thread")
 
     def __init__(self) -> None:
-        # Held while parked; released (once) by whoever takes the worker off
-        # the parked list, under the pool lock.
-        self.latch = _allocate_lock()
-        self.latch.acquire()
         # Written by the worker thread only; read for statistics.
         self.current: PoolFuture[Any] | None = None
         self.completed = 0
@@ -911,11 +929,13 @@ class WorkerPool(Executor):
         cancels the queued tasks and propagates at once.
         """
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
-            self.shutdown(wait=False, cancel_futures=True)
             try:
+                self.shutdown(wait=False, cancel_futures=True)
                 self._join_workers()
             except KeyboardInterrupt:
+                # The second Ctrl-C: stop waiting, and do not wait at exit.
                 self._abandoned = True
+                self.shutdown(wait=False, cancel_futures=True)
             return None
         try:
             self.shutdown(wait=True)
@@ -1062,8 +1082,14 @@ def _check_chunksize(chunksize: int) -> None:
 def _at_exit() -> None:
     with _pools_lock:
         pools = list(_pools)
-    for pool in pools:
-        pool._drain_at_exit()
+    try:
+        for pool in pools:
+            pool._drain_at_exit()
+    except KeyboardInterrupt:
+        # Ctrl-C while the interpreter waits for queued work: stop waiting;
+        # the daemon workers end with the process.
+        for pool in pools:
+            pool._abandoned = True
 
 
 def _after_fork_in_child() -> None:
