@@ -554,6 +554,26 @@ class TestUnobserved:
         gc.collect()
         assert reported == []
 
+    def test_abandoned_map_failures_not_reported(
+        self, reported: list[Any], gate: threading.Event
+    ) -> None:
+        """Failures of map tasks whose results the consumer abandoned stay quiet."""
+        with WorkerPool(2) as pool:
+
+            def task(x: int) -> int:
+                if x > 0:
+                    gate.wait(TIMEOUT)
+                    raise ValueError(x)
+                return x
+
+            results = pool.map(task, range(4))
+            assert next(results) == 0
+            results.close()  # type: ignore[attr-defined]
+            gate.set()
+        del results
+        gc.collect()
+        assert reported == []
+
     def test_traceback_starts_in_task(self) -> None:
         """The pool's own frame is dropped from a task's traceback."""
         with WorkerPool(1) as pool:

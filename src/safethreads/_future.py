@@ -102,6 +102,8 @@ class PoolFuture(Future[R]):
     _callbacks: Any = None
     # Still counted as queued by a pool with `max_pending`.
     _in_queue: bool = False
+    # Its owner gave up on the outcome: a failure is not worth reporting.
+    _quiet: bool = False
 
     _state: str
     _result: Any
@@ -358,7 +360,8 @@ class PoolFuture(Future[R]):
             self._result = value
         else:
             self._exception = exc
-            self._report = FailureReport(exc, threading.current_thread())
+            if not self._quiet:
+                self._report = FailureReport(exc, threading.current_thread())
         self._state = FINISHED
         sleepers = self._sleepers
         callbacks = self._callbacks
@@ -399,6 +402,14 @@ class PoolFuture(Future[R]):
                 self._notify_waiters(ok=False)
         self._after_done(sleepers, callbacks)
         return True
+
+    def _silence(self) -> None:
+        """Never report this future's failure as unobserved (owner gave up)."""
+        with self._lock:
+            self._quiet = True
+            report = self._report
+        if report is not None:
+            report.dismiss()
 
     def _drop_work(self) -> None:
         self._fn = self._args = self._kwargs = self._context = None

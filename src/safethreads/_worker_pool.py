@@ -776,8 +776,7 @@ class WorkerPool(Executor):
                 yield value
                 del value
         finally:
-            for future in futures:
-                future.cancel()
+            _abandon(futures)
 
     def imap_unordered(
         self,
@@ -870,8 +869,7 @@ class WorkerPool(Executor):
                 yield value
                 del value
         finally:
-            for future in in_flight:
-                future.cancel()
+            _abandon(in_flight)
 
     # --- shutdown --------------------------------------------------------------
 
@@ -1045,6 +1043,13 @@ class WorkerPool(Executor):
             f._waiter_list = None
             f._in_queue = False
             f._fail_pending(BrokenWorkerPool(reason))
+
+
+def _abandon(futures: Iterable[Future[Any]]) -> None:
+    """Cancel what has not started; nobody will look at the rest's outcome."""
+    for future in futures:
+        if not future.cancel() and isinstance(future, PoolFuture):
+            future._silence()
 
 
 def _trim(exc: BaseException) -> None:
