@@ -8,6 +8,7 @@ import gc
 import itertools
 import os
 import random
+import select
 import signal
 import subprocess
 import sys
@@ -933,6 +934,21 @@ def run_child(code: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     )
 
 
+def read_line(proc: subprocess.Popen[str], timeout: float = TIMEOUT) -> str:
+    """Read one line of the child's stdout, failing instead of hanging."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"no output from the child within {timeout} s"
+    return proc.stdout.readline().strip()
+
+
+# The child installs Python's own SIGINT handler: a parent that ignores
+# SIGINT (as a shell does for background jobs) would otherwise pass that on.
+SIGINT_PRELUDE = (
+    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)"
+)
+
+
 @pytest.mark.subprocess
 class TestSubprocess:
     def test_exit_without_shutdown(self) -> None:
@@ -1021,14 +1037,13 @@ class TestSubprocess:
             print("finished", finished == [True])
         """
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and code
-            [sys.executable, "-c", textwrap.dedent(code)],
+            [sys.executable, "-c", SIGINT_PRELUDE + textwrap.dedent(code)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         try:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "ready"
+            assert read_line(proc) == "ready"
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=30)
         finally:
@@ -1063,17 +1078,16 @@ class TestSubprocess:
                 print("interrupted", flush=True)
         """
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and code
-            [sys.executable, "-c", textwrap.dedent(code)],
+            [sys.executable, "-c", SIGINT_PRELUDE + textwrap.dedent(code)],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
         )
         start = time.monotonic()
         try:
-            assert proc.stdout is not None
-            assert proc.stdout.readline().strip() == "ready"
+            assert read_line(proc) == "ready"
             proc.send_signal(signal.SIGINT)
-            assert proc.stdout.readline().strip() == "joining"
+            assert read_line(proc) == "joining"
             proc.send_signal(signal.SIGINT)
             out, err = proc.communicate(timeout=30)
         finally:

@@ -476,6 +476,9 @@ class WorkerPool(Executor):
                 self._thread_count -= 1
                 self._workers.remove(worker)
                 self._threads.remove(thread)
+                # A stop signal queued for this thread by a concurrent
+                # shutdown stays in the queue, harmless, but is not owed.
+                self._sentinels = min(self._sentinels, self._thread_count)
                 if self._blocked:
                     self._not_full.notify()
             first.cancel()
