@@ -4,10 +4,11 @@ from importlib.metadata import PackageNotFoundError as _PackageNotFoundError
 from importlib.metadata import version as _version
 
 from ._cancel import CancelToken
-from ._errors import Cancelled
+from ._errors import BrokenWorkerPool, Cancelled, PoolFull
 from ._locked_dict import MISSING, LockedDict, LockedDictGuard, Missing
 from ._result_thread import ResultThread, spawn
 from ._thread_group import ThreadGroup
+from ._worker_pool import WorkerPool, WorkerPoolStats
 
 try:
     __version__ = _version("safethreads")
@@ -16,14 +17,18 @@ except _PackageNotFoundError:  # pragma: no cover - running from a bare source t
 
 # Plain sorted() order (checked by the tests), not isort order.
 __all__ = (  # noqa: RUF022 - plain sorted() order, checked by tests/test_api.py
+    "BrokenWorkerPool",
     "CancelToken",
     "Cancelled",
     "LockedDict",
     "LockedDictGuard",
     "MISSING",
     "Missing",
+    "PoolFull",
     "ResultThread",
     "ThreadGroup",
+    "WorkerPool",
+    "WorkerPoolStats",
     "spawn",
 )
 

@@ -1,0 +1,501 @@
+"""The future handed out by `WorkerPool`: a `concurrent.futures.Future`, lighter.
+
+A stock `Future` builds a `threading.Condition` (a Python object holding a
+reentrant lock, a deque and half a dozen bound methods) the moment it is
+created, and every state change goes through it.  `PoolFuture` keeps one raw
+lock per future and parks a waiter on a private raw lock of its own, created
+only when somebody really has to wait.  The `Condition` exists only for the
+callers that need it: `concurrent.futures.wait`, `as_completed` and any other
+code reaching for the private `_condition` and `_waiters` attributes, which
+this class provides as lazily built properties over the same lock, so that
+those functions keep their atomicity (they hold `_condition` while they look
+at `_state` and install a waiter; the completing thread holds the same lock
+while it changes `_state` and notifies the installed waiters).
+
+The future is also the pool's work item: it carries the callable, its
+arguments and the captured context until a worker claims it, which is the
+atomic transition PENDING -> RUNNING under the future's lock.
+"""
+
+from __future__ import annotations
+
+import _thread
+import threading
+from concurrent.futures import CancelledError, Future, InvalidStateError
+from concurrent.futures._base import (
+    CANCELLED,
+    CANCELLED_AND_NOTIFIED,
+    FINISHED,
+    LOGGER,
+    PENDING,
+    RUNNING,
+)
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from ._unobserved import FailureReport
+
+if TYPE_CHECKING:
+    import contextvars
+    from collections.abc import Callable
+
+    from ._worker_pool import WorkerPool
+
+__all__ = ["PoolFuture"]
+
+R = TypeVar("R")
+
+_allocate_lock = _thread.allocate_lock
+_DONE_STATES = (FINISHED, CANCELLED_AND_NOTIFIED, CANCELLED)
+_CANCELLED_STATES = (CANCELLED_AND_NOTIFIED, CANCELLED)
+
+# Guards the lazy creation of `_cond` and `_waiter_list` on every future.  It
+# is a separate lock because `_condition` may be first touched by a caller
+# that already holds the future's own lock; creation is rare, so one lock
+# shared by all futures costs nothing.
+_LAZY_LOCK = threading.Lock()
+
+_STATE_NAMES = {
+    PENDING: "pending",
+    RUNNING: "running",
+    CANCELLED: "cancelled",
+    CANCELLED_AND_NOTIFIED: "cancelled",
+    FINISHED: "finished",
+}
+
+
+class PoolFuture(Future[R]):
+    """A `concurrent.futures.Future` whose common path avoids the `Condition`.
+
+    Fully interchangeable with a stock future: every public method behaves the
+    same, and `wait`, `as_completed` and `asyncio.wrap_future` work on it.
+    Two differences are improvements: a future cancelled before it started
+    counts as done for `wait` and `as_completed` at once (a stock future waits
+    for its executor to notice), and a failure nobody retrieves is reported
+    through `threading.excepthook` when the future is garbage-collected.
+    """
+
+    # `Future.__init__` is deliberately not called: it would build the
+    # Condition this class exists to avoid.  Everything a stock future keeps
+    # in its `__dict__` lives in these slots or is built on first use.
+    __slots__ = (
+        "_args",
+        "_context",
+        "_fn",
+        "_kwargs",
+        "_lock",
+        "_pool",
+        "_result",
+        "_state",
+    )
+
+    # Rarely set; the class attribute is the default, so a future that never
+    # needs them does not pay for storing them.  `_cond` and `_waiter_list`
+    # are created together under `_LAZY_LOCK`; the others are guarded by
+    # `_lock` (`_in_queue` by the pool's lock).
+    _cond: threading.Condition | None = None
+    _waiter_list: list[Any] | None = None
+    _exception: BaseException | None = None
+    _report: FailureReport | None = None
+    # None, one parked waiter's lock, or a list of them.
+    _sleepers: Any = None
+    # None, one callback, or a list of them, in the order added.
+    _callbacks: Any = None
+    # Still counted as queued by a pool with `max_pending`.
+    _in_queue: bool = False
+    # Its owner gave up on the outcome: a failure is not worth reporting.
+    _quiet: bool = False
+
+    _state: str
+    _result: Any
+    _fn: Callable[..., Any] | None
+    _args: tuple[Any, ...] | None
+    _kwargs: dict[str, Any] | None
+    _context: contextvars.Context | None
+    _pool: WorkerPool | None
+
+    def __init__(
+        self,
+        pool: WorkerPool | None,
+        fn: Callable[..., R] | None,
+        args: tuple[Any, ...] | None,
+        kwargs: dict[str, Any] | None,
+        context: contextvars.Context | None,
+    ) -> None:
+        # Guards _state, _result, _exception, _sleepers, _callbacks, _report,
+        # _cond's waiters; it is also the lock inside `_condition`.
+        self._lock = _allocate_lock()
+        self._state = PENDING
+        self._result = None
+        # The work item: dropped as soon as the task is claimed or cancelled.
+        self._fn = fn
+        self._args = args
+        self._kwargs = kwargs
+        self._context = context
+        self._pool = pool
+
+    # --- what wait() and as_completed() touch -----------------------------------
+
+    @property
+    def _condition(self) -> threading.Condition:  # type: ignore[override]
+        cond = self._cond
+        if cond is None:
+            with _LAZY_LOCK:
+                cond = self._cond
+                if cond is None:
+                    self._waiter_list = []
+                    # The Condition is over the future's own lock, so holding
+                    # it excludes every state change.
+                    cond = self._cond = threading.Condition(self._lock)
+        return cond
+
+    @property
+    def _waiters(self) -> list[Any]:  # type: ignore[override]
+        self._condition  # noqa: B018 - builds the list together with the Condition
+        waiters = self._waiter_list
+        assert waiters is not None
+        return waiters
+
+    # --- state queries (never block) --------------------------------------------
+
+    def cancelled(self) -> bool:
+        """Return whether the future was cancelled."""
+        return self._state in _CANCELLED_STATES
+
+    def running(self) -> bool:
+        """Return whether the task is running now."""
+        return self._state is RUNNING
+
+    def done(self) -> bool:
+        """Return whether the future finished or was cancelled."""
+        return self._state in _DONE_STATES
+
+    def __repr__(self) -> str:
+        state = self._state
+        text = f"<{type(self).__name__} at {id(self):#x} state={_STATE_NAMES[state]}"
+        if state is FINISHED:
+            exc = self._exception
+            if exc is not None:
+                return f"{text} raised {type(exc).__name__}>"
+            return f"{text} returned {type(self._result).__name__}>"
+        return text + ">"
+
+    # --- waiting ----------------------------------------------------------------
+
+    def _wait(self, timeout: float | None) -> None:
+        """Return once FINISHED; raise CancelledError or TimeoutError otherwise."""
+        pool = self._pool
+        if pool is not None and self._state is PENDING:
+            # Work-helping: a worker of the same pool runs the task itself
+            # rather than block on a queue it is supposed to drain.
+            pool._help(self)
+        lock = self._lock
+        with lock:
+            state = self._state
+            if state is FINISHED:
+                return
+            if state in _CANCELLED_STATES:
+                raise CancelledError
+            if timeout is not None and timeout <= 0:
+                raise TimeoutError
+            sleeper = _allocate_lock()
+            sleeper.acquire()
+            sleepers = self._sleepers
+            if sleepers is None:
+                self._sleepers = sleeper
+            elif type(sleepers) is list:
+                sleepers.append(sleeper)
+            else:
+                self._sleepers = [sleepers, sleeper]
+        woken = False
+        try:
+            woken = (
+                sleeper.acquire()
+                if timeout is None
+                else sleeper.acquire(timeout=timeout)
+            )
+        finally:
+            if not woken:
+                self._forget(sleeper)
+        with lock:
+            state = self._state
+            if state is FINISHED:
+                return
+            if state in _CANCELLED_STATES:
+                raise CancelledError
+        raise TimeoutError
+
+    def _forget(self, sleeper: Any) -> None:
+        """Remove a waiter that stopped waiting (timeout or interrupt)."""
+        with self._lock:
+            sleepers = self._sleepers
+            if sleepers is sleeper:
+                self._sleepers = None
+            elif type(sleepers) is list and sleeper in sleepers:
+                sleepers.remove(sleeper)
+
+    def result(self, timeout: float | None = None) -> R:
+        """Return the task's result, waiting for it if needed.
+
+        Called from a worker of the same pool on a task still queued, the
+        worker runs that task itself instead of waiting (work-helping), so
+        nested waits cannot deadlock.
+
+        Args:
+            timeout: Seconds to wait at most; `None` waits as long as it takes.
+
+        Returns:
+            What the task returned.
+
+        Raises:
+            CancelledError: if the future was cancelled.
+            TimeoutError: if the future did not finish within `timeout`.
+            BaseException: the exception the task raised.
+        """
+        if self._state is not FINISHED:
+            self._wait(timeout)
+        report = self._report
+        if report is not None:
+            report.dismiss()
+        exc = self._exception
+        if exc is not None:
+            try:
+                raise exc
+            finally:
+                # Break the frame -> exception -> frame reference cycle.
+                exc = None
+                self = None  # type: ignore[assignment]  # noqa: PLW0642
+        return cast("R", self._result)
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        """Return the exception the task raised, or `None`, waiting if needed.
+
+        Args:
+            timeout: Seconds to wait at most; `None` waits as long as it takes.
+
+        Returns:
+            The task's exception, or `None` if it returned.
+
+        Raises:
+            CancelledError: if the future was cancelled.
+            TimeoutError: if the future did not finish within `timeout`.
+        """
+        if self._state is not FINISHED:
+            self._wait(timeout)
+        report = self._report
+        if report is not None:
+            report.dismiss()
+        return self._exception
+
+    # --- callbacks ---------------------------------------------------------------
+
+    def add_done_callback(self, fn: Callable[[Future[R]], object]) -> None:
+        """Call `fn(future)` when the future is done (now, if it already is).
+
+        Callbacks run in the thread that completes or cancels the future, in
+        the order they were added; an exception they raise is logged, as
+        `concurrent.futures` does, and does not affect the future.
+        """
+        with self._lock:
+            if self._state not in _DONE_STATES:
+                callbacks = self._callbacks
+                if callbacks is None:
+                    self._callbacks = fn
+                elif type(callbacks) is list:
+                    callbacks.append(fn)
+                else:
+                    self._callbacks = [callbacks, fn]
+                return
+        self._run_callback(fn)
+
+    def _run_callback(self, fn: Callable[[Future[R]], object]) -> None:
+        try:
+            fn(self)
+        except Exception:
+            LOGGER.exception("exception calling callback for %r", self)
+
+    def _after_done(self, sleepers: Any, callbacks: Any) -> None:
+        """Wake the parked waiters, then run the callbacks (no lock held)."""
+        if sleepers is not None:
+            if type(sleepers) is list:
+                for sleeper in sleepers:
+                    sleeper.release()
+            else:
+                sleepers.release()
+        if callbacks is not None:
+            if type(callbacks) is list:
+                for fn in callbacks:
+                    self._run_callback(fn)
+            else:
+                self._run_callback(callbacks)
+
+    # --- completion --------------------------------------------------------------
+
+    def _claim(self) -> bool:
+        """Move PENDING -> RUNNING atomically; return whether this caller won."""
+        with self._lock:
+            if self._state is not PENDING:
+                return False
+            self._state = RUNNING
+            return True
+
+    def _complete(self, value: Any, exc: BaseException | None) -> None:
+        """Store the outcome of a task this pool ran; a no-op if already done."""
+        with self._lock:
+            if self._state is not RUNNING:
+                # Failed by the pool meanwhile (fork, broken pool): keep that.
+                return
+            if exc is None:
+                self._result = value
+                self._state = FINISHED
+                sleepers = self._sleepers
+                callbacks = self._callbacks
+                if sleepers is None and callbacks is None and self._cond is None:
+                    return
+            sleepers, callbacks = self._finish_locked(value, exc)
+        self._after_done(sleepers, callbacks)
+
+    def _finish_locked(self, value: Any, exc: BaseException | None) -> tuple[Any, Any]:
+        # With the lock held: publish the outcome, detach waiters and callbacks.
+        if exc is None:
+            self._result = value
+        else:
+            self._exception = exc
+            if not self._quiet:
+                self._report = FailureReport(exc, threading.current_thread())
+        self._state = FINISHED
+        sleepers = self._sleepers
+        callbacks = self._callbacks
+        if sleepers is not None:
+            self._sleepers = None
+        if callbacks is not None:
+            self._callbacks = None
+        if self._cond is not None:
+            self._notify_waiters(ok=exc is None)
+        return sleepers, callbacks
+
+    def _notify_waiters(self, ok: bool) -> None:
+        # Called with the lock held, once `_condition` exists.
+        for waiter in self._waiters:
+            if ok:
+                waiter.add_result(self)
+            else:
+                waiter.add_exception(self)
+        cond = self._cond
+        assert cond is not None
+        cond.notify_all()
+
+    def _fail_pending(self, exc: BaseException) -> bool:
+        """Fail a future that will never run (broken pool); return whether done."""
+        with self._lock:
+            if self._state not in (PENDING, RUNNING):
+                return False
+            self._exception = exc
+            self._state = FINISHED
+            self._drop_work()
+            sleepers = self._sleepers
+            callbacks = self._callbacks
+            if sleepers is not None:
+                self._sleepers = None
+            if callbacks is not None:
+                self._callbacks = None
+            if self._cond is not None:
+                self._notify_waiters(ok=False)
+        self._after_done(sleepers, callbacks)
+        return True
+
+    def _silence(self) -> None:
+        """Never report this future's failure as unobserved (owner gave up)."""
+        with self._lock:
+            self._quiet = True
+            report = self._report
+        if report is not None:
+            report.dismiss()
+
+    def _drop_work(self) -> None:
+        self._fn = self._args = self._kwargs = self._context = None
+
+    def cancel(self) -> bool:
+        """Cancel the task if it has not started.
+
+        A cancelled future is done at once, also for `wait` and
+        `as_completed`.
+
+        Returns:
+            `True` if the future is cancelled now (or already was), `False`
+            if the task is running or finished.
+        """
+        with self._lock:
+            state = self._state
+            if state in _CANCELLED_STATES:
+                return True
+            if state is not PENDING:
+                return False
+            # Straight to the notified state: the pool skips cancelled items
+            # without calling set_running_or_notify_cancel().
+            self._state = CANCELLED_AND_NOTIFIED
+            self._drop_work()
+            sleepers = self._sleepers
+            callbacks = self._callbacks
+            if sleepers is not None:
+                self._sleepers = None
+            if callbacks is not None:
+                self._callbacks = None
+            if self._cond is not None:
+                for waiter in self._waiters:
+                    waiter.add_cancelled(self)
+                self._cond.notify_all()
+        pool = self._pool
+        if pool is not None:
+            pool._cancelled_one(self)
+        self._after_done(sleepers, callbacks)
+        return True
+
+    # --- the executor-side API of concurrent.futures.Future ------------------------
+
+    def set_running_or_notify_cancel(self) -> bool:
+        """Mark the future running, or report that it was cancelled.
+
+        For executor implementations; the pool itself does not need it.
+
+        Returns:
+            `False` if the future was cancelled, `True` otherwise.
+
+        Raises:
+            RuntimeError: if the future is already running or finished.
+        """
+        with self._lock:
+            state = self._state
+            if state in _CANCELLED_STATES:
+                self._state = CANCELLED_AND_NOTIFIED
+                return False
+            if state is PENDING:
+                self._state = RUNNING
+                return True
+        msg = "Future in unexpected state"
+        raise RuntimeError(msg)
+
+    def set_result(self, result: R) -> None:
+        """Set the result, as an executor does.
+
+        Raises:
+            InvalidStateError: if the future is already done.
+        """
+        self._set(result, None)
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        """Set the exception, as an executor does.
+
+        Raises:
+            InvalidStateError: if the future is already done.
+        """
+        self._set(None, exception)
+
+    def _set(self, value: Any, exc: BaseException | None) -> None:
+        with self._lock:
+            state = self._state
+            if state in _DONE_STATES:
+                msg = f"{state}: {self!r}"
+                raise InvalidStateError(msg)
+            self._drop_work()
+            sleepers, callbacks = self._finish_locked(value, exc)
+        self._after_done(sleepers, callbacks)
