@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
         f"faster) — CPython {meta['python']}, {meta['cpus']} CPUs",
         fontsize=10,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.98))  # room for the title
     target.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(target, dpi=110)
     print(f"wrote {target}")

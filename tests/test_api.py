@@ -6,6 +6,7 @@ import importlib.metadata
 import importlib.resources
 import inspect
 import re
+from pathlib import Path
 
 import pytest
 
@@ -63,6 +64,14 @@ class TestPublicApi:
         """Every public object carries a docstring."""
         for name in safethreads.__all__:
             assert inspect.getdoc(getattr(safethreads, name)), name
+
+    def test_api_reference_lists_every_public_name(self) -> None:
+        """docs/reference.md renders every name of `__all__`."""
+        reference = Path(__file__).parent.parent / "docs" / "reference.md"
+        rendered = set(
+            re.findall(r"^::: safethreads\.(\w+)$", reference.read_text(), re.MULTILINE)
+        )
+        assert rendered == set(safethreads.__all__)
 
     def test_ships_py_typed(self) -> None:
         """The package declares itself typed (PEP 561)."""

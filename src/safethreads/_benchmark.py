@@ -165,9 +165,109 @@ def _result_thread_cases(n: int) -> tuple[str, list[Case], int, str]:
     )
 
 
+def _locked_dict_cases(n: int) -> tuple[str, list[Case], int, str]:
+    import threading  # noqa: PLC0415 - only needed when benchmarking
+
+    from ._locked_dict import LockedDict  # noqa: PLC0415
+
+    class HandLocked:
+        """The hand-written alternative: a dict and a Lock taken per call."""
+
+        def __init__(self, data: dict[int, int]) -> None:
+            self._data = data
+            self._lock = threading.Lock()
+
+        def __getitem__(self, key: int) -> int:
+            with self._lock:
+                return self._data[key]
+
+    keys = range(1_000)
+    hand = HandLocked(dict.fromkeys(keys, 1))
+    locked = LockedDict.fromkeys(keys, 1)
+
+    def read_hand() -> None:
+        for _ in range(n // 1_000):
+            for k in keys:
+                hand[k]
+
+    def read_locked() -> None:
+        for _ in range(n // 1_000):
+            for k in keys:
+                locked[k]
+
+    return (
+        f"d[k] on a shared dict, {n:,} reads",
+        [
+            Case("stdlib dict + Lock (with)", read_hand),
+            Case("LockedDict", read_locked),
+        ],
+        n,
+        "read",
+    )
+
+
+def _worker_pool_cases(n: int) -> tuple[str, list[Case], int, str]:
+    from concurrent.futures import ThreadPoolExecutor  # noqa: PLC0415
+
+    from ._worker_pool import WorkerPool  # noqa: PLC0415
+
+    def noop() -> None:
+        pass
+
+    def run_tpe() -> None:
+        with ThreadPoolExecutor(4) as pool:
+            for f in [pool.submit(noop) for _ in range(n)]:
+                f.result()
+
+    def run_pool() -> None:
+        with WorkerPool(4) as pool:
+            for f in [pool.submit(noop) for _ in range(n)]:
+                f.result()
+
+    return (
+        f"{n:,} no-op tasks on 4 workers, submit all then result()",
+        [
+            Case("stdlib ThreadPoolExecutor", run_tpe),
+            Case("WorkerPool", run_pool),
+        ],
+        n,
+        "task",
+    )
+
+
+def _thread_group_cases(n: int) -> tuple[str, list[Case], int, str]:
+    from ._result_thread import spawn  # noqa: PLC0415
+    from ._thread_group import ThreadGroup  # noqa: PLC0415
+
+    def by_hand() -> None:
+        threads = [spawn(int, i) for i in range(n)]
+        for t in threads:
+            t.result()
+
+    def group() -> None:
+        with ThreadGroup() as g:
+            for i in range(n):
+                g.spawn(int, i)
+
+    return (
+        f"{n:,} threads started and all waited for",
+        [
+            Case("ResultThreads joined by hand", by_hand),
+            Case("ThreadGroup", group),
+        ],
+        n,
+        "thread",
+    )
+
+
 def quick_suite(rounds: int) -> None:
     """Run a short same-run comparison of each primitive with the stdlib."""
-    suites = [_result_thread_cases(500)]
+    suites = [
+        _result_thread_cases(500),
+        _locked_dict_cases(100_000),
+        _worker_pool_cases(20_000),
+        _thread_group_cases(500),
+    ]
     for title, cases, ops, unit in suites:
         progress(f"{title} ")
         compare(title, cases, ops=ops, rounds=rounds, unit=unit)

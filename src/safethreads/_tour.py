@@ -171,6 +171,21 @@ def _thread_group_tour() -> None:
     print(f"join_all(0.2) over 20 stuck threads -> {finished} after {elapsed:.2f} s")
     print("  (a loop of Thread.join(0.2) would have taken 20 x 0.2 = 4 s)")
 
+    _heading("ThreadGroup: daemon members are not waited for")
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(0.05):  # runs for as long as the service does
+            pass
+
+    with ThreadGroup("service") as g:
+        work = g.spawn(sum, range(1_000))
+        beat = g.add(threading.Thread(target=heartbeat, name="heartbeat", daemon=True))
+    print(f"after the block: the non-daemon member finished -> {work.result(0)}")
+    print(f"  the daemon member {beat.name!r} is still running -> {beat.is_alive()}")
+    stop.set()
+    beat.join(timeout=5)
+
 
 def _worker_pool_tour() -> None:
     _heading("WorkerPool: reuse a few threads for many tasks")
