@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import random
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from hypothesis import HealthCheck, settings
@@ -41,6 +42,19 @@ def no_leaked_threads() -> Iterator[None]:
         t.join(max(0.0, deadline - time.monotonic()))
     alive = [t.name for t in leaked if t.is_alive()]
     assert not alive, f"threads still running after the test: {alive}"
+
+
+@pytest.fixture
+def reported(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
+    """Collect what reaches `threading.excepthook` during the test.
+
+    Unobserved failures are reported when their thread or future is collected,
+    so the fixture collects garbage before handing the list back to pytest.
+    """
+    seen: list[Any] = []
+    monkeypatch.setattr(threading, "excepthook", seen.append)
+    yield seen
+    gc.collect()
 
 
 @pytest.fixture

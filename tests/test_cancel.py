@@ -29,18 +29,9 @@ from safethreads._cancel import DEADLINE_REASON
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
 TIMEOUT = 10.0  # every wait in these tests is bounded
-
-
-@pytest.fixture
-def reported(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """Collect what reaches `threading.excepthook` during the test."""
-    seen: list[Any] = []
-    monkeypatch.setattr(threading, "excepthook", seen.append)
-    yield seen
-    gc.collect()
 
 
 def deadline_threads() -> list[threading.Thread]:

@@ -11,16 +11,13 @@ import signal
 import sys
 import threading
 import traceback
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from safethreads import ResultThread, spawn
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
 
 TIMEOUT = 10.0  # every wait in these tests is bounded
 
@@ -31,15 +28,6 @@ def fail_with(exc: BaseException) -> NoReturn:
 
 def add(a: int, b: int = 0) -> int:
     return a + b
-
-
-@pytest.fixture
-def reported(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """Collect what reaches `threading.excepthook` during the test."""
-    seen: list[Any] = []
-    monkeypatch.setattr(threading, "excepthook", seen.append)
-    yield seen
-    gc.collect()
 
 
 class TestResult:

@@ -51,15 +51,6 @@ def wait_for_state(g: ThreadGroup, state: _State) -> None:
 
 
 @pytest.fixture
-def reported(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """Collect what reaches `threading.excepthook` during the test."""
-    seen: list[Any] = []
-    monkeypatch.setattr(threading, "excepthook", seen.append)
-    yield seen
-    gc.collect()
-
-
-@pytest.fixture
 def release() -> Iterator[threading.Event]:
     """An event that stuck members wait on; set at the end of the test."""
     event = threading.Event()

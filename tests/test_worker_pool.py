@@ -46,15 +46,6 @@ def gate() -> Iterator[threading.Event]:
     event.set()
 
 
-@pytest.fixture
-def reported(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Any]]:
-    """Collect what reaches `threading.excepthook` during the test."""
-    seen: list[Any] = []
-    monkeypatch.setattr(threading, "excepthook", seen.append)
-    yield seen
-    gc.collect()
-
-
 def block_workers(
     pool: WorkerPool, n: int, gate: threading.Event
 ) -> list[cf.Future[bool]]:
