@@ -42,6 +42,9 @@ def no_leaked_threads() -> Iterator[None]:
         t.join(max(0.0, deadline - time.monotonic()))
     alive = [t.name for t in leaked if t.is_alive()]
     assert not alive, f"threads still running after the test: {alive}"
+    # Unobserved failures are reported when their owner is collected: collect
+    # now, so that a report surfaces in the test that caused it.
+    gc.collect()
 
 
 @pytest.fixture

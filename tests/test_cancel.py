@@ -24,6 +24,7 @@ from hypothesis.stateful import (
     rule,
 )
 
+from child_process import SIGINT_PRELUDE
 from safethreads import Cancelled, CancelToken, ResultThread, spawn
 from safethreads._cancel import DEADLINE_REASON
 
@@ -156,7 +157,7 @@ class TestWait:
             """
         )
         proc = subprocess.Popen(
-            [sys.executable, "-c", code],
+            [sys.executable, "-c", SIGINT_PRELUDE + code],
             stdout=subprocess.PIPE,
             text=True,
         )

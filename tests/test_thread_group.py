@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from child_process import SIGINT_PRELUDE
 from safethreads import Cancelled, CancelToken, ResultThread, ThreadGroup
 from safethreads._thread_group import _State
 
@@ -839,7 +840,7 @@ CTRL_C_SCRIPT = textwrap.dedent(
             g.spawn(cooperative, g.token)
             if mode == "body":
                 print("ready", flush=True)
-                threading.Event().wait(30)
+                _wait_for_signal(30)
             elif mode == "exit":
                 g.spawn(announce_when_waiting)
             else:
@@ -862,7 +863,7 @@ def run_ctrl_c(mode: str, presses: int) -> tuple[bool, list[str], list[str]]:
     KeyboardInterrupt reached the script, and the notes on it.
     """
     proc = subprocess.Popen(
-        [sys.executable, "-c", CTRL_C_SCRIPT, mode],
+        [sys.executable, "-c", SIGINT_PRELUDE + CTRL_C_SCRIPT, mode],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

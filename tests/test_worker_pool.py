@@ -21,6 +21,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from child_process import SIGINT_PRELUDE
 from safethreads import BrokenWorkerPool, PoolFull, WorkerPool, WorkerPoolStats
 from safethreads._future import PoolFuture
 
@@ -933,13 +934,6 @@ def read_line(proc: subprocess.Popen[str], timeout: float = TIMEOUT) -> str:
     return proc.stdout.readline().strip()
 
 
-# The child installs Python's own SIGINT handler: a parent that ignores
-# SIGINT (as a shell does for background jobs) would otherwise pass that on.
-SIGINT_PRELUDE = (
-    "import signal; signal.signal(signal.SIGINT, signal.default_int_handler)"
-)
-
-
 @pytest.mark.subprocess
 class TestSubprocess:
     def test_exit_without_shutdown(self) -> None:
@@ -1021,7 +1015,7 @@ class TestSubprocess:
                     queued.extend(pool.submit(print, i) for i in range(5))
                     started.wait(5)
                     print("ready", flush=True)
-                    threading.Event().wait(30)
+                    _wait_for_signal(30)
             except KeyboardInterrupt:
                 print("interrupted", flush=True)
             print("cancelled", all(f.cancelled() for f in queued))
@@ -1064,7 +1058,7 @@ class TestSubprocess:
                     pool.submit(lambda: (started.set(), time.sleep(60)))
                     started.wait(5)
                     print("ready", flush=True)
-                    threading.Event().wait(60)
+                    _wait_for_signal(60)
             except KeyboardInterrupt:
                 print("interrupted", flush=True)
         """
