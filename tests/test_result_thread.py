@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import concurrent.futures
 import contextlib
@@ -10,6 +11,7 @@ import gc
 import signal
 import sys
 import threading
+import time
 import traceback
 from typing import Any, NoReturn
 
@@ -201,6 +203,25 @@ class TestInterruption:
         sender.join(TIMEOUT)
         assert t.is_alive()
         assert not t.done()
+        release.set()
+        assert t.result(timeout=TIMEOUT) is True
+
+    def test_ctrl_c_noticed_without_a_wakeup(self) -> None:
+        """A Ctrl-C that does not wake the waiting main thread is seen in a slice."""
+        main = threading.main_thread()
+        if threading.current_thread() is not main:
+            pytest.skip("signals are handled in the main thread only")
+        release = threading.Event()
+        t = spawn(release.wait, TIMEOUT)
+        # interrupt_main() flags Ctrl-C without interrupting the blocked wait,
+        # as when the kernel hands SIGINT to another thread.
+        sender = threading.Timer(0.05, _thread.interrupt_main)
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt):  # noqa: PT012
+            sender.start()
+            t.result(timeout=TIMEOUT)
+        assert time.monotonic() - start < TIMEOUT / 2  # slices are 0.25 s
+        sender.join(TIMEOUT)
         release.set()
         assert t.result(timeout=TIMEOUT) is True
 

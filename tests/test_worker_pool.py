@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import _thread
 import concurrent.futures as cf
 import contextvars
 import gc
@@ -698,6 +699,65 @@ class TestShutdownAndInterrupt:
             raise KeyboardInterrupt
         assert all(f.cancelled() for f in queued)
         assert running[0].result(timeout=0) is True
+
+    def test_ctrl_c_while_waiting_on_result(self, gate: threading.Event) -> None:
+        """Ctrl-C in a main thread blocked in result() leaves the future waitable."""
+        main = threading.main_thread()
+        if threading.current_thread() is not main or main.ident is None:
+            pytest.skip("signals are delivered to the main thread only")
+        with WorkerPool(1) as pool:
+            future = pool.submit(gate.wait, TIMEOUT)
+            sender = threading.Timer(
+                0.05, signal.pthread_kill, (main.ident, signal.SIGINT)
+            )
+            # Started inside the block, so the signal is raised there wherever
+            # it lands.
+            with pytest.raises(KeyboardInterrupt):  # noqa: PT012
+                sender.start()
+                future.result(timeout=TIMEOUT)
+            sender.join(TIMEOUT)
+            assert not future.done()
+            assert isinstance(future, PoolFuture)
+            assert future._sleepers is None  # the interrupted waiter is gone
+            gate.set()
+            assert future.result(timeout=TIMEOUT) is True
+
+    def test_ctrl_c_noticed_without_a_wakeup(self, gate: threading.Event) -> None:
+        """A Ctrl-C that does not wake a main thread in result() is seen in a slice."""
+        if threading.current_thread() is not threading.main_thread():
+            pytest.skip("signals are handled in the main thread only")
+        with WorkerPool(1) as pool:
+            future = pool.submit(gate.wait, TIMEOUT)
+            # interrupt_main() flags Ctrl-C without interrupting the blocked
+            # wait, as when the kernel hands SIGINT to another thread.
+            sender = threading.Timer(0.05, _thread.interrupt_main)
+            start = time.monotonic()
+            with pytest.raises(KeyboardInterrupt):  # noqa: PT012
+                sender.start()
+                future.result(timeout=TIMEOUT)
+            assert time.monotonic() - start < TIMEOUT / 2  # slices are 0.25 s
+            sender.join(TIMEOUT)
+            gate.set()
+            assert future.result(timeout=TIMEOUT) is True
+
+    def test_ctrl_c_in_blocked_submit(self, gate: threading.Event) -> None:
+        """Ctrl-C reaches a main thread blocked in submit(); the pool stays usable."""
+        if threading.current_thread() is not threading.main_thread():
+            pytest.skip("signals are handled in the main thread only")
+        with WorkerPool(1, max_pending=1) as pool:
+            block_workers(pool, 1, gate)
+            queued = pool.submit(add, 1)  # fills the queue
+            sender = threading.Timer(0.05, _thread.interrupt_main)
+            start = time.monotonic()
+            with pytest.raises(KeyboardInterrupt):  # noqa: PT012
+                sender.start()
+                pool.submit(add, 2)  # blocks: the queue is full
+            assert time.monotonic() - start < TIMEOUT / 2  # slices are 0.25 s
+            sender.join(TIMEOUT)
+            gate.set()
+            assert queued.result(timeout=TIMEOUT) == 1
+            assert pool.submit(add, 3).result(timeout=TIMEOUT) == 3
+            assert pool.stats().queued == 0
 
     def test_second_interrupt_stops_waiting(
         self, gate: threading.Event, monkeypatch: pytest.MonkeyPatch

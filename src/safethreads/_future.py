@@ -33,6 +33,7 @@ from concurrent.futures._base import (
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._unobserved import FailureReport
+from ._waiting import acquire
 
 if TYPE_CHECKING:
     import contextvars
@@ -208,11 +209,7 @@ class PoolFuture(Future[R]):
                 self._sleepers = [sleepers, sleeper]
         woken = False
         try:
-            woken = (
-                sleeper.acquire()
-                if timeout is None
-                else sleeper.acquire(timeout=timeout)
-            )
+            woken = acquire(sleeper, timeout)
         finally:
             if not woken:
                 self._forget(sleeper)

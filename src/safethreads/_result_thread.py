@@ -19,11 +19,11 @@ from __future__ import annotations
 import _thread
 import contextvars
 import threading
-import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 
 from ._unobserved import FailureReport
+from ._waiting import acquire
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -33,27 +33,6 @@ __all__ = ["ResultThread", "spawn"]
 T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
-
-# The longest single blocking acquire while waiting, so that a waiting main
-# thread runs signal handlers (Ctrl-C) at least this often.
-_WAIT_SLICE = 0.25
-
-
-def _acquire(lock: _thread.LockType, timeout: float | None) -> bool:
-    """Acquire `lock` within `timeout` seconds, in signal-friendly slices."""
-    if lock.acquire(blocking=False):
-        return True
-    if timeout is None:
-        while not lock.acquire(timeout=_WAIT_SLICE):
-            pass
-        return True
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return lock.acquire(blocking=False)
-        if lock.acquire(timeout=min(remaining, _WAIT_SLICE)):
-            return True
 
 
 class ResultThread(threading.Thread, Generic[T]):
@@ -275,7 +254,7 @@ class ResultThread(threading.Thread, Generic[T]):
                 "for itself forever; return the value from the target instead"
             )
             raise RuntimeError(msg)
-        if not _acquire(finished, timeout):
+        if not acquire(finished, timeout):
             msg = (
                 f"thread {self.name!r} did not finish within {timeout} seconds; "
                 f"it is still running and {caller}() may be called again"

@@ -70,7 +70,8 @@ before non-daemon threads are joined) a function that lets every live pool
 finish its queued work (it calls `shutdown(wait=True)`), so a program that never calls
 `shutdown()` still completes its work and exits cleanly.  Daemon threads let
 a pool whose waiting was interrupted by a second Ctrl-C be abandoned at
-exit instead of holding the process.  All joins are loops of timed waits so
+exit instead of holding the process.  All waits (joins, a future's
+`result()`, a `submit` blocked on a full queue) are loops of timed waits so
 that signals are serviced on every platform.
 
 Fork.  `os.register_at_fork` marks every pool inherited by a child process
@@ -434,7 +435,9 @@ class WorkerPool(Executor):
         self._blocked += 1
         try:
             while True:
-                self._not_full.wait()
+                # Timed, so that a waiting main thread services Ctrl-C; the
+                # loop re-checks the state after every wake-up anyway.
+                self._not_full.wait(_POLL_SECONDS)
                 if self._shutdown or self._broken is not None:
                     raise self._closed_error()  # noqa: TRY301 - under the lock
                 if self._idle > self._reserved:
