@@ -31,6 +31,7 @@ import weakref
 from typing import TYPE_CHECKING, Final, final
 
 from ._errors import Cancelled
+from ._waiting import check_timeout
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -149,7 +150,12 @@ class CancelToken:
 
         Returns:
             A token with a deadline and no parent.
+
+        Raises:
+            TypeError: if `seconds` is not a number.
+            ValueError: if `seconds` is NaN.
         """
+        check_timeout(seconds, "seconds", allow_none=False)
         token = cls()
         token._deadline = time.monotonic() + seconds
         return token
@@ -212,7 +218,12 @@ class CancelToken:
         Returns:
             `True` if the token is cancelled, `False` if the timeout expired
             first.
+
+        Raises:
+            TypeError: if `timeout` is not `None` or a number.
+            ValueError: if `timeout` is NaN.
         """
+        check_timeout(timeout)
         now = time.monotonic()
         limit = None if timeout is None else now + timeout
         deadline = self._deadline
@@ -365,7 +376,12 @@ class CancelToken:
 
         Returns:
             The child token (already cancelled if this token is).
+
+        Raises:
+            TypeError: if `timeout` is not `None` or a number.
+            ValueError: if `timeout` is NaN.
         """
+        check_timeout(timeout)
         child = CancelToken()
         deadline = self._deadline
         if timeout is not None:

@@ -33,7 +33,7 @@ from concurrent.futures._base import (
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._unobserved import FailureReport
-from ._waiting import acquire
+from ._waiting import acquire, check_timeout
 
 if TYPE_CHECKING:
     import contextvars
@@ -184,6 +184,7 @@ class PoolFuture(Future[R]):
 
     def _wait(self, timeout: float | None) -> None:
         """Return once FINISHED; raise CancelledError or TimeoutError otherwise."""
+        check_timeout(timeout)
         pool = self._pool
         if pool is not None and self._state is PENDING:
             # Work-helping: a worker of the same pool runs the task itself

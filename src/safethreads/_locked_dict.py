@@ -64,6 +64,8 @@ from typing import (
     overload,
 )
 
+from ._waiting import check_callable
+
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
@@ -592,13 +594,16 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             The value now under `key`.
 
         Raises:
-            TypeError: if `key` is unhashable.
+            TypeError: if `key` is unhashable, or `factory` is not callable.
             ValueError: if `factory` returns `MISSING`.
             RuntimeError: if called from a callback of this dict, or if
                 `factory` tries to change this dict.
             Exception: whatever `factory` raises; nothing is inserted, and
                 the next call for the key tries again.
         """
+        given: object = factory  # typed callable, but checked at runtime
+        if not callable(given):
+            check_callable(given, "factory")
         lock = self._lock
         lock.acquire()
         try:
@@ -658,11 +663,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             absent.
 
         Raises:
-            TypeError: if `key` is unhashable.
+            TypeError: if `key` is unhashable, or `fn` is not callable.
             RuntimeError: if called from a callback of this dict, or if `fn`
                 tries to change this dict.
             Exception: whatever `fn` raises; the dict is left unchanged.
         """
+        given: object = fn  # typed callable, but checked at runtime
+        if not callable(given):
+            check_callable(given, "fn")
         lock = self._lock
         lock.acquire()
         try:

@@ -23,7 +23,7 @@ from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 
 from ._unobserved import FailureReport
-from ._waiting import acquire
+from ._waiting import acquire, check_callable, check_timeout
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping
@@ -92,6 +92,9 @@ class ResultThread(threading.Thread, Generic[T]):
             creating thread.
         copy_context: Run the target in a copy of the context of the thread
             that calls `start()`.
+
+    Raises:
+        TypeError: if `target` is given and is not callable.
     """
 
     # Set by run() before it releases _finished; read by waiters after it.
@@ -111,6 +114,8 @@ class ResultThread(threading.Thread, Generic[T]):
         daemon: bool | None = None,
         copy_context: bool = True,
     ) -> None:
+        if target is not None:
+            check_callable(target, "target")
         super().__init__(group, target, name, args, kwargs, daemon=daemon)
         self._call = target
         self._call_args = tuple(args)
@@ -238,6 +243,7 @@ class ResultThread(threading.Thread, Generic[T]):
 
     def _wait(self, timeout: float | None, caller: str) -> None:
         """Wait until the outcome exists, or raise the right error."""
+        check_timeout(timeout)
         if not self._start_called:
             msg = (
                 f"thread {self.name!r} has not been started; "
@@ -286,6 +292,8 @@ class ResultThread(threading.Thread, Generic[T]):
                 thread keeps running and `result()` may be called again.
             RuntimeError: if the thread was never started, or if called from
                 inside the thread itself.
+            TypeError: if `timeout` is not `None` or a number.
+            ValueError: if `timeout` is NaN.
         """
         self._wait(timeout, "result")
         exc = self._observe()
@@ -309,6 +317,8 @@ class ResultThread(threading.Thread, Generic[T]):
             TimeoutError: if the thread did not finish within `timeout`.
             RuntimeError: if the thread was never started, or if called from
                 inside the thread itself.
+            TypeError: if `timeout` is not `None` or a number.
+            ValueError: if `timeout` is NaN.
         """
         self._wait(timeout, "exception")
         return self._observe()

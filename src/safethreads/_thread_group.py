@@ -49,6 +49,7 @@ from . import _result_thread as _result_thread_module
 from ._cancel import CancelToken
 from ._errors import Cancelled
 from ._result_thread import ResultThread
+from ._waiting import check_callable, check_timeout
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -176,7 +177,8 @@ class ThreadGroup:
             enclosing group, if any.
 
     Raises:
-        ValueError: if `exit_timeout` is negative.
+        ValueError: if `exit_timeout` is negative or NaN.
+        TypeError: if `exit_timeout` is not `None` or a number.
     """
 
     __slots__ = (
@@ -210,7 +212,8 @@ class ThreadGroup:
         token: CancelToken | None = None,
     ) -> None:
         """Create a group; enter it with `with` to spawn members."""
-        if exit_timeout is not None and not exit_timeout >= 0:
+        check_timeout(exit_timeout, "exit_timeout")
+        if exit_timeout is not None and exit_timeout < 0:
             msg = f"exit_timeout must be None or at least 0, not {exit_timeout!r}"
             raise ValueError(msg)
         self._name = _next_group_name() if name is None else name
@@ -463,7 +466,9 @@ class ThreadGroup:
             RuntimeError: if the group's block has not been entered or has
                 ended, or if the calling thread is neither the group's owner
                 nor one of its members.
+            TypeError: if `fn` is not callable.
         """
+        check_callable(fn, "fn")
         with self._lock:
             index = self._admit("spawn")
             thread: ResultThread[R] = ResultThread(
@@ -651,7 +656,12 @@ class ThreadGroup:
         Returns:
             `True` if every member waited for has finished, `False` if the
             timeout expired first.
+
+        Raises:
+            TypeError: if `timeout` is not `None` or a number.
+            ValueError: if `timeout` is NaN.
         """
+        check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         return not self._wait_members(deadline, include_daemon=include_daemon)
 

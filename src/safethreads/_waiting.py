@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 import time
 from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     import _thread
 
-__all__ = ["WAIT_SLICE", "acquire"]
+__all__ = ["WAIT_SLICE", "acquire", "check_callable", "check_timeout"]
 
 # The longest single blocking acquire while waiting.  Signal handlers run in
 # the main thread between two acquires, so Ctrl-C is noticed at least this
@@ -37,3 +39,35 @@ def acquire(lock: _thread.LockType, timeout: float | None) -> bool:
             return lock.acquire(blocking=False)
         if lock.acquire(timeout=min(remaining, WAIT_SLICE)):
             return True
+
+
+def check_timeout(
+    timeout: object, name: str = "timeout", *, allow_none: bool = True
+) -> None:
+    """Raise if `timeout` is neither `None` nor a number of seconds.
+
+    Raises:
+        TypeError: if `timeout` is not `None`, an `int` or a `float` (or
+            another real number); `bool` is refused.
+        ValueError: if `timeout` is NaN.
+    """
+    if timeout is None and allow_none:
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+        allowed = "None or a number" if allow_none else "a number"
+        msg = f"{name} must be {allowed} of seconds, not {type(timeout).__name__}"
+        raise TypeError(msg)
+    if math.isnan(timeout):
+        msg = f"{name} must be a number of seconds, not NaN"
+        raise ValueError(msg)
+
+
+def check_callable(fn: object, name: str) -> None:
+    """Raise `TypeError` at the caller if `fn` cannot be called.
+
+    Raises:
+        TypeError: if `fn` is not callable.
+    """
+    if not callable(fn):
+        msg = f"{name} must be callable, not {type(fn).__name__}"
+        raise TypeError(msg)

@@ -106,6 +106,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, final
 
 from ._errors import BrokenWorkerPool, PoolFull
 from ._future import PoolFuture
+from ._waiting import check_callable, check_timeout
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -329,7 +330,11 @@ class WorkerPool(Executor):
             BrokenWorkerPool: if the pool is broken (a worker initializer
                 raised, or the pool was inherited through `os.fork()`).
             PoolFull: if the queue is full and `on_full="raise"`.
+            TypeError: if `fn` is not callable.
         """
+        given: object = fn  # typed callable, but checked at runtime
+        if not callable(given):
+            check_callable(given, "fn")
         future: PoolFuture[R] = PoolFuture(
             self,
             fn,
@@ -360,7 +365,11 @@ class WorkerPool(Executor):
         Raises:
             RuntimeError: if the pool has been shut down.
             BrokenWorkerPool: if the pool is broken.
+            TypeError: if `fn` is not callable.
         """
+        given: object = fn  # typed callable, but checked at runtime
+        if not callable(given):
+            check_callable(given, "fn")
         future: PoolFuture[R] = PoolFuture(
             self,
             fn,
@@ -723,11 +732,15 @@ class WorkerPool(Executor):
             An iterator of the results in input order.
 
         Raises:
-            ValueError: if `buffersize` or `chunksize` is less than 1.
-            TypeError: if `buffersize` or `chunksize` is not an int.
+            ValueError: if `buffersize` or `chunksize` is less than 1, or
+                `timeout` is NaN.
+            TypeError: if `fn` is not callable, `buffersize` or `chunksize`
+                is not an int, or `timeout` is not a number.
             TimeoutError: from the iterator, if the deadline passes.
             BaseException: from the iterator, the exception a task raised.
         """
+        check_callable(fn, "fn")
+        check_timeout(timeout)
         _check_chunksize(chunksize)
         _check_buffersize(buffersize)
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -811,11 +824,14 @@ class WorkerPool(Executor):
             An iterator of results, each as soon as its task finishes.
 
         Raises:
-            ValueError: if `buffersize` is less than 1.
-            TypeError: if `buffersize` is not an int.
+            ValueError: if `buffersize` is less than 1, or `timeout` is NaN.
+            TypeError: if `fn` is not callable, `buffersize` is not an int,
+                or `timeout` is not a number.
             TimeoutError: from the iterator, if the deadline passes.
             BaseException: from the iterator, the exception a task raised.
         """
+        check_callable(fn, "fn")
+        check_timeout(timeout)
         _check_buffersize(buffersize)
         deadline = None if timeout is None else time.monotonic() + timeout
         done: queue.SimpleQueue[Future[R]] = queue.SimpleQueue()
