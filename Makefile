@@ -41,8 +41,11 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff format --check src tests benchmarks
 
+# mypy checks the code; pyright checks that every public name has a known type.
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy --strict
+	PATH="$(CURDIR)/$(BIN):$$PATH" VIRTUAL_ENV="$(CURDIR)/$(VENV)" \
+		$(BIN)/pyright --verifytypes safethreads --ignoreexternal
 
 PYTEST_ARGS ?=
 
