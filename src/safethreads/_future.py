@@ -361,12 +361,7 @@ class PoolFuture(Future[R]):
             if not self._quiet:
                 self._report = FailureReport(exc, threading.current_thread())
         self._state = FINISHED
-        sleepers = self._sleepers
-        callbacks = self._callbacks
-        if sleepers is not None:
-            self._sleepers = None
-        if callbacks is not None:
-            self._callbacks = None
+        sleepers, callbacks = self._detach_locked()
         if self._cond is not None:
             self._notify_waiters(ok=exc is None)
         return sleepers, callbacks
@@ -390,12 +385,7 @@ class PoolFuture(Future[R]):
             self._exception = exc
             self._state = FINISHED
             self._drop_work()
-            sleepers = self._sleepers
-            callbacks = self._callbacks
-            if sleepers is not None:
-                self._sleepers = None
-            if callbacks is not None:
-                self._callbacks = None
+            sleepers, callbacks = self._detach_locked()
             if self._cond is not None:
                 self._notify_waiters(ok=False)
         self._after_done(sleepers, callbacks)
@@ -408,6 +398,20 @@ class PoolFuture(Future[R]):
             report = self._report
         if report is not None:
             report.dismiss()
+
+    def _detach_locked(self) -> tuple[Any, Any]:
+        """With the lock held: take the parked waiters and callbacks to run.
+
+        Only an attribute that was set is reset, so that a future which never
+        had any keeps using the class-level default.
+        """
+        sleepers = self._sleepers
+        callbacks = self._callbacks
+        if sleepers is not None:
+            self._sleepers = None
+        if callbacks is not None:
+            self._callbacks = None
+        return sleepers, callbacks
 
     def _drop_work(self) -> None:
         self._fn = self._args = self._kwargs = self._context = None
@@ -432,12 +436,7 @@ class PoolFuture(Future[R]):
             # without calling set_running_or_notify_cancel().
             self._state = CANCELLED_AND_NOTIFIED
             self._drop_work()
-            sleepers = self._sleepers
-            callbacks = self._callbacks
-            if sleepers is not None:
-                self._sleepers = None
-            if callbacks is not None:
-                self._callbacks = None
+            sleepers, callbacks = self._detach_locked()
             if self._cond is not None:
                 for waiter in self._waiters:
                     waiter.add_cancelled(self)
