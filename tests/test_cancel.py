@@ -11,7 +11,7 @@ import sys
 import textwrap
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -25,7 +25,7 @@ from hypothesis.stateful import (
 )
 
 from child_process import SIGINT_PRELUDE
-from safethreads import Cancelled, CancelToken, ResultThread, spawn
+from safethreads import Cancelled, CancelToken, ResultThread, WorkerPool, spawn
 from safethreads._cancel import DEADLINE_REASON
 
 if TYPE_CHECKING:
@@ -451,8 +451,9 @@ class TestWithThreads:
         with pytest.raises(Cancelled, match="done"):
             t.result(timeout=TIMEOUT)
 
-    def test_pool_tasks_share_a_token(self) -> None:
-        """Pool tasks (ThreadPoolExecutor, standing in for any pool) share a token."""
+    @pytest.mark.parametrize("pool_type", [WorkerPool, ThreadPoolExecutor])
+    def test_pool_tasks_share_a_token(self, pool_type: type[Executor]) -> None:
+        """Tasks of a WorkerPool (or any executor) stop on a shared token."""
         token = CancelToken()
         started = threading.Barrier(5)
 
@@ -462,7 +463,7 @@ class TestWithThreads:
             token.raise_if_cancelled()
             return i
 
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        with pool_type(max_workers=4) as pool:  # type: ignore[call-arg]
             futures = [pool.submit(task, i) for i in range(4)]
             started.wait(TIMEOUT)
             token.cancel("shutdown")
