@@ -64,6 +64,20 @@ _STATE_NAMES = {
 }
 
 
+def _with_item(holder: Any, item: Any) -> Any:
+    """Add `item` to a holder that is `None`, one item, or a list of items.
+
+    Most futures have no waiter and no callback, and few have more than one,
+    so the holder only becomes a list at the second item.
+    """
+    if holder is None:
+        return item
+    if type(holder) is list:
+        holder.append(item)
+        return holder
+    return [holder, item]
+
+
 class PoolFuture(Future[R]):
     """A `concurrent.futures.Future` whose common path avoids the `Condition`.
 
@@ -201,13 +215,7 @@ class PoolFuture(Future[R]):
                 raise TimeoutError
             sleeper = _allocate_lock()
             sleeper.acquire()
-            sleepers = self._sleepers
-            if sleepers is None:
-                self._sleepers = sleeper
-            elif type(sleepers) is list:
-                sleepers.append(sleeper)
-            else:
-                self._sleepers = [sleepers, sleeper]
+            self._sleepers = _with_item(self._sleepers, sleeper)
         woken = False
         try:
             woken = acquire(sleeper, timeout)
@@ -295,13 +303,7 @@ class PoolFuture(Future[R]):
         """
         with self._lock:
             if self._state not in _DONE_STATES:
-                callbacks = self._callbacks
-                if callbacks is None:
-                    self._callbacks = fn
-                elif type(callbacks) is list:
-                    callbacks.append(fn)
-                else:
-                    self._callbacks = [callbacks, fn]
+                self._callbacks = _with_item(self._callbacks, fn)
                 return
         self._run_callback(fn)
 
