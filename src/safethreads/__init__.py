@@ -5,6 +5,14 @@ from importlib.metadata import version as _version
 
 from ._cancel import CancelToken
 from ._errors import BrokenWorkerPool, Cancelled, PoolFull
+from ._fanout import (
+    BoundedExecutor,
+    FutureGroup,
+    ResultStream,
+    executor_imap_unordered,
+    executor_map,
+    submit_task,
+)
 from ._locked_dict import MISSING, LockedDict, LockedDictGuard, Missing
 from ._result_thread import ResultThread, spawn
 from ._thread_group import ThreadGroup
@@ -17,19 +25,25 @@ except _PackageNotFoundError:  # pragma: no cover - running from a bare source t
 
 # Plain sorted() order (checked by the tests), not isort order.
 __all__ = (  # noqa: RUF022 - plain sorted() order, checked by tests/test_api.py
+    "BoundedExecutor",
     "BrokenWorkerPool",
     "CancelToken",
     "Cancelled",
+    "FutureGroup",
     "LockedDict",
     "LockedDictGuard",
     "MISSING",
     "Missing",
     "PoolFull",
+    "ResultStream",
     "ResultThread",
     "ThreadGroup",
     "WorkerPool",
     "WorkerPoolStats",
+    "executor_imap_unordered",
+    "executor_map",
     "spawn",
+    "submit_task",
 )
 
 # Tracebacks, reprs and pickles name the public path, not the private module.
