@@ -703,3 +703,24 @@ def test_ctrl_c_while_driving_a_cluster_exits_cleanly(tmp_path: Path) -> None:
     assert "interrupted; cancelled 20" in out, err
     assert "KeyboardInterrupt" in err
     assert code != 0
+
+
+EXAMPLE = Path(__file__).parent.parent / "docs" / "examples" / "scaleout.py"
+
+
+@pytest.mark.subprocess
+@pytest.mark.parametrize(
+    "kind", ["threads", "processes", pytest.param("dask", marks=pytest.mark.slow)]
+)
+def test_scaling_out_example_same_answer_everywhere(kind: str) -> None:
+    """The guide's program prints the same fingerprint on every engine."""
+    if kind == "dask" and DASK_MISSING is not None:
+        pytest.skip(DASK_MISSING)
+    out = subprocess.run(
+        [sys.executable, str(EXAMPLE), kind, "40"],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        check=True,
+    ).stdout
+    assert out.startswith(f"{kind}: 40 records, fingerprint 538af4e0, "), out
