@@ -414,8 +414,11 @@ class TestBoundedExecutor:
         _released(gate)
         # Not cf.wait(): a future cancelled by shutdown(cancel_futures=True)
         # is never "notified", and cf.wait() would not count it as done.
-        # The running task finishes (on Dask it may be cancelled too).
-        assert [f.result(TIMEOUT) for f in futures if not f.cancelled()] in ([0], [])
+        # Tasks already handed to a worker finish (a process pool hands over
+        # one more than it runs; Dask cancels running tasks too).
+        finished = [f.result(TIMEOUT) for f in futures if not f.cancelled()]
+        assert finished == [0] * len(finished)
+        assert len(finished) <= 2
         inner.shutdown(wait=True)
 
     @pytest.mark.stress
