@@ -727,3 +727,18 @@ def test_scaling_out_example_same_answer_everywhere(kind: str) -> None:
         check=True,
     ).stdout
     assert out.startswith(f"{kind}: 40 records, fingerprint 538af4e0, "), out
+
+
+def test_close_from_another_thread_ends_a_waiting_stream(tmp_path: Path) -> None:
+    """A consumer blocked in next() stops when another thread closes the stream."""
+    gate = str(tmp_path / "gate")
+    with WorkerPool(1) as pool:
+        stream = executor_imap_unordered(
+            pool, tasks.wait_for_file, [gate] * 3, buffersize=3
+        )
+        closer = threading.Timer(0.2, stream.close)
+        closer.start()
+        with pytest.raises(StopIteration):
+            next(stream)
+        closer.join(TIMEOUT)
+        _released(gate)

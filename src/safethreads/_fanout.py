@@ -468,6 +468,8 @@ class _UnorderedStream(ResultStream[R]):
     def _take(self) -> Future[R]:
         """Wait (in slices, for Ctrl-C) for the next finished future."""
         while True:
+            if self._closed:  # by close() from another thread meanwhile
+                raise StopIteration
             remaining = self._remaining()
             wait = _POLL if remaining is None else min(remaining, _POLL)
             try:
