@@ -742,3 +742,16 @@ def test_close_from_another_thread_ends_a_waiting_stream(tmp_path: Path) -> None
             next(stream)
         closer.join(TIMEOUT)
         _released(gate)
+
+
+def test_failure_after_the_deadline_is_reported(reported: list[Any]) -> None:
+    """A member failing after the group gave up reaches threading.excepthook."""
+    late: cf.Future[int] = cf.Future()
+    late.set_running_or_notify_cancel()  # running: the deadline cannot cancel it
+    with pytest.raises(TimeoutError), FutureGroup(timeout=0.1) as group:
+        group.add(late)
+    assert reported == []
+    late.set_exception(OSError("disk gone"))
+    [report] = reported
+    assert isinstance(report.exc_value, OSError)
+    assert "failed after the group's block ended" in "".join(report.exc_value.__notes__)

@@ -982,7 +982,8 @@ class FutureGroup:
     - Deadline: `timeout` counts from entering the block.  When it passes,
       the group cancels what it can and raises `TimeoutError` naming the
       members still unfinished (inside the group if there were errors too);
-      it does not wait for them.
+      it does not wait for them.  A member that fails after the block
+      ended is reported through `threading.excepthook`.
     - Ctrl-C (in the body or during the final wait) cancels and keeps
       waiting for the running members; a second Ctrl-C stops waiting.
       `KeyboardInterrupt` propagates either way, with a note listing the
@@ -1165,20 +1166,40 @@ class FutureGroup:
     def _member_done(self, future: Future[Any]) -> None:
         # In whichever thread completed the future: counts and lists only.
         exc = None if future.cancelled() else future.exception(timeout=0)
-        cancel_now = False
+        cancel_now = late = False
         with self._lock:
             index = self._index.get(future)
             if index is None:  # pragma: no cover - only members are hooked
                 return
             self._unfinished -= 1
-            if exc is not None and self._state != _GroupState.CLOSED:
-                self._failures.append((index, exc))
-                if self._fail_fast and not self._cancelled:
-                    self._cancelled = cancel_now = True
+            if exc is not None:
+                if self._state == _GroupState.CLOSED:
+                    late = True
+                else:
+                    self._failures.append((index, exc))
+                    if self._fail_fast and not self._cancelled:
+                        self._cancelled = cancel_now = True
             if self._unfinished == 0:
                 self._cond.notify_all()
         if cancel_now:
             self._cancel_members()
+        if late:
+            assert exc is not None
+            self._report_late(index, exc)
+
+    def _report_late(self, index: int, exc: BaseException) -> None:
+        """A member failed after the block ended (deadline, second Ctrl-C).
+
+        Nobody will raise it any more: it goes to `threading.excepthook`,
+        like an unhandled exception in a thread, so it is not lost.
+        """
+        exc.add_note(
+            f"member {index} of group {self._name!r} failed after the group's "
+            "block ended"
+        )
+        threading.excepthook(
+            threading.ExceptHookArgs((type(exc), exc, exc.__traceback__, None))
+        )
 
     def cancel(self) -> bool:
         """Cancel every member not started; later submits are not started.
