@@ -31,6 +31,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.stateful import (
+    RuleBasedStateMachine,
+    invariant,
+    precondition,
+    rule,
+)
 
 import fanout_tasks as tasks
 from child_process import SIGINT_PRELUDE
@@ -755,3 +761,68 @@ def test_failure_after_the_deadline_is_reported(reported: list[Any]) -> None:
     [report] = reported
     assert isinstance(report.exc_value, OSError)
     assert "failed after the group's block ended" in "".join(report.exc_value.__notes__)
+
+
+class BoundedExecutorMachine(RuleBasedStateMachine):
+    """BoundedExecutor against a model: the set of tasks not yet finished."""
+
+    MAX_PENDING = 3
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.pool = WorkerPool(self.MAX_PENDING + 1)
+        self.bounded = BoundedExecutor(
+            self.pool, max_pending=self.MAX_PENDING, on_full="raise"
+        )
+        # The model: task id -> (its gate, its future), for unfinished tasks.
+        self.held: dict[int, tuple[threading.Event, cf.Future[bool]]] = {}
+        self.ids = itertools.count()
+
+    def _settle(self) -> None:
+        # A slot frees in a done callback, which may run just after result()
+        # returns: wait (bounded) until the wrapper has caught up.
+        deadline = time.monotonic() + TIMEOUT
+        while self.bounded.pending != len(self.held):
+            assert time.monotonic() < deadline, "pending never matched the model"
+            time.sleep(0.001)
+
+    @rule(use_try=st.booleans())
+    def submit(self, use_try: bool) -> None:
+        gate = threading.Event()
+        full = len(self.held) == self.MAX_PENDING
+        if use_try:
+            future = self.bounded.try_submit(gate.wait, TIMEOUT)
+            assert (future is None) == full
+        elif full:
+            with pytest.raises(PoolFull):
+                self.bounded.submit(gate.wait, TIMEOUT)
+            future = None
+        else:
+            future = self.bounded.submit(gate.wait, TIMEOUT)
+        if future is not None:
+            self.held[next(self.ids)] = (gate, future)
+
+    @precondition(lambda self: self.held)
+    @rule(data=st.data())
+    def finish(self, data: st.DataObject) -> None:
+        key = data.draw(st.sampled_from(sorted(self.held)))
+        gate, future = self.held.pop(key)
+        gate.set()
+        assert future.result(TIMEOUT) is True
+        self._settle()
+
+    @invariant()
+    def matches_model(self) -> None:
+        self.bounded._check()
+        assert self.bounded.pending >= len(self.held)
+
+    def teardown(self) -> None:
+        for gate, _ in self.held.values():
+            gate.set()
+        self.bounded.shutdown(wait=True)
+
+
+TestBoundedExecutorMachine = BoundedExecutorMachine.TestCase
+TestBoundedExecutorMachine.settings = settings(
+    max_examples=25, stateful_step_count=20, deadline=None
+)
