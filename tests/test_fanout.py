@@ -826,3 +826,31 @@ TestBoundedExecutorMachine = BoundedExecutorMachine.TestCase
 TestBoundedExecutorMachine.settings = settings(
     max_examples=25, stateful_step_count=20, deadline=None
 )
+
+
+@pytest.mark.stress
+@pytest.mark.usefixtures("fast_switching")
+def test_group_many_submitting_threads(stress_rng: Any) -> None:
+    """Members added from many threads at once: every failure and result counted."""
+    n_threads, per_thread = 8, 60
+    bad = {stress_rng.randrange(n_threads * per_thread) for _ in range(20)}
+    with WorkerPool(4) as pool:
+        group = FutureGroup(pool, fail_fast=False)
+        with pytest.raises(ExceptionGroup) as info, group:  # noqa: PT012 - the block is the code under test
+
+            def submitter(start: int) -> None:
+                for i in range(start, n_threads * per_thread, n_threads):
+                    group.submit(tasks.fail_if, i, i if i in bad else -1)
+
+            threads = [
+                threading.Thread(target=submitter, args=(s,)) for s in range(n_threads)
+            ]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(TIMEOUT)
+        group._check()
+        assert len(info.value.exceptions) == len(bad)
+        ok = [f.result(0) for f in group.futures if f.exception(0) is None]
+        total = n_threads * per_thread
+        assert sum(ok) == total * (total - 1) // 2 - sum(bad)
