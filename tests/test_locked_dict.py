@@ -695,6 +695,318 @@ class TestCompoundOperations:
         d._check()
 
 
+class CollidingKey:
+    """A key that collides with "old" and whose `__eq__` raises `error`."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __hash__(self) -> int:
+        return hash("old")
+
+    def __eq__(self, other: object) -> bool:
+        raise self.error
+
+
+class ExplodingHash:
+    """A key whose `__hash__` starts raising once `explode` is set."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.explode = False
+
+    def __hash__(self) -> int:
+        if self.explode:
+            raise ArithmeticError("hash exploded")
+        return hash(self.name)
+
+
+def assert_consistent(d: LockedDict[Any, Any]) -> None:
+    """Snapshot, iteration, len and membership tell the same story."""
+    snap = d.snapshot()
+    assert list(d) == list(snap)
+    assert list(d.items()) == list(snap.items())
+    assert len(d) == len(snap) == len(list(d))
+    assert all(k in d for k in snap)
+    assert d == snap
+    d._check()
+
+
+class TestIterationInsideLocked:
+    """Issue 11, defect 1: iteration inside locked() never fails either."""
+
+    def test_expiry_loop_deletes_while_iterating(self) -> None:
+        """The natural expiry loop inside locked() works and deletes every match."""
+        d = LockedDict(a=1, b=5, c=2, e=9)
+        with d.locked() as m:
+            for k, v in m.items():
+                if v > 1:
+                    del m[k]
+        assert d == {"a": 1}
+        assert_consistent(d)
+
+    @pytest.mark.parametrize(
+        "iterate",
+        [
+            iter,
+            reversed,
+            lambda m: iter(m.keys()),
+            lambda m: iter(m.values()),
+            lambda m: iter(m.items()),
+            lambda m: reversed(m.items()),
+        ],
+    )
+    def test_iterators_show_the_block_as_it_was_when_created(
+        self, iterate: Callable[[Any], Any]
+    ) -> None:
+        """Every kind of guard iterator survives writes and shows its creation state."""
+        d = LockedDict(a=1, b=2, c=3)
+        with d.locked() as m:
+            it = iterate(m)
+            expected = list(iterate(m))
+            first = next(it)
+            m["new"] = 4
+            del m["c"]
+            m["a"] = 10
+            d["via-dict"] = 5  # the dict's own methods, inside the block
+            d.compute("b", lambda _: MISSING)
+            assert [first, *it] == expected
+            assert list(m) == ["a", "new", "via-dict"]
+        assert d == {"a": 10, "new": 4, "via-dict": 5}
+        assert_consistent(d)
+
+    def test_nested_loops_and_growth(self) -> None:
+        """Nested loops that add keys terminate, each over its creation state."""
+        d: LockedDict[object, int] = LockedDict.fromkeys(range(5), 0)
+        model: dict[object, int] = dict.fromkeys(range(5), 0)
+        with d.locked() as m:
+            for i in m:
+                for j in m:
+                    m[(i, j)] = 1
+        for i in list(model):  # the same loops over explicit copies
+            for j in list(model):
+                model[(i, j)] = 1
+        assert len(d) == 160  # the dict doubles in each of 5 outer passes
+        assert list(d.items()) == list(model.items())
+        assert_consistent(d)
+
+    def test_values_contains_with_writing_eq(self) -> None:
+        """A value's __eq__ that writes during `x in m.values()` does not break it."""
+        d: LockedDict[str, object] = LockedDict()
+
+        class Writer:
+            def __eq__(self, other: object) -> bool:
+                m["written"] = 1
+                return False
+
+            __hash__ = object.__hash__
+
+        d.update(a=Writer(), b=Writer())
+        with d.locked() as m:
+            assert 42 not in m.values()
+            assert m["written"] == 1
+        assert_consistent(d)
+
+    def test_read_only_block_copies_nothing(self) -> None:
+        """Blocks that only read, or only write, keep iterating the live dict."""
+        d = LockedDict(a=1, b=2)
+        live = d._data
+        with d.locked() as m:
+            assert sum(m.values()) == 3
+            assert list(m.items()) == [("a", 1), ("b", 2)]
+        with d.locked() as m:
+            m["c"] = 3
+            del m["a"]
+        assert d._data is live  # no copy was needed
+        with d.locked() as m:
+            for _ in m:
+                m["d"] = 4
+        assert d._data is not live  # the write after iter() copied once
+        assert_consistent(d)
+
+    def test_remove_if_inside_the_loop(self) -> None:
+        """remove_if and clear from inside a guard loop leave the loop going."""
+        d = LockedDict.fromkeys("abcd", 1)
+        seen = []
+        with d.locked() as m:
+            for k in m:
+                seen.append(k)
+                d.remove_if(lambda key, _: key > "b")
+                m.clear()
+        assert seen == ["a", "b", "c", "d"]
+        assert d == {}
+        assert_consistent(d)
+
+    def test_ctrl_c_inside_the_loop_keeps_the_dict_consistent(self) -> None:
+        """A KeyboardInterrupt mid-loop releases the lock; changes so far stay."""
+        d = LockedDict.fromkeys(range(10), 0)
+
+        def expire() -> None:
+            with d.locked() as m:
+                for k in m:
+                    if k == 5:
+                        raise KeyboardInterrupt
+                    del m[k]
+
+        with pytest.raises(KeyboardInterrupt):
+            expire()
+        assert lock_is_free(d)
+        assert list(d) == [5, 6, 7, 8, 9]
+        assert_consistent(d)
+
+
+class TestConsistencyAfterFailures:
+    """Issue 11, defect 2: a failing write never leaves a stale snapshot."""
+
+    @pytest.mark.parametrize("error", [ValueError("eq"), KeyboardInterrupt()])
+    def test_update_failing_half_way_keeps_snapshot_current(
+        self, error: BaseException
+    ) -> None:
+        """update() whose key __eq__ raises half-way: iteration sees what was added."""
+        d: LockedDict[object, int] = LockedDict({"old": 1})
+        assert list(d) == ["old"]  # the shared snapshot exists
+        with pytest.raises(type(error)):
+            d.update({"new": 2, CollidingKey(error): 3})
+        assert "new" in d
+        assert list(d) == ["old", "new"]
+        assert_consistent(d)
+
+    @pytest.mark.parametrize("error", [LookupError("eq"), KeyboardInterrupt()])
+    @pytest.mark.parametrize(
+        "write",
+        [
+            lambda d, k: d.__setitem__(k, 1),
+            lambda d, k: d.setdefault(k, 1),
+            lambda d, k: d.pop(k, None),
+            lambda d, k: d.__delitem__(k),
+            lambda d, k: d.get_or_set(k, int),
+            lambda d, k: d.compute(k, lambda _: 1),
+            lambda d, k: d.merge(k, 1, max),
+            lambda d, k: d.compute_if_present(k, lambda _: 1),
+            lambda d, k: d.compare_and_set(k, MISSING, 1),
+        ],
+    )
+    def test_raising_key_eq_leaves_dict_consistent(
+        self, write: Callable[[Any, Any], object], error: BaseException
+    ) -> None:
+        """Every write whose key's __eq__ raises leaves a consistent dict."""
+        d: LockedDict[Any, int] = LockedDict(old=1)
+        list(d.items())
+        with pytest.raises(type(error)):
+            write(d, CollidingKey(error))
+        assert d == {"old": 1}
+        assert lock_is_free(d)
+        assert_consistent(d)
+
+    @pytest.mark.parametrize("error", [ArithmeticError("fn"), KeyboardInterrupt()])
+    def test_raising_callbacks_leave_dict_unchanged(self, error: BaseException) -> None:
+        """Callbacks raising an Exception or a KeyboardInterrupt change nothing."""
+        d = LockedDict(a=1, b=2)
+        list(d)
+        calls: list[Callable[[], object]] = [
+            lambda: d.merge("a", 1, lambda *_: fail(error)),
+            lambda: d.compute_if_present("a", lambda _: fail(error)),
+            lambda: d.compute("a", lambda _: fail(error)),
+            lambda: d.remove_if(lambda k, _: k == "b" or fail(error)),
+            lambda: d.get_or_set("z", lambda: fail(error)),
+        ]
+        for call in calls:
+            with pytest.raises(type(error)):
+                call()
+            assert d == {"a": 1, "b": 2}
+            assert lock_is_free(d)
+            assert_consistent(d)
+
+
+class TestSharedSnapshotNeverEscapes:
+    """Issue 11, defect 3: user code never holds the shared snapshot."""
+
+    def test_dict_subclass_eq_gets_a_private_copy(self) -> None:
+        """A dict subclass's __eq__ may change what it is given; d is unaffected."""
+
+        class Meddler(dict[str, int]):
+            def __eq__(self, other: object) -> bool:
+                assert isinstance(other, dict)
+                other["ghost"] = 1
+                return False
+
+            __hash__ = None
+
+        d = LockedDict(b=1)
+        assert list(d) == ["b"]  # the shared snapshot exists
+        assert not (d == Meddler())  # noqa: SIM201
+        assert list(d) == ["b"]
+        assert "ghost" not in d
+        assert_consistent(d)
+
+    def test_ordered_dict_still_compares(self) -> None:
+        """Equality with dict subclasses keeps dict's answers."""
+        from collections import OrderedDict
+
+        d = LockedDict(a=1, b=2)
+        assert d == OrderedDict(b=2, a=1)
+        assert OrderedDict(a=1, b=2) == d
+        assert d != OrderedDict(a=1)
+
+
+class TestRefusals:
+    def test_subclassing_is_refused(self) -> None:
+        """Issue 11, defect 4: subclassing LockedDict fails at class creation."""
+        with pytest.raises(TypeError, match="LockedDict cannot be subclassed"):
+
+            class Sub(LockedDict[str, int]):  # type: ignore[misc]
+                pass
+
+    def test_generic_alias_fromkeys_still_works(self) -> None:
+        """Refusing subclasses leaves LockedDict[K, V] and fromkeys working."""
+        d = LockedDict[str, int].fromkeys("ab", 0)
+        assert type(d) is LockedDict
+        assert d == {"a": 0, "b": 0}
+
+    def test_guard_cannot_be_pickled_or_copied(self) -> None:
+        """Issue 11, defect 5: guards and their views refuse pickle and copy."""
+        d = LockedDict(a=1)
+        with d.locked() as m:
+            for obj in (m, m.keys(), m.items(), m.values()):
+                for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+                    with pytest.raises(TypeError, match="cannot be pickled or copied"):
+                        pickle.dumps(obj, protocol)
+            for copier in (copy.copy, copy.deepcopy):
+                with pytest.raises(TypeError, match="cannot be pickled or copied"):
+                    copier(m)
+        with pytest.raises(TypeError, match="cannot be pickled or copied"):
+            pickle.dumps(m)
+        assert lock_is_free(d)
+
+    def test_missing_cannot_be_stored(self) -> None:
+        """Issue 11, defect 6: every way of storing MISSING raises ValueError."""
+        d: LockedDict[str, Any] = LockedDict(a=1)
+        stores: list[Callable[[], object]] = [
+            lambda: d.__setitem__("x", MISSING),
+            lambda: d.setdefault("x", MISSING),
+            lambda: d.update(x=MISSING),
+            lambda: d.update({"x": MISSING}),
+            lambda: d.update([("x", MISSING)]),
+            lambda: d.__ior__({"x": MISSING}),
+            lambda: d | {"x": MISSING},
+            lambda: {"x": MISSING} | d,
+            lambda: d.merge("x", MISSING, max),
+            lambda: LockedDict(x=MISSING),
+            lambda: LockedDict({"x": MISSING}),
+            lambda: LockedDict.fromkeys("x", MISSING),
+        ]
+        for store in stores:
+            with pytest.raises(ValueError, match="cannot store MISSING"):
+                store()
+        with d.locked() as m:
+            with pytest.raises(ValueError, match="cannot store MISSING"):
+                m["x"] = MISSING
+            with pytest.raises(ValueError, match="cannot store MISSING"):
+                m.update(x=MISSING)
+        assert d == {"a": 1}
+        assert_consistent(d)
+
+
 class TestDocstringExamples:
     @pytest.mark.parametrize(
         "obj",
