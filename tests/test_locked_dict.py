@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import operator
 import pickle
 import re
 import textwrap
@@ -693,6 +694,118 @@ class TestCompoundOperations:
         assert d.compare_and_delete("a", odd)  # identity needs no __eq__
         assert lock_is_free(d)
         d._check()
+
+
+class TestCountingAndExpiring:
+    """Issue 11: merge, compute_if_present and remove_if."""
+
+    def test_merge_counts(self) -> None:
+        """merge stores the value for an absent key, else combines it with fn."""
+        d: LockedDict[str, int] = LockedDict()
+        assert d.merge("hits", 1, operator.add) == 1
+        assert d.merge("hits", 1, operator.add) == 2
+        assert d.merge("hits", 5, max) == 5
+        seen: list[tuple[int, int]] = []
+
+        def record(old: int, new: int) -> int:
+            seen.append((old, new))
+            return old - new
+
+        assert d.merge("hits", 2, record) == 3
+        assert seen == [(5, 2)]  # current value first, called once
+        assert d == {"hits": 3}
+
+    def test_merge_function_may_not_return_missing(self) -> None:
+        """A merge function returning MISSING raises ValueError; nothing changes."""
+        d = LockedDict(held=2)
+        with pytest.raises(
+            ValueError, match="merge\\(\\) function cannot store MISSING"
+        ):
+            d.merge("held", -2, lambda *_: MISSING)  # type: ignore[arg-type]
+        assert d == {"held": 2}
+        assert_consistent(d)
+
+    def test_compute_if_present(self) -> None:
+        """compute_if_present changes or deletes present keys only."""
+        d = LockedDict(a=1)
+        calls: list[int] = []
+
+        def bump(n: int) -> int:
+            calls.append(n)
+            return n + 1
+
+        assert d.compute_if_present("a", bump) == 2
+        assert d.compute_if_present("b", bump) is MISSING
+        assert calls == [1]
+        assert d.compute_if_present("a", lambda _: MISSING) is MISSING
+        assert d == {}
+        assert_consistent(d)
+
+    def test_remove_if_returns_removed_items_in_order(self) -> None:
+        """remove_if removes matching items, returns them, keeps the rest's order."""
+        d = LockedDict(a=1, b=20, c=3, e=40)
+        seen: list[tuple[str, int]] = []
+
+        def big(key: str, value: int) -> bool:
+            seen.append((key, value))
+            return value > 10
+
+        assert d.remove_if(big) == [("b", 20), ("e", 40)]
+        assert seen == [("a", 1), ("b", 20), ("c", 3), ("e", 40)]
+        assert list(d.items()) == [("a", 1), ("c", 3)]
+        assert d.remove_if(big) == []
+        assert_consistent(d)
+
+    def test_remove_if_raising_key_hash_changes_nothing(self) -> None:
+        """A key whose __hash__ raises during the removal leaves the dict whole."""
+        keys = [ExplodingHash(name) for name in "abc"]
+        d: LockedDict[ExplodingHash, int] = LockedDict.fromkeys(keys, 0)
+        list(d)
+
+        def arm_last(key: ExplodingHash, _: int) -> bool:
+            key.explode = key is keys[-1]
+            return True
+
+        with pytest.raises(ArithmeticError, match="hash exploded"):
+            d.remove_if(arm_last)
+        keys[-1].explode = False
+        assert list(d) == keys
+        assert_consistent(d)
+
+    def test_new_operations_refuse_bad_input(self) -> None:
+        """Non-callables fail at the call, with the lock free and nothing changed."""
+        d = LockedDict(a=1)
+        with pytest.raises(TypeError, match="fn"):
+            d.merge("a", 1, 3)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="fn"):
+            d.compute_if_present("a", None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="predicate"):
+            d.remove_if("a")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="unhashable"):
+            d.merge([], 1, operator.add)  # type: ignore[arg-type]
+        assert d == {"a": 1}
+        assert lock_is_free(d)
+
+    def test_new_callbacks_may_read_but_not_change(self) -> None:
+        """merge, compute_if_present and remove_if callbacks are read-only."""
+        d = LockedDict(a=1, b=2)
+        assert d.merge("a", 1, lambda old, n: old + n + d["b"]) == 4
+        assert d.compute_if_present("b", lambda n: n + len(d)) == 4
+        assert d.remove_if(lambda _, v: v == d["a"]) == [("a", 4), ("b", 4)]
+        d.update(a=1, b=2)
+        changers: list[Callable[[], object]] = [
+            lambda: d.merge("a", 1, lambda *_: d.pop("b")),
+            lambda: d.compute_if_present("a", lambda _: d.popitem()[1]),
+            lambda: d.remove_if(lambda *_: d.clear()),
+            lambda: d.compute("a", lambda _: d.merge("b", 1, operator.add)),
+            lambda: d.compute("a", lambda _: d.compute_if_present("b", abs)),
+            lambda: d.compute("a", lambda _: len(d.remove_if(lambda *_: True))),
+        ]
+        for change in changers:
+            with pytest.raises(RuntimeError, match=CALLBACK_MUTATION):
+                change()
+            assert d == {"a": 1, "b": 2}
+        assert_consistent(d)
 
 
 class CollidingKey:

@@ -785,15 +785,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         finally:
             lock.release()
 
-    @overload
-    def merge(self, key: K, value: V, fn: Callable[[V, V], V], /) -> V: ...
-    @overload
-    def merge(
-        self, key: K, value: V, fn: Callable[[V, V], V | Missing], /
-    ) -> V | Missing: ...
-    def merge(
-        self, key: K, value: V, fn: Callable[[V, V], V | Missing], /
-    ) -> V | Missing:
+    def merge(self, key: K, value: V, fn: Callable[[V, V], V], /) -> V:
         """Atomically set `d[key]` to `value` if absent, else to `fn(d[key], value)`.
 
         The counting operation, as in Java's `ConcurrentHashMap.merge`:
@@ -801,38 +793,33 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         ```python
         import operator
 
-        from safethreads import MISSING, LockedDict
+        from safethreads import LockedDict
 
         hits: LockedDict[str, int] = LockedDict()
         hits.merge("home", 1, operator.add)  # absent: stores 1
         assert hits.merge("home", 1, operator.add) == 2  # present: 1 + 1
-
-        def release(held: int, n: int) -> int:  # MISSING deletes the key
-            return held + n or MISSING
-
-        hits.merge("home", -2, release)
-        assert "home" not in hits
+        assert hits.merge("home", 10, max) == 10
         ```
 
         `fn` is called only when the key is present, with the current value
-        first, and at most once per call: it need not be commutative,
-        associative or free of side effects.  It runs under the dict's lock
-        (other threads wait; keep it short) and may read the dict but not
-        change it.
+        first, and exactly once per call: unlike a lock-free reduction, it
+        need not be commutative, associative or free of side effects.  It runs
+        under the dict's lock (other threads wait; keep it short) and may read
+        the dict but not change it.  To delete a key depending on its value
+        (a count that reaches zero), use `compute_if_present`.
 
         Args:
             key: The key.
             value: Stored as is if `key` is absent; otherwise the second
                 argument of `fn`.
-            fn: Combines the current value and `value` into the new value, or
-                returns `MISSING` to delete the key.
+            fn: Combines the current value and `value` into the new value.
 
         Returns:
-            The value now under `key`, or `MISSING` if `fn` deleted it.
+            The value now under `key`.
 
         Raises:
             TypeError: if `key` is unhashable, or `fn` is not callable.
-            ValueError: if `value` is `MISSING`.
+            ValueError: if `value` is `MISSING`, or `fn` returns it.
             RuntimeError: if called from a callback of this dict, or if `fn`
                 tries to change this dict.
             Exception: whatever `fn` raises; the dict is left unchanged.
@@ -847,16 +834,24 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         try:
             if self._flags & _FROZEN:
                 _refuse_mutation("merge()")
-            current = self._data.get(key, MISSING)
+            data = self._data
+            current = data.get(key, MISSING)
             if current is MISSING:
-                new: V | Missing = value
+                new = value
             else:
                 self._flags |= _FROZEN
                 try:
                     new = fn(current, value)
                 finally:
                     self._flags &= ~_FROZEN
-            self._store(key, new, "merge()")
+                if new is MISSING:
+                    _refuse_missing("merge() function")
+            if self._flags:  # a callback may have started a live iteration
+                self._before_write("merge()")
+                data = self._data
+            if self._cache is not None:  # freed after the lock is released
+                _stale, self._cache = self._cache, None
+            data[key] = new
             return new
         finally:
             lock.release()
