@@ -35,7 +35,7 @@ from safethreads import (
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
 T = TypeVar("T")
 
@@ -1140,6 +1140,7 @@ class TestDocstringExamples:
 
 keys = st.sampled_from(["a", "b", "c", "d", "e"])
 values = st.integers(-3, 3)
+FAILURES: list[type[BaseException]] = [ArithmeticError, KeyboardInterrupt]
 
 
 class LockedDictMachine(RuleBasedStateMachine):
@@ -1284,6 +1285,98 @@ class LockedDictMachine(RuleBasedStateMachine):
                 self.d[other] -= 1
             assert list(m.items()) == list({**self.model, key: value}.items())
         self.model[key] = value
+
+    @rule(key=keys, value=values, raises=st.booleans())
+    def merge(self, key: str, value: int, raises: bool) -> None:
+        def add(old: int, new: int) -> int:
+            if raises:
+                raise ArithmeticError
+            return old + new
+
+        if raises and key in self.model:
+            with pytest.raises(ArithmeticError):
+                self.d.merge(key, value, add)
+            return
+        self.model[key] = self.model[key] + value if key in self.model else value
+        assert self.d.merge(key, value, add) == self.model[key]
+
+    @rule(key=keys, delete=st.booleans(), error=st.sampled_from([None, *FAILURES]))
+    def compute_if_present(
+        self, key: str, delete: bool, error: type[BaseException] | None
+    ) -> None:
+        def fn(n: int) -> int | Missing:
+            if error is not None:
+                raise error
+            return MISSING if delete else n * 2
+
+        if key not in self.model:
+            assert self.d.compute_if_present(key, fn) is MISSING
+        elif error is not None:
+            with pytest.raises(error):
+                self.d.compute_if_present(key, fn)
+        elif delete:
+            assert self.d.compute_if_present(key, fn) is MISSING
+            del self.model[key]
+        else:
+            self.model[key] *= 2
+            assert self.d.compute_if_present(key, fn) == self.model[key]
+
+    @rule(
+        threshold=values,
+        fail_at=st.none() | st.integers(0, 4),
+        error=st.sampled_from(FAILURES),
+    )
+    def remove_if(
+        self, threshold: int, fail_at: int | None, error: type[BaseException]
+    ) -> None:
+        calls = iter(range(100))
+
+        def predicate(_: str, v: int) -> bool:
+            if next(calls) == fail_at:
+                raise error
+            return v >= threshold
+
+        if fail_at is not None and fail_at < len(self.model):
+            with pytest.raises(error):
+                self.d.remove_if(predicate)
+            return  # all or nothing: the model is unchanged
+        expected = [(k, v) for k, v in self.model.items() if v >= threshold]
+        assert self.d.remove_if(predicate) == expected
+        for k, _ in expected:
+            del self.model[k]
+
+    @rule(threshold=values, add=keys, interrupt_at=st.none() | st.integers(0, 4))
+    def expire_in_block(
+        self, threshold: int, add: str, interrupt_at: int | None
+    ) -> None:
+        """The expiry loop inside locked(): delete, update and add while iterating."""
+
+        def expire(
+            m: MutableMapping[str, int], items: Iterable[tuple[str, int]]
+        ) -> None:
+            for i, (k, v) in enumerate(items):
+                if i == interrupt_at:
+                    fail(KeyboardInterrupt())
+                if v >= threshold:
+                    del m[k]
+                else:
+                    m[k] = v + 1
+                m[add] = i
+
+        def in_block() -> None:
+            with self.d.locked() as m:
+                expire(m, m.items())  # live, while the loop writes
+
+        interrupted = interrupt_at is not None and interrupt_at < len(self.model)
+        if interrupted:
+            with pytest.raises(KeyboardInterrupt):
+                in_block()
+            with pytest.raises(KeyboardInterrupt):
+                expire(self.model, list(self.model.items()))
+        else:
+            in_block()
+            # The specification: the loop runs over the items as they were.
+            expire(self.model, list(self.model.items()))
 
     @rule()
     def copies(self) -> None:
