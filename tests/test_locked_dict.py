@@ -1560,6 +1560,60 @@ class TestStress:
         assert d["hits"] == threads * increments
         d._check()
 
+    def test_merge_counters_and_expiry_loops_lose_nothing(
+        self, stress_rng: random.Random
+    ) -> None:
+        """Counting threads merge while janitors drain keys by iterating inside
+        locked() and by remove_if: every increment ends up counted once."""
+        counters, increments, keys_per_thread = 4, 5_000, 20
+        d: LockedDict[str, int] = LockedDict()
+        start = threading.Barrier(counters + 2, timeout=TIMEOUT)
+        done = threading.Event()
+        seeds = [stress_rng.randrange(2**32) for _ in range(counters)]
+
+        def count(seed: int) -> int:
+            import random as _random
+
+            rng = _random.Random(seed)
+            start.wait()
+            for _ in range(increments):
+                d.merge(f"k{rng.randrange(keys_per_thread)}", 1, operator.add)
+            return increments
+
+        def drain_in_block() -> int:
+            start.wait()
+            passes = 0
+            while not done.is_set() or passes == 0:
+                with d.locked() as m:
+                    for k, v in m.items():  # writes while iterating
+                        if k != "total":
+                            del m[k]
+                            m["total"] = m.get("total", 0) + v
+                passes += 1
+            return passes
+
+        def drain_with_remove_if() -> int:
+            start.wait()
+            passes = 0
+            while not done.is_set() or passes == 0:
+                with d.locked():  # the removal and the merge as one step
+                    removed = d.remove_if(lambda k, _: k != "total")
+                    d.merge("total", sum(v for _, v in removed), operator.add)
+                passes += 1
+            return passes
+
+        counting = [spawn(count, seed) for seed in seeds]
+        janitors = [spawn(drain_in_block), spawn(drain_with_remove_if)]
+        try:
+            counted = [t.result(timeout=TIMEOUT * 6) for t in counting]
+        finally:
+            done.set()
+        passes = [t.result(timeout=TIMEOUT) for t in janitors]
+        assert counted == [increments] * counters
+        assert all(n > 0 for n in passes), passes
+        assert sum(d.values()) == counters * increments
+        assert_consistent(d)
+
     def test_get_or_set_factory_once_per_key(self, stress_rng: random.Random) -> None:
         """Racing get_or_set calls run each key's factory once; all get its value."""
         threads, distinct = 6, 2_000
