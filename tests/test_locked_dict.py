@@ -7,6 +7,7 @@ import inspect
 import operator
 import pickle
 import re
+import signal
 import textwrap
 import threading
 import time
@@ -965,6 +966,44 @@ class TestIterationInsideLocked:
             expire()
         assert lock_is_free(d)
         assert list(d) == [5, 6, 7, 8, 9]
+        assert_consistent(d)
+
+
+class TestRealCtrlC:
+    """A real SIGINT, landing wherever the interpreter checks for signals."""
+
+    def test_sigint_inside_remove_if_changes_nothing(self) -> None:
+        """Ctrl-C while remove_if runs its predicate leaves the dict whole."""
+        d = LockedDict.fromkeys(range(100), 0)
+        list(d)
+
+        def predicate(k: int, _: int) -> bool:
+            if k == 50:
+                signal.raise_signal(signal.SIGINT)
+            return k % 2 == 0
+
+        with pytest.raises(KeyboardInterrupt):
+            d.remove_if(predicate)
+        assert len(d) == 100
+        assert lock_is_free(d)
+        assert_consistent(d)
+
+    def test_sigint_inside_a_writing_loop_in_locked(self) -> None:
+        """Ctrl-C inside an expiry loop in locked() releases the lock."""
+        d = LockedDict.fromkeys(range(100), 0)
+
+        def expire() -> None:
+            with d.locked() as m:
+                for k in m:
+                    if k == 50:
+                        signal.raise_signal(signal.SIGINT)
+                    del m[k]
+
+        with pytest.raises(KeyboardInterrupt):
+            expire()
+        assert lock_is_free(d)
+        # Keys 0-49 are gone; the signal lands before or just after `del m[50]`.
+        assert list(d) in (list(range(50, 100)), list(range(51, 100)))
         assert_consistent(d)
 
 

@@ -1255,13 +1255,15 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
     ) -> None:
         """Release the dict's lock; the guard is unusable from now on."""
         owner = self._owner
-        self._thread = None
-        owner._depth -= 1
-        if not owner._depth:
-            # The block's iterators end with it (they must not be kept), so
-            # the next write need not copy for them.
-            owner._flags &= ~_ITERATING
-        owner._lock.release()
+        try:
+            self._thread = None
+            owner._depth -= 1
+            if not owner._depth:
+                # The block's iterators end with it (they must not be kept),
+                # so the next write need not copy for them.
+                owner._flags &= ~_ITERATING
+        finally:  # even if a KeyboardInterrupt lands just above
+            owner._lock.release()
 
     def __reduce_ex__(self, protocol: SupportsIndex, /) -> NoReturn:
         """Refuse pickling: a guard stands for a lock held by one thread."""
