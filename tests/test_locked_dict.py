@@ -1162,7 +1162,14 @@ class TestRefusals:
 class TestDocstringExamples:
     @pytest.mark.parametrize(
         "obj",
-        [LockedDict, LockedDict.locked, LockedDict.compute],
+        [
+            LockedDict,
+            LockedDict.locked,
+            LockedDict.compute,
+            LockedDict.merge,
+            LockedDict.compute_if_present,
+            LockedDict.remove_if,
+        ],
         ids=lambda o: o.__qualname__,
     )
     def test_examples_run(self, obj: object) -> None:

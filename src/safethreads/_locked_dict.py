@@ -183,10 +183,12 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
     threads, on GIL and free-threaded builds alike:
 
     ```python
-    from safethreads import MISSING, LockedDict
+    import operator
+
+    from safethreads import LockedDict
 
     hits: LockedDict[str, int] = LockedDict(home=1)
-    hits.compute("home", lambda n: 1 if n is MISSING else n + 1)  # atomic +1
+    hits.merge("home", 1, operator.add)  # atomic +1
     assert hits == {"home": 2}
 
     for page, count in hits.items():  # a snapshot: never fails mid-iteration
@@ -195,6 +197,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
     with hits.locked() as m:  # exclusive access for a multi-step change
         m["about"] = m.pop("home")
     assert hits.snapshot() == {"about": 2}
+    assert hits.remove_if(lambda page, count: count > 1) == [("about", 2)]
     ```
 
     Thread safety:
@@ -206,12 +209,13 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
       keep dict's `len`, `in` and set operations, on that snapshot, and do not
       follow later changes.  The snapshot is an O(n) `dict.copy()` under the
       lock, shared by every iteration until the next change; to iterate
-      without it, use `locked()`.
-    - `get_or_set`, `compute`, `compare_and_set` and `compare_and_delete` are
-      atomic read-modify-write operations.  Their callbacks run under the lock
-      (keep them short; other threads wait) and may read this dict but not
-      change it (`RuntimeError`).  A callback that raises leaves the mapping
-      unchanged; the exception propagates.
+      without it, use `locked()`, where iteration never fails either.
+    - `merge`, `compute_if_present`, `remove_if`, `get_or_set`, `compute`,
+      `compare_and_set` and `compare_and_delete` are atomic read-modify-write
+      operations.  Their callbacks run under the lock (keep them short; other
+      threads wait) and may read this dict but not change it
+      (`RuntimeError`).  A callback that raises, `KeyboardInterrupt`
+      included, leaves the mapping unchanged; the exception propagates.
     - `==`, `repr()`, `copy()`, pickling and deep copies work on a snapshot,
       outside the lock.
     - Keys' `__hash__` and `__eq__` run under the lock, as in every dict
@@ -219,6 +223,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
 
     `dict(d)` and `{**d}` read a `LockedDict` key by key, not atomically
     (that is how `dict` reads any mapping): use `d.snapshot()` instead.
+    `LockedDict` cannot be subclassed (`TypeError`), and `MISSING` cannot be
+    stored in it (`ValueError`).
 
     Args:
         other: A mapping or an iterable of key-value pairs, as for `dict`.
