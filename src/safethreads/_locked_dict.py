@@ -780,13 +780,17 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         try:
             if self._flags & _FROZEN:
                 _refuse_mutation("compute()")
-            current = self._data.get(key, MISSING)
+            data = self._data
+            current = data.get(key, MISSING)
             self._flags |= _FROZEN
             try:
                 new = fn(current)
             finally:
                 self._flags &= ~_FROZEN
-            self._store(key, new, "compute()")
+            if self._flags or self._cache is not None or new is MISSING:
+                self._store(key, new, "compute()")
+            else:  # the common case, inline
+                data[key] = new
             return new
         finally:
             lock.release()
@@ -838,29 +842,45 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._flags & _FROZEN:
-                _refuse_mutation("merge()")
+            # The hot path of every counter, kept lean: one test for the rare
+            # states before the call, one after it (fn may cause them).
+            rare = self._flags or self._cache is not None
+            if rare:
+                return self._merge_slowly(key, value, fn)
             data = self._data
             current = data.get(key, MISSING)
-            if current is MISSING:
-                new = value
-            else:
-                self._flags |= _FROZEN
+            if current is not MISSING:
+                self._flags |= _FROZEN  # |=: a key's __eq__ may have set bits
                 try:
-                    new = fn(current, value)
+                    value = fn(current, value)
                 finally:
-                    self._flags &= ~_FROZEN
-                if new is MISSING:
-                    _refuse_missing("merge() function")
-            if self._flags:  # a callback may have started a live iteration
-                self._before_write("merge()")
-                data = self._data
-            if self._cache is not None:  # freed after the lock is released
-                _stale, self._cache = self._cache, None
-            data[key] = new
-            return new
+                    self._flags ^= _FROZEN  # freezes never nest
+                if self._flags or self._cache is not None or value is MISSING:
+                    return self._merged(key, value)
+            data[key] = value
+            return value
         finally:
             lock.release()
+
+    def _merge_slowly(self, key: K, value: V, fn: Callable[[V, V], V]) -> V:
+        """`merge` with every check; call with the lock held."""
+        if self._flags & _FROZEN:
+            _refuse_mutation("merge()")
+        current = self._data.get(key, MISSING)
+        if current is not MISSING:
+            self._flags |= _FROZEN
+            try:
+                value = fn(current, value)
+            finally:
+                self._flags &= ~_FROZEN
+        return self._merged(key, value)
+
+    def _merged(self, key: K, new: V) -> V:
+        """Store what `merge` computed; call with the lock held."""
+        if new is MISSING:
+            _refuse_missing("merge() function")
+        self._store(key, new, "merge()")
+        return new
 
     def compute_if_present(
         self, key: K, fn: Callable[[V], V | Missing], /
