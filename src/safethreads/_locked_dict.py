@@ -219,7 +219,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
     - `==`, `repr()`, `copy()`, pickling and deep copies work on a snapshot,
       outside the lock.
     - Keys' `__hash__` and `__eq__` run under the lock, as in every dict
-      operation; they must not wait for other threads using this dict.
+      operation; they must not wait for other threads using this dict, nor
+      use this dict themselves.
 
     `dict(d)` and `{**d}` read a `LockedDict` key by key, not atomically
     (that is how `dict` reads any mapping): use `d.snapshot()` instead.
