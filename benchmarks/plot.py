@@ -23,11 +23,6 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import matplotlib as mpl
-
-mpl.use("Agg")  # no display needed
-import matplotlib.pyplot as plt
-
 # Sizes in points for a figure shown about 8 inches wide: at the width of a
 # documentation page, text comes out at the size of the page's own small print.
 FIG_WIDTH = 8.0
@@ -176,6 +171,12 @@ def _title(ax: Any, title: str, pad: float = 6) -> None:
 
 def plot(data: dict[str, Any], target: Path) -> None:
     """Draw every comparison of `data` into the PNG file `target`."""
+    # Here, so that reading results needs no Matplotlib (nor do the tests).
+    import matplotlib as mpl  # noqa: PLC0415
+
+    mpl.use("Agg")  # no display needed
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
     panels = groups(data["comparisons"])
     heights = [BAR_HEIGHT * _rows(g) + PANEL_EXTRA for g in panels]
     top = 1.0  # inches above the panels for the figure's title
