@@ -58,7 +58,7 @@ def measure_imports(runs: int) -> list[Result]:
 
 def run(rounds: int) -> None:
     """Import time, median of fresh interpreters, beside the stdlib's."""
-    runs = max(rounds, 15)
+    runs = max(rounds, 21)
     results = measure_imports(runs)
     report(
         f"Import CPU time in a fresh interpreter (median of {runs})",
