@@ -22,7 +22,7 @@ copy per change instead of one per iteration.
 Inside `locked()` iteration is live, without a copy, and it must not fail
 either when the block writes (the expiry loop `for k, v in m.items(): if
 old(v): del m[k]`).  The mechanism is copy-on-write: handing out a live
-iterator sets the `_ITERATING` flag; the first write made while the flag is
+iterator sets the `_iterating` flag; the first write made while the flag is
 set first moves the contents to a fresh copy (`_data = _data.copy()`) and
 clears the flag.  The iterators keep going over the old dict, which nobody
 changes any more, so they see the mapping as it was when they were created,
@@ -39,14 +39,16 @@ point, iteration, `len`, `in` and `snapshot()` agree.
 Callbacks (the factory of `get_or_set`, the function of `compute`, and the
 `==` behind the `compare_and_*` operations) run under the lock, which is what
 makes those operations atomic.  While one runs, the dict is read-only to it:
-the `_FROZEN` flag makes every mutating method raise `RuntimeError`.  This is
+the `_frozen` flag makes every mutating method raise `RuntimeError`.  This is
 the rule Java's `ConcurrentHashMap` enforces with its "recursive update"
 check, and it is what lets a raising callback leave the mapping exactly as it
 was, with no rollback.  `remove_if` goes further: it removes the chosen keys
 from a copy and installs the copy, so even a key's `__hash__` or `__eq__`
 raising half-way changes nothing.  Only the thread holding the lock ever
-reads or writes `_flags`, so the flags need no lock of their own, and one
-integer test keeps the write path as fast as a single boolean did.
+reads or writes the flags, so they need no lock of their own.  Writes test one
+of them, `_slow` (frozen or iterating), so their fast path costs what a single
+flag did; booleans rather than bits, because storing a constant is cheaper
+than a read-modify-write on every callback.
 
 A change drops the shared snapshot but keeps a reference to it in a local
 variable until the lock is released, so the O(n) work of freeing an unused
@@ -127,11 +129,6 @@ class Missing(enum.Enum):
 
 MISSING: Final = Missing.MISSING
 """Passed to `compute`'s function for an absent key; returned to delete it."""
-
-
-# Bits of LockedDict._flags; read and written only by the lock's owner.
-_FROZEN: Final = 1  # a callback is running: the dict is read-only
-_ITERATING: Final = 2  # a guard handed out a live iterator over _data
 
 
 def _refuse_mutation(operation: str) -> NoReturn:
@@ -235,7 +232,16 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             or a key is unhashable (as `dict` raises).
     """
 
-    __slots__ = ("__weakref__", "_cache", "_data", "_depth", "_flags", "_lock")
+    __slots__ = (
+        "__weakref__",
+        "_cache",
+        "_data",
+        "_depth",
+        "_frozen",
+        "_iterating",
+        "_lock",
+        "_slow",
+    )
 
     __hash__: ClassVar[None]  # type: ignore[assignment]
 
@@ -274,15 +280,22 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         # replace the dict object (copy-on-write for live iterators, and
         # remove_if), so no reference to it is kept across a write.
         self._data: dict[K, V] = _as_dict(other, kwargs, "LockedDict()")
-        # Guards _data, _cache, _flags and _depth.  Re-entrant: the owner of
+        # Guards _data, _cache, the flags and _depth.  Re-entrant: the owner of
         # a locked() block and callbacks may call this dict's own methods.
         self._lock = threading.RLock()
         # A copy of _data for iteration, shared by every iterator and view
         # handed out since the last change, which sets it back to None.  Only
         # read-only views and iterators of it ever leave this object.
         self._cache: dict[K, V] | None = None
-        # _FROZEN | _ITERATING bits; only the lock's owner reads or writes it.
-        self._flags = 0
+        # The flags below are read and written only by the lock's owner.
+        # True while a callback runs: the dict is read-only.
+        self._frozen = False
+        # True once a guard handed out a live iterator over _data: the next
+        # write copies _data first.
+        self._iterating = False
+        # _frozen or _iterating, kept in step with them: the one test that
+        # keeps every write's fast path as fast as a single flag allows.
+        self._slow = False
         # How many locked() blocks the lock's owner is inside.
         self._depth = 0
 
@@ -321,16 +334,17 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         return cls._wrap(dict.fromkeys(iterable, value))
 
     def _before_write(self, operation: str) -> None:
-        """Called, with the lock held, before a write when `_flags` is set.
+        """Called, with the lock held, before a write when `_slow` is set.
 
         Refuses the write from inside a callback; otherwise moves the
         contents to a fresh dict, so that live iterators handed out by a
         guard keep going over the old one, unchanged.
         """
-        if self._flags & _FROZEN:
+        if self._frozen:
             _refuse_mutation(operation)
         self._data = self._data.copy()
-        self._flags &= ~_ITERATING
+        self._iterating = False
+        self._slow = self._frozen
 
     # --- single-key operations (the hot path) -------------------------------
 
@@ -361,7 +375,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._flags:
+            if self._slow:
                 self._before_write("d[key] = value")
             if self._cache is not None:  # freed after the lock is released
                 _stale, self._cache = self._cache, None
@@ -380,7 +394,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._flags:
+            if self._slow:
                 self._before_write("del d[key]")
             if self._cache is not None:  # freed after the lock is released
                 _stale, self._cache = self._cache, None
@@ -448,7 +462,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._flags:
+            if self._slow:
                 self._before_write("pop()")
             if self._cache is not None:  # freed after the lock is released
                 _stale, self._cache = self._cache, None
@@ -466,7 +480,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._flags:
+            if self._slow:
                 self._before_write("popitem()")
             if self._cache is not None:  # freed after the lock is released
                 _stale, self._cache = self._cache, None
@@ -496,7 +510,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._flags:
+            if self._slow:
                 self._before_write("setdefault()")
             if self._cache is not None:  # freed after the lock is released
                 _stale, self._cache = self._cache, None
@@ -548,7 +562,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._flags:
+            if self._slow:
                 self._before_write("update()")
             if self._cache is not None:  # freed after the lock is released
                 _stale, self._cache = self._cache, None
@@ -565,14 +579,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._flags & _FROZEN:
+            if self._frozen:
                 _refuse_mutation("clear()")
             if self._cache is not None:  # freed after the lock is released
                 _stale, self._cache = self._cache, None
             # A new dict: live iterators keep the old one, and the items are
             # freed after the lock is released.
             _old, self._data = self._data, {}
-            self._flags = 0
+            self._iterating = self._slow = False
         finally:
             lock.release()
 
@@ -702,16 +716,17 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._flags & _FROZEN:
+            if self._frozen:
                 _refuse_mutation("get_or_set()")
             value = self._data.get(key, MISSING)
             if value is not MISSING:
                 return value
-            self._flags |= _FROZEN
+            self._frozen = self._slow = True
             try:
                 value = factory()
             finally:
-                self._flags &= ~_FROZEN
+                self._frozen = False
+                self._slow = self._iterating
             if value is MISSING:
                 raise ValueError(
                     "get_or_set() factory returned MISSING; return the value to "
@@ -724,7 +739,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
 
     def _store(self, key: K, new: V | Missing, operation: str) -> None:
         """Set `key` to `new`, or delete it for `MISSING`; call with the lock held."""
-        if self._flags:  # a callback may have started a live iteration
+        if self._slow:  # a callback may have started a live iteration
             self._before_write(operation)
         if self._cache is not None:  # freed after the lock is released
             _stale, self._cache = self._cache, None
@@ -778,16 +793,17 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._flags & _FROZEN:
+            if self._frozen:
                 _refuse_mutation("compute()")
             data = self._data
             current = data.get(key, MISSING)
-            self._flags |= _FROZEN
+            self._frozen = self._slow = True
             try:
                 new = fn(current)
             finally:
-                self._flags &= ~_FROZEN
-            if self._flags or self._cache is not None or new is MISSING:
+                self._frozen = False
+                self._slow = self._iterating
+            if self._slow or self._cache is not None or new is MISSING:
                 self._store(key, new, "compute()")
             else:  # the common case, inline
                 data[key] = new
@@ -844,18 +860,19 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         try:
             # The hot path of every counter, kept lean: one test for the rare
             # states before the call, one after it (fn may cause them).
-            rare = self._flags or self._cache is not None
-            if rare:
-                return self._merge_slowly(key, value, fn)
             data = self._data
             current = data.get(key, MISSING)
+            rare = self._slow or self._cache is not None
+            if rare:
+                return self._merge_slowly(key, value, fn)
             if current is not MISSING:
-                self._flags |= _FROZEN  # |=: a key's __eq__ may have set bits
+                self._frozen = self._slow = True
                 try:
                     value = fn(current, value)
                 finally:
-                    self._flags ^= _FROZEN  # freezes never nest
-                if self._flags or self._cache is not None or value is MISSING:
+                    self._frozen = False
+                    self._slow = self._iterating
+                if self._slow or self._cache is not None or value is MISSING:
                     return self._merged(key, value)
             data[key] = value
             return value
@@ -864,15 +881,16 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
 
     def _merge_slowly(self, key: K, value: V, fn: Callable[[V, V], V]) -> V:
         """`merge` with every check; call with the lock held."""
-        if self._flags & _FROZEN:
+        if self._frozen:
             _refuse_mutation("merge()")
         current = self._data.get(key, MISSING)
         if current is not MISSING:
-            self._flags |= _FROZEN
+            self._frozen = self._slow = True
             try:
                 value = fn(current, value)
             finally:
-                self._flags &= ~_FROZEN
+                self._frozen = False
+                self._slow = self._iterating
         return self._merged(key, value)
 
     def _merged(self, key: K, new: V) -> V:
@@ -923,16 +941,17 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._flags & _FROZEN:
+            if self._frozen:
                 _refuse_mutation("compute_if_present()")
             current = self._data.get(key, MISSING)
             if current is MISSING:
                 return MISSING
-            self._flags |= _FROZEN
+            self._frozen = self._slow = True
             try:
                 new = fn(current)
             finally:
-                self._flags &= ~_FROZEN
+                self._frozen = False
+                self._slow = self._iterating
             self._store(key, new, "compute_if_present()")
             return new
         finally:
@@ -983,14 +1002,15 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._flags & _FROZEN:
+            if self._frozen:
                 _refuse_mutation("remove_if()")
             data = self._data
-            self._flags |= _FROZEN
+            self._frozen = self._slow = True
             try:
                 removed = [(k, v) for k, v in data.items() if predicate(k, v)]
             finally:
-                self._flags &= ~_FROZEN
+                self._frozen = False
+                self._slow = self._iterating
             if not removed:
                 return removed
             # Remove from a copy and install it only when complete: a key's
@@ -1002,7 +1022,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if self._cache is not None:  # freed after the lock is released
                 _stale, self._cache = self._cache, None
             self._data = kept
-            self._flags &= ~_ITERATING
+            self._iterating = False
+            self._slow = self._frozen
             return removed
         finally:
             lock.release()
@@ -1036,7 +1057,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._flags & _FROZEN:
+            if self._frozen:
                 _refuse_mutation("compare_and_set()")
             if not self._matches(self._data.get(key, MISSING), expected):
                 return False
@@ -1071,7 +1092,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._flags & _FROZEN:
+            if self._frozen:
                 _refuse_mutation("compare_and_delete()")
             current = self._data.get(key, MISSING)
             if current is MISSING or not self._matches(current, expected):
@@ -1087,11 +1108,12 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             return True
         if current is MISSING or expected is MISSING:
             return False
-        self._flags |= _FROZEN
+        self._frozen = self._slow = True
         try:
             return bool(current == expected)
         finally:
-            self._flags &= ~_FROZEN
+            self._frozen = False
+            self._slow = self._iterating
 
     # --- comparison and operators --------------------------------------------
 
@@ -1209,10 +1231,12 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         assert lock.acquire(timeout=10), "the lock is stuck"
         try:
+            frozen, iterating, slow = self._frozen, self._iterating, self._slow
+            assert slow == (frozen or iterating), "_slow is out of step"
             assert type(self._data) is dict
-            assert not self._flags & _FROZEN, "a callback flag outlived its callback"
+            assert not frozen, "a callback flag outlived its callback"
             if self._depth == 0:
-                assert not self._flags, "a live-iteration flag outlived its block"
+                assert not iterating, "a live-iteration flag outlived its block"
             assert not any(v is MISSING for v in self._data.values())
             cache = self._cache
             if cache is not None:  # the shared snapshot is still current
@@ -1289,7 +1313,8 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
             if not owner._depth:
                 # The block's iterators end with it (they must not be kept),
                 # so the next write need not copy for them.
-                owner._flags &= ~_ITERATING
+                owner._iterating = False
+                owner._slow = owner._frozen
         finally:  # even if a KeyboardInterrupt lands just above
             owner._lock.release()
 
@@ -1316,7 +1341,7 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
         if self._thread != _get_ident():
             self._refuse()
         owner = self._owner
-        owner._flags |= _ITERATING
+        owner._iterating = owner._slow = True
         return owner._data
 
     def _writable(self, operation: str) -> dict[K, V]:
@@ -1324,7 +1349,7 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
         if self._thread != _get_ident():
             self._refuse()
         owner = self._owner
-        if owner._flags:
+        if owner._slow:
             owner._before_write(operation)
         if owner._cache is not None:  # freed when the block ends
             owner._cache = None
@@ -1371,7 +1396,7 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
         owner = self._owner
         if self._thread != _get_ident():  # _writable(), inlined: the hot path
             self._refuse()
-        if owner._flags:
+        if owner._slow:
             owner._before_write("m[key] = value")
         owner._cache = None
         owner._data[key] = value
