@@ -25,8 +25,15 @@ from hypothesis.stateful import (
 )
 
 from child_process import SIGINT_PRELUDE
-from safethreads import Cancelled, CancelToken, ResultThread, WorkerPool, spawn
-from safethreads._cancel import DEADLINE_REASON
+from safethreads import (
+    Cancelled,
+    CancelToken,
+    ResultThread,
+    ThreadGroup,
+    WorkerPool,
+    spawn,
+)
+from safethreads._cancel import DEADLINE_REASON, bind_token, current_token
 
 if TYPE_CHECKING:
     import random
@@ -343,6 +350,25 @@ class TestChildren:
         assert isinstance(inner.exceptions[0], KeyError)
         assert child.cancelled
 
+    def test_grandchild_of_dropped_child_is_cancelled(self) -> None:
+        """root.child().child() is reached by root.cancel() (issue 10, #4)."""
+        root = CancelToken()
+        grandchild = root.child().child()  # the middle token is not kept
+        gc.collect()
+        root.cancel("all")
+        assert grandchild.cancelled
+        assert grandchild.reason == "all"
+
+    def test_chain_of_dropped_tokens_is_collected_with_its_leaf(self) -> None:
+        """A leaf keeps its ancestors alive, and nothing more: dropping it frees all."""
+        root = CancelToken()
+        leaf = root.child().child().child()
+        gc.collect()
+        assert len(root._callbacks) == 1
+        del leaf
+        gc.collect()
+        assert root._callbacks == {}
+
 
 class TestDeadlines:
     def test_after_expires(self) -> None:
@@ -585,3 +611,239 @@ class TestInterruptInCallbacks:
             "cancel callbacks also raised: ValueError: also"
         ]
         assert token.cancelled
+
+
+def _blocked(release: threading.Event) -> ResultThread[bool]:
+    """A thread that runs until `release` is set (bounded by TIMEOUT)."""
+    return spawn(release.wait, TIMEOUT)
+
+
+class TestCancellableWaits:
+    """A wait made while a token is in force raises Cancelled when it is cancelled."""
+
+    def test_result_with_explicit_token(self) -> None:
+        """result(cancel=token) raises Cancelled with the token's reason."""
+        release = threading.Event()
+        t = _blocked(release)
+        token = CancelToken()
+        threading.Timer(0.05, token.cancel, ("stop",)).start()
+        with pytest.raises(Cancelled, match="stop"):
+            t.result(timeout=TIMEOUT, cancel=token)
+        assert token._callbacks == {}
+        release.set()
+        assert t.result(timeout=TIMEOUT) is True
+
+    def test_exception_with_bound_token(self) -> None:
+        """exception() of a waiter with a bound token raises Cancelled."""
+        release = threading.Event()
+        t = _blocked(release)
+        token = CancelToken()
+        threading.Timer(0.05, token.cancel).start()
+        with bind_token(token), pytest.raises(Cancelled):
+            t.exception(timeout=TIMEOUT)
+        release.set()
+        assert t.exception(timeout=TIMEOUT) is None
+
+    def test_already_cancelled_token_raises_before_blocking(self) -> None:
+        """A wait that would block raises at once if the token is cancelled."""
+        release = threading.Event()
+        t = _blocked(release)
+        token = CancelToken()
+        token.cancel()
+        start = time.monotonic()
+        with pytest.raises(Cancelled):
+            t.result(timeout=TIMEOUT, cancel=token)
+        assert time.monotonic() - start < TIMEOUT / 2
+        release.set()
+
+    def test_outcome_that_exists_wins_over_cancellation(self) -> None:
+        """A wait that need not block returns the outcome even when cancelled."""
+        t = spawn(int, "7")
+        assert t.result(timeout=TIMEOUT) == 7
+        token = CancelToken()
+        token.cancel()
+        assert t.result(cancel=token) == 7
+        with bind_token(token):
+            assert t.result() == 7
+
+    def test_timeout_still_applies(self) -> None:
+        """With a token that is not cancelled, the timeout still raises TimeoutError."""
+        release = threading.Event()
+        t = _blocked(release)
+        token = CancelToken()
+        with pytest.raises(TimeoutError):
+            t.result(timeout=0.05, cancel=token)
+        assert token._callbacks == {}
+        release.set()
+
+    def test_token_wait_interrupted_by_another_token(self) -> None:
+        """token.wait(cancel=other) raises Cancelled when `other` is cancelled."""
+        token, other = CancelToken(), CancelToken()
+        threading.Timer(0.05, other.cancel, ("other",)).start()
+        with pytest.raises(Cancelled, match="other"):
+            token.wait(TIMEOUT, cancel=other)
+        assert not token.cancelled
+        assert token._callbacks == {}
+        assert other._callbacks == {}
+
+    def test_token_wait_on_its_own_bound_token_returns_true(self) -> None:
+        """Waiting on the bound token itself returns True, as before."""
+        token = CancelToken()
+        threading.Timer(0.05, token.cancel).start()
+        with bind_token(token):
+            assert token.wait(TIMEOUT) is True
+
+    def test_token_wait_of_a_cancelled_child_returns_true(self) -> None:
+        """A child of the bound token is cancelled with it: wait() returns True."""
+        parent = CancelToken()
+        child = parent.child()
+        threading.Timer(0.05, parent.cancel).start()
+        with bind_token(parent):
+            assert child.wait(TIMEOUT) is True
+
+    def test_binding_is_per_thread_and_nests(self) -> None:
+        """bind_token binds for the calling thread only, and restores on exit."""
+        a, b = CancelToken(), CancelToken()
+        assert current_token() is None
+        with bind_token(a):
+            assert current_token() is a
+            assert spawn(current_token).result(timeout=TIMEOUT) is None
+            with bind_token(b):
+                assert current_token() is b
+            assert current_token() is a
+        assert current_token() is None
+
+    def test_callback_errors_do_not_stop_the_wake_up(self) -> None:
+        """A cancel callback raising BaseException does not keep a waiter asleep."""
+        release = threading.Event()
+        t = _blocked(release)
+        token = CancelToken()
+
+        def bad() -> None:
+            raise SystemExit(3)
+
+        token.add_callback(bad)
+        waiting = spawn(t.result, TIMEOUT, cancel=token)
+        while token._callbacks.keys() == {0}:
+            time.sleep(0.001)  # until the waiter has registered
+        with pytest.raises(BaseExceptionGroup):
+            token.cancel()
+        assert isinstance(waiting.exception(timeout=TIMEOUT), Cancelled)
+        release.set()
+
+    def test_pool_future_in_group_member_is_cancelled(self) -> None:
+        """A group member blocked in a WorkerPool future's result() wakes up."""
+        release = threading.Event()
+        with WorkerPool(max_workers=1) as pool:
+            future = pool.submit(release.wait, TIMEOUT)
+            with ThreadGroup(fail_fast=False) as g:
+                member = g.spawn(future.result, TIMEOUT)
+                # Whether the member is waiting yet or not, it raises.
+                g.cancel("stop")
+            assert isinstance(member.exception(timeout=0), Cancelled)
+            release.set()
+            assert future.result(timeout=TIMEOUT) is True
+
+    def test_group_member_waits_are_cancelled(self) -> None:
+        """Members blocked in result(), join_all() and token.wait() all wake up."""
+        release = threading.Event()
+        outside = _blocked(release)
+        other = CancelToken()
+        started = threading.Barrier(4)
+
+        def wait_result() -> bool:
+            started.wait(TIMEOUT)
+            return outside.result(timeout=TIMEOUT)
+
+        def wait_token() -> bool:
+            started.wait(TIMEOUT)
+            return other.wait(TIMEOUT)
+
+        with ThreadGroup(fail_fast=False) as g:
+            members = [g.spawn(wait_result), g.spawn(wait_token)]
+
+            def wait_all() -> bool:
+                started.wait(TIMEOUT)
+                return g.join_all(TIMEOUT)
+
+            members.append(g.spawn(wait_all))
+            started.wait(TIMEOUT)
+            start = time.monotonic()
+            g.cancel("stop")
+        assert time.monotonic() - start < TIMEOUT / 2
+        for m in members:
+            assert isinstance(m.exception(timeout=0), Cancelled), m.name
+        release.set()
+
+    def test_join_all_with_explicit_token(self) -> None:
+        """join_all(cancel=token) raises Cancelled when the token is cancelled."""
+        release = threading.Event()
+        token = CancelToken()
+        with ThreadGroup() as g:
+            g.spawn(release.wait, TIMEOUT)
+            threading.Timer(0.05, token.cancel).start()
+            with pytest.raises(Cancelled):
+                g.join_all(TIMEOUT, cancel=token)
+            release.set()
+
+    @pytest.mark.stress
+    def test_cancel_racing_the_start_of_a_wait(
+        self, stress_rng: random.Random, fast_switching: None
+    ) -> None:
+        """However cancel() and a wait interleave, the waiter raises Cancelled."""
+        del fast_switching
+        release = threading.Event()
+        t = _blocked(release)
+        for _ in range(200):
+            token = CancelToken()
+            barrier = threading.Barrier(2)
+
+            def waiter(
+                token: CancelToken = token, barrier: threading.Barrier = barrier
+            ) -> None:
+                barrier.wait(TIMEOUT)
+                t.result(timeout=TIMEOUT, cancel=token)
+
+            w = spawn(waiter)
+            barrier.wait(TIMEOUT)
+            if stress_rng.random() < 0.5:
+                time.sleep(0)
+            token.cancel()
+            assert isinstance(w.exception(timeout=TIMEOUT), Cancelled)
+            assert token._callbacks == {}
+        release.set()
+        t.result(timeout=TIMEOUT)
+
+    @pytest.mark.subprocess
+    def test_ctrl_c_during_a_cancellable_wait(self) -> None:
+        """Ctrl-C in a cancellable wait raises KeyboardInterrupt, leaving no trace."""
+        code = SIGINT_PRELUDE + textwrap.dedent(
+            """
+            import _thread, threading
+            from safethreads import CancelToken, spawn
+
+            release = threading.Event()
+            t = spawn(release.wait, 20)
+            token = CancelToken()
+            threading.Timer(0.2, _thread.interrupt_main).start()
+            try:
+                t.result(timeout=20, cancel=token)
+            except KeyboardInterrupt as exc:
+                import traceback
+                frames = traceback.extract_tb(exc.__traceback__)
+                print("interrupted", len(token._callbacks), [f.name for f in frames])
+            release.set()
+            print("result", t.result(timeout=20))
+            """
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.stdout.splitlines() == [
+            "interrupted 0 ['<module>', 'result']",
+            "result True",
+        ], proc.stderr
