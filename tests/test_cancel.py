@@ -15,6 +15,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -749,6 +750,7 @@ class TestCancellableWaits:
         release = threading.Event()
         outside = _blocked(release)
         other = CancelToken()
+        stubborn_release = threading.Event()
         started = threading.Barrier(4)
 
         def wait_result() -> bool:
@@ -760,6 +762,8 @@ class TestCancellableWaits:
             return other.wait(TIMEOUT)
 
         with ThreadGroup(fail_fast=False) as g:
+            # Ignores the token, so that join_all() has someone to wait for.
+            stubborn = g.spawn(stubborn_release.wait, TIMEOUT)
             members = [g.spawn(wait_result), g.spawn(wait_token)]
 
             def wait_all() -> bool:
@@ -770,10 +774,32 @@ class TestCancellableWaits:
             started.wait(TIMEOUT)
             start = time.monotonic()
             g.cancel("stop")
-        assert time.monotonic() - start < TIMEOUT / 2
+            for m in members:
+                m.join(TIMEOUT)
+            elapsed = time.monotonic() - start
+            stubborn_release.set()
+        assert elapsed < TIMEOUT / 2
         for m in members:
             assert isinstance(m.exception(timeout=0), Cancelled), m.name
+        assert stubborn.result(timeout=0) is True
         release.set()
+
+    def test_added_threads_run_with_the_group_token(self) -> None:
+        """Unstarted threads given to add() get the group's token bound too."""
+        seen: list[CancelToken | None] = []
+        with ThreadGroup() as g:
+            g.add(ResultThread(target=lambda: seen.append(current_token())))
+            g.add(threading.Thread(target=lambda: seen.append(current_token())))
+            g.spawn(lambda: seen.append(current_token()))
+        assert seen == [g.token] * 3
+        assert current_token() is None
+
+    def test_owner_and_plain_threads_are_not_bound(self) -> None:
+        """Only members are bound: not the owner, nor threads members spawn."""
+        with ThreadGroup() as g:
+            assert current_token() is None
+            inner = g.spawn(lambda: spawn(current_token).result(timeout=TIMEOUT))
+        assert inner.result(timeout=0) is None
 
     def test_join_all_with_explicit_token(self) -> None:
         """join_all(cancel=token) raises Cancelled when the token is cancelled."""
@@ -847,3 +873,57 @@ class TestCancellableWaits:
             "interrupted 0 ['<module>', 'result']",
             "result True",
         ], proc.stderr
+
+
+def _cancel_once_parked(token: CancelToken, then: Callable[[], object]) -> None:
+    """Run `then()` once a waiter has registered its wake-up on `token`."""
+    deadline = time.monotonic() + TIMEOUT
+    while not token._callbacks and time.monotonic() < deadline:
+        time.sleep(0.0005)  # waiting for the waiter to park, not for a result
+    then()
+
+
+class TestCancellableWaitModel:
+    """Cancellable result() against a sequential model of who came first."""
+
+    @given(
+        finish_first=st.booleans(),
+        cancel_when=st.sampled_from(["before", "during", "never"]),
+        explicit=st.booleans(),
+        method=st.sampled_from(["result", "exception"]),
+    )
+    def test_outcome_or_cancelled_as_the_model_says(
+        self, finish_first: bool, cancel_when: str, explicit: bool, method: str
+    ) -> None:
+        """Finished first: the outcome; else cancelled: Cancelled; else the value."""
+        go = threading.Event()
+        t = spawn(go.wait, TIMEOUT)
+        token = CancelToken()
+        if finish_first:
+            go.set()
+            t.join(TIMEOUT)
+        if cancel_when == "before":
+            token.cancel("before")
+        helper = None
+        if not finish_first and cancel_when != "before":
+            then = token.cancel if cancel_when == "during" else go.set
+            helper = spawn(_cancel_once_parked, token, then)
+        wait = t.result if method == "result" else t.exception
+        expect_cancelled = not finish_first and cancel_when != "never"
+        try:
+            if explicit:
+                got = wait(TIMEOUT, cancel=token)
+            else:
+                with bind_token(token):
+                    got = wait(TIMEOUT)
+        except Cancelled:
+            assert expect_cancelled
+        else:
+            assert not expect_cancelled
+            assert got is (True if method == "result" else None)
+        assert token._callbacks == {}
+        go.set()
+        if helper is not None:
+            helper.result(timeout=TIMEOUT)
+        assert t.result(timeout=TIMEOUT) is True
+        assert t._parkers is None

@@ -22,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from safethreads import ResultThread, spawn
+from safethreads import ResultThread, ThreadGroup, _waiting, spawn
 
 TIMEOUT = 10.0  # every wait in these tests is bounded
 
@@ -220,10 +220,15 @@ class TestInterruption:
         # as when the kernel hands SIGINT to another thread.
         sender = threading.Timer(0.05, _thread.interrupt_main)
         start = time.monotonic()
-        with pytest.raises(KeyboardInterrupt):  # noqa: PT012
+        with pytest.raises(KeyboardInterrupt) as info:  # noqa: PT012
             sender.start()
             t.result(timeout=TIMEOUT)
         assert time.monotonic() - start < TIMEOUT / 2  # slices are 0.25 s
+        # Trimmed of the library's waiting plumbing (issue 10): the caller's
+        # frame, then result() itself.
+        frames = traceback.extract_tb(info.value.__traceback__)
+        assert [f.name for f in frames][-1:] == ["result"]
+        assert all(f.filename != _waiting.__file__ for f in frames)
         sender.join(TIMEOUT)
         release.set()
         assert t.result(timeout=TIMEOUT) is True
@@ -791,3 +796,38 @@ class TestIssue10:
         retry = spawn(t.start)
         retry.result(timeout=TIMEOUT)
         assert t.result(timeout=TIMEOUT) == 2
+
+    def test_failing_add_note_in_a_group_member_is_raised(self) -> None:
+        """A member's exception refusing notes still reaches the group (#2)."""
+
+        class NoNotesError(Exception):
+            pass
+
+        error = NoNotesError("boom")
+        error.__notes__ = "not a list"  # type: ignore[assignment]
+        with (
+            pytest.raises(ExceptionGroup) as info,
+            ThreadGroup(exit_timeout=TIMEOUT) as g,
+        ):
+            g.spawn(fail_with, error)
+        assert info.value.exceptions == (error,)
+
+
+class TestDoneStress:
+    @pytest.mark.stress
+    def test_done_then_zero_timeout_result_under_waiters(
+        self, fast_switching: None
+    ) -> None:
+        """Whenever done() is True, result(timeout=0) returns, even mid-hand-off."""
+        del fast_switching
+        n = 300
+        total = 0
+        for i in range(n):
+            t = spawn(int, str(i))
+            waiters = [spawn(t.result, TIMEOUT) for _ in range(2)]
+            while not t.done():
+                pass
+            total += t.result(timeout=0)
+            for w in waiters:
+                assert w.result(timeout=TIMEOUT) == i
+        assert total == n * (n - 1) // 2
