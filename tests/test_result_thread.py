@@ -569,6 +569,28 @@ class TestAsFuture:
         assert seen == [5]
 
 
+    def test_done_callback_raising_base_exception(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A done-callback raising SystemExit loses nothing: waiters, group, hook."""
+        hooked: list[type[BaseException]] = []
+        monkeypatch.setattr(
+            threading, "excepthook", lambda args: hooked.append(args.exc_type)
+        )
+        release = threading.Event()
+
+        def bad(_f: concurrent.futures.Future[bool]) -> None:
+            raise SystemExit(1)
+
+        with ThreadGroup() as g:
+            t = g.spawn(release.wait, TIMEOUT)
+            t.as_future().add_done_callback(bad)
+            release.set()
+        assert t.result(timeout=0) is True
+        assert t.as_future().result(timeout=0) is True
+        assert hooked == [SystemExit]  # reported where threading reports it
+
+
 _values = st.one_of(
     st.none(),
     st.booleans(),
