@@ -548,6 +548,16 @@ class TokenMachine(RuleBasedStateMachine):
             child.close()
         self.children.append((child, not close, self.model_cancelled))
 
+    @rule(depth=st.integers(2, 4), collect=st.booleans())
+    def descendant(self, depth: int, collect: bool) -> None:
+        # Only the leaf is kept: the tokens in between must stay linked.
+        leaf = self.token
+        for _ in range(depth):
+            leaf = leaf.child()
+        if collect:
+            gc.collect()
+        self.children.append((leaf, True, self.model_cancelled))
+
     @invariant()
     def matches_model(self) -> None:
         assert self.token.cancelled is self.model_cancelled
@@ -557,6 +567,7 @@ class TokenMachine(RuleBasedStateMachine):
             assert child.cancelled is (
                 born_cancelled or (linked and self.model_cancelled)
             )
+            child._check()
         self.token._check()
 
 
@@ -800,6 +811,28 @@ class TestCancellableWaits:
             assert current_token() is None
             inner = g.spawn(lambda: spawn(current_token).result(timeout=TIMEOUT))
         assert inner.result(timeout=0) is None
+
+    def test_members_joining_each_other_are_woken_by_cancel(self) -> None:
+        """Members in g.join_all(), each waiting for the other, stop on cancel."""
+        started = threading.Barrier(3)
+
+        def join_everyone(g: ThreadGroup) -> bool:
+            started.wait(TIMEOUT)
+            return g.join_all(TIMEOUT)
+
+        start = time.monotonic()
+        with ThreadGroup(fail_fast=False) as g:
+            a = g.spawn(join_everyone, g)
+            b = g.spawn(join_everyone, g)
+            started.wait(TIMEOUT)
+            g.cancel("deadlock broken")
+        assert time.monotonic() - start < TIMEOUT / 2
+        # The first to end raised Cancelled; the other may then have seen
+        # everyone it waited for finished, and returned True.
+        outcomes = [a.exception(timeout=0), b.exception(timeout=0)]
+        assert any(isinstance(o, Cancelled) for o in outcomes)
+        for t, o in zip((a, b), outcomes, strict=True):
+            assert isinstance(o, Cancelled) or t.result(timeout=0) is True
 
     def test_join_all_with_explicit_token(self) -> None:
         """join_all(cancel=token) raises Cancelled when the token is cancelled."""

@@ -568,7 +568,6 @@ class TestAsFuture:
         t.join(TIMEOUT)
         assert seen == [5]
 
-
     def test_done_callback_raising_base_exception(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
