@@ -19,6 +19,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import contextvars
+import os
 import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Final, Generic, ParamSpec, TypeVar, cast
@@ -45,6 +46,21 @@ __all__ = ["ResultThread", "spawn"]
 T = TypeVar("T")
 R = TypeVar("R")
 P = ParamSpec("P")
+
+
+# How many fork()s this process descends from; a thread started before the
+# latest one does not run here.  Only written in a fork child, which has a
+# single thread then.
+_forks = 0
+
+
+def _count_fork() -> None:
+    global _forks  # noqa: PLW0603 - a process-wide fork counter
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_count_fork)
 
 
 class ResultThread(threading.Thread, Generic[T]):
@@ -167,6 +183,7 @@ class ResultThread(threading.Thread, Generic[T]):
         # before start() only.
         self._bound_token: CancelToken | None = None
         self._start_called = False
+        self._forks_at_start = 0  # the fork count when start() was called
         self._has_outcome = False
         # Held until the outcome is stored; see the module docstring.
         self._finished = _thread.allocate_lock()
@@ -236,6 +253,7 @@ class ResultThread(threading.Thread, Generic[T]):
             raise RuntimeError(msg)
         if self._copy_context:
             self._context = contextvars.copy_context()
+        self._forks_at_start = _forks
         # What threading's bootstrap calls; the class's run() stays reachable
         # for overrides and super().run().  Removed when the thread ends.
         self.run = self._run_and_publish  # type: ignore[method-assign,assignment]
@@ -360,8 +378,9 @@ class ResultThread(threading.Thread, Generic[T]):
                 "for itself forever; return the value from the target instead"
             )
             raise RuntimeError(msg)
-        if self.ident is not None and not self.is_alive() and not self._done:
-            # It ended without publishing: only a fork() child sees that.
+        if self._forks_at_start != _forks:
+            # Started before a fork() and not done then: in this child
+            # process the thread does not exist and will never publish.
             msg = (
                 f"thread {self.name!r} was running when the process forked and "
                 f"does not run in this process; call {caller}() in the parent"
