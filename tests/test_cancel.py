@@ -687,6 +687,17 @@ class TestCancellableWaits:
         assert token._callbacks == {}
         release.set()
 
+    def test_deadline_token_ends_the_wait(self) -> None:
+        """A token with a deadline ends a result() wait when the deadline passes."""
+        release = threading.Event()
+        t = _blocked(release)
+        start = time.monotonic()
+        with pytest.raises(Cancelled, match=DEADLINE_REASON):
+            t.result(timeout=TIMEOUT, cancel=CancelToken.after(0.05))
+        assert 0.04 <= time.monotonic() - start < TIMEOUT / 2
+        release.set()
+        assert t.result(timeout=TIMEOUT) is True
+
     def test_token_wait_interrupted_by_another_token(self) -> None:
         """token.wait(cancel=other) raises Cancelled when `other` is cancelled."""
         token, other = CancelToken(), CancelToken()
