@@ -39,7 +39,6 @@ context-manager protocol costs more than the dict operation it protects.
 
 from __future__ import annotations
 
-import copy as _copy
 import enum
 import reprlib
 import threading
@@ -863,6 +862,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> LockedDict[K, V]:
         """Return a deep copy of a snapshot, with a lock of its own."""
+        import copy as _copy  # noqa: PLC0415 - not imported by `import safethreads`
+
         new: LockedDict[K, V] = LockedDict()
         memo[id(self)] = new  # a dict that contains itself stays recursive
         new._data.update(

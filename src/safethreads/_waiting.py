@@ -28,8 +28,6 @@ acquire costs (one thread-local read, on the blocking path only).
 from __future__ import annotations
 
 import _thread
-import math
-import numbers
 import threading
 import time
 from typing import TYPE_CHECKING, Final, final
@@ -230,11 +228,19 @@ def check_timeout(
     """
     if timeout is None and allow_none:
         return
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
-        allowed = "None or a number" if allow_none else "a number"
-        msg = f"{name} must be {allowed} of seconds, not {type(timeout).__name__}"
-        raise TypeError(msg)
-    if math.isnan(timeout):
+    # `int` and `float` skip the imports below, kept off `import safethreads`.
+    if type(timeout) is float or type(timeout) is int:
+        is_nan = timeout != timeout  # noqa: PLR0124 - only NaN is unequal to itself
+    else:
+        import math  # noqa: PLC0415
+        import numbers  # noqa: PLC0415
+
+        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+            allowed = "None or a number" if allow_none else "a number"
+            msg = f"{name} must be {allowed} of seconds, not {type(timeout).__name__}"
+            raise TypeError(msg)
+        is_nan = math.isnan(timeout)
+    if is_nan:
         msg = f"{name} must be a number of seconds, not NaN"
         raise ValueError(msg)
 
