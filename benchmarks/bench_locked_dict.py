@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import operator
 import statistics
 import sys
 import threading
@@ -198,6 +199,14 @@ def iteration(rounds: int) -> None:  # noqa: C901 (one closure per case)
                 for _k, _v in m.items():
                     pass
 
+    def inside_locked_writing() -> None:
+        for i in range(ITER_PASSES):
+            with locked.locked() as m:
+                items = iter(m.items())
+                m["key0"] = i  # a write while an iterator is live: one copy
+                for _k, _v in items:
+                    pass
+
     def list_snapshot() -> None:
         for _ in range(ITER_PASSES):
             with lock:
@@ -215,6 +224,10 @@ def iteration(rounds: int) -> None:  # noqa: C901 (one closure per case)
                 locked_items_after_write,
             ),
             Case("LockedDict inside `locked()`", inside_locked),
+            Case(
+                "LockedDict inside `locked()`, block writes (copy-on-write)",
+                inside_locked_writing,
+            ),
             Case("plain `d.copy().items()` (the cost of any copy)", plain_copy_items),
             Case("Lock + `list(d.items())` snapshot", list_snapshot),
         ],
@@ -228,7 +241,7 @@ def bump(n: int | Missing) -> int:
     return 1 if n is MISSING else n + 1
 
 
-def counter(rounds: int) -> None:
+def counter(rounds: int) -> None:  # noqa: C901 (one closure per case)
     plain: dict[str, int] = {}
     lock = threading.Lock()
     locked: LockedDict[str, int] = LockedDict()
@@ -251,6 +264,10 @@ def counter(rounds: int) -> None:
         for k in keys:
             locked.compute(k, bump)
 
+    def merge() -> None:
+        for k in keys:
+            locked.merge(k, 1, operator.add)
+
     def transaction() -> None:
         for k in keys:
             with locked.locked() as m:
@@ -261,11 +278,56 @@ def counter(rounds: int) -> None:
         [
             Case("`with lock: d[k] = d.get(k, 0) + 1`", with_lock),
             Case("Lock acquire/try/finally, same body", acquire_lock),
+            Case("LockedDict `merge(k, 1, operator.add)`", merge),
             Case("LockedDict `compute(k, bump)`", compute),
             Case("LockedDict `locked()`, same body", transaction),
         ],
         ops=len(keys),
         rounds=rounds,
+    )
+
+
+EXPIRE_EVERY = 100  # one key in a hundred has expired
+
+
+def expiry(rounds: int) -> None:
+    """Drop the expired 1% of a mapping, then put them back (for the next pass)."""
+    data = {f"key{i}": i for i in range(ITER_KEYS)}
+    expired = {k: v for k, v in data.items() if v % EXPIRE_EVERY == 0}
+    plain = dict(data)
+    lock = threading.Lock()
+    locked = LockedDict(data)
+
+    def with_lock() -> None:
+        for _ in range(ITER_PASSES):
+            with lock:
+                for k in [k for k, v in plain.items() if v % EXPIRE_EVERY == 0]:
+                    del plain[k]
+                plain.update(expired)
+
+    def loop_in_locked() -> None:
+        for _ in range(ITER_PASSES):
+            with locked.locked() as m:
+                for k, v in m.items():
+                    if v % EXPIRE_EVERY == 0:
+                        del m[k]
+            locked.update(expired)
+
+    def remove_if() -> None:
+        for _ in range(ITER_PASSES):
+            locked.remove_if(lambda _, v: v % EXPIRE_EVERY == 0)
+            locked.update(expired)
+
+    compare(
+        f"Expire 1% of a {ITER_KEYS:,}-key mapping (and put it back)",
+        [
+            Case("Lock + list of expired keys + `del`", with_lock),
+            Case("LockedDict loop in `locked()` with `del m[k]`", loop_in_locked),
+            Case("LockedDict `remove_if`", remove_if),
+        ],
+        ops=ITER_KEYS * ITER_PASSES,
+        rounds=rounds,
+        unit="item",
     )
 
 
@@ -366,8 +428,9 @@ def contention() -> None:  # noqa: C901 (one closure per case)
 
 
 def run(rounds: int) -> None:
-    """Single-key operations, iteration, counters and a contention run."""
+    """Single-key operations, iteration, counters, expiry and a contention run."""
     single_key(rounds)
     iteration(rounds)
     counter(rounds)
+    expiry(rounds)
     contention()

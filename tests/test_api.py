@@ -5,7 +5,11 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.resources
 import inspect
+import pickle
 import re
+import subprocess
+import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -46,14 +50,39 @@ class TestPublicApi:
         assert list(safethreads.__all__) == sorted(set(safethreads.__all__))
 
     def test_all_matches_public_objects(self) -> None:
-        """Every public class, function or constant of the package is in `__all__`."""
+        """Every public class, function, constant or type alias is in `__all__`."""
         public = {
             name
-            for name, obj in vars(safethreads).items()
+            for name in dir(safethreads)
             if not name.startswith("_")
-            and (inspect.isclass(obj) or inspect.isfunction(obj) or name.isupper())
+            and not inspect.ismodule(obj := getattr(safethreads, name))
+            and (
+                inspect.isclass(obj)
+                or inspect.isfunction(obj)
+                or name.isupper()
+                or typing.get_origin(obj) is not None
+            )
         }
         assert public == set(safethreads.__all__)
+
+    def test_every_name_of_all_is_importable(self) -> None:
+        """`from safethreads import X` works for every `X` of `__all__`."""
+        namespace: dict[str, object] = {}
+        exec("from safethreads import *", namespace)  # noqa: S102
+        assert set(safethreads.__all__) <= set(namespace)
+
+    def test_on_full_is_the_literal_of_the_three_policies(self) -> None:
+        """`OnFull`, in `WorkerPool`'s signature, is exported and names them all."""
+        assert typing.get_args(safethreads.OnFull) == ("block", "raise", "caller_runs")
+        on_full = inspect.signature(safethreads.WorkerPool).parameters["on_full"]
+        assert on_full.annotation == "OnFull"  # postponed annotations: the name
+
+    def test_stats_pickle_under_the_public_name(self) -> None:
+        """A `WorkerPoolStats` made by `stats()` round-trips through pickle."""
+        with safethreads.WorkerPool(1) as pool:
+            stats = pool.stats()
+        assert repr(stats).startswith("WorkerPoolStats(")
+        assert pickle.loads(pickle.dumps(stats)) == stats  # noqa: S301
 
     def test_objects_report_public_module(self) -> None:
         """Re-exported objects name `safethreads` as their module."""
@@ -61,9 +90,21 @@ class TestPublicApi:
             assert getattr(safethreads, name).__module__ == "safethreads", name
 
     def test_every_public_name_is_documented(self) -> None:
-        """Every public object carries a docstring."""
+        """Every public class or function carries a docstring."""
         for name in safethreads.__all__:
-            assert inspect.getdoc(getattr(safethreads, name)), name
+            obj = getattr(safethreads, name)
+            if typing.get_origin(obj) is None:  # aliases: see the reference test
+                assert inspect.getdoc(obj), name
+
+    def test_module_docstring_introduces_every_primitive(self) -> None:
+        """`help(safethreads)` names each primitive and says where the docs are."""
+        doc = safethreads.__doc__ or ""
+        for name in ("ResultThread", "spawn", "LockedDict", "ThreadGroup"):
+            assert f"`{name}`" in doc, name
+        for name in ("CancelToken", "WorkerPool"):
+            assert f"`{name}`" in doc, name
+        assert ">>> " in doc
+        assert "https://" in doc
 
     def test_api_reference_lists_every_public_name(self) -> None:
         """docs/reference.md renders every name of `__all__`."""
@@ -80,6 +121,74 @@ class TestPublicApi:
     def test_version(self) -> None:
         """`__version__` comes from the installed metadata."""
         assert safethreads.__version__ == importlib.metadata.version("safethreads")
+        assert "__version__" in dir(safethreads)
+
+    def test_unknown_attribute_raises_attribute_error(self) -> None:
+        """A missing name fails as on any module, naming the package."""
+        with pytest.raises(AttributeError, match="'safethreads' has no attribute"):
+            _ = safethreads.no_such_name
+
+
+# Modules that cost several milliseconds to import, none of which a threading
+# library needs up front (issue 14): `importlib.metadata` (for `__version__`)
+# pulls in `email`, `zipfile` and `pathlib`; `dataclasses` pulls in `inspect`.
+HEAVY_MODULES = (
+    "dataclasses",
+    "email",
+    "importlib.metadata",
+    "inspect",
+    "pathlib",
+    "zipfile",
+    "csv",
+    "tempfile",
+    "ast",
+    "dis",
+    "asyncio",
+    "logging.handlers",
+    "heapq",
+    "numbers",
+    "copy",
+)
+
+
+class TestImportCost:
+    @pytest.mark.subprocess
+    def test_import_loads_nothing_heavy(self) -> None:
+        """`import safethreads` in a fresh interpreter imports no heavy module."""
+        code = (
+            "import sys\n"
+            "import safethreads\n"
+            f"print(sorted(set({HEAVY_MODULES!r}) & set(sys.modules)))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert done.stdout.strip() == "[]", done.stdout
+
+    @pytest.mark.subprocess
+    def test_lazy_names_still_work(self) -> None:
+        """`__version__` and `WorkerPoolStats` load on first use, then are cached."""
+        code = (
+            "import sys, safethreads\n"
+            "from safethreads import WorkerPoolStats\n"
+            "assert WorkerPoolStats.__module__ == 'safethreads'\n"
+            "assert safethreads.WorkerPoolStats is WorkerPoolStats\n"
+            "assert isinstance(safethreads.__version__, str)\n"
+            "assert 'importlib.metadata' in sys.modules\n"
+            "print('ok')\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert done.stdout.strip() == "ok", done.stderr
 
 
 class TestDocstringExamples:

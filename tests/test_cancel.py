@@ -15,6 +15,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import pytest
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import (
     Bundle,
@@ -25,8 +26,15 @@ from hypothesis.stateful import (
 )
 
 from child_process import SIGINT_PRELUDE
-from safethreads import Cancelled, CancelToken, ResultThread, WorkerPool, spawn
-from safethreads._cancel import DEADLINE_REASON
+from safethreads import (
+    Cancelled,
+    CancelToken,
+    ResultThread,
+    ThreadGroup,
+    WorkerPool,
+    spawn,
+)
+from safethreads._cancel import DEADLINE_REASON, bind_token, current_token
 
 if TYPE_CHECKING:
     import random
@@ -343,6 +351,25 @@ class TestChildren:
         assert isinstance(inner.exceptions[0], KeyError)
         assert child.cancelled
 
+    def test_grandchild_of_dropped_child_is_cancelled(self) -> None:
+        """root.child().child() is reached by root.cancel() (issue 10, #4)."""
+        root = CancelToken()
+        grandchild = root.child().child()  # the middle token is not kept
+        gc.collect()
+        root.cancel("all")
+        assert grandchild.cancelled
+        assert grandchild.reason == "all"
+
+    def test_chain_of_dropped_tokens_is_collected_with_its_leaf(self) -> None:
+        """A leaf keeps its ancestors alive, and nothing more: dropping it frees all."""
+        root = CancelToken()
+        leaf = root.child().child().child()
+        gc.collect()
+        assert len(root._callbacks) == 1
+        del leaf
+        gc.collect()
+        assert root._callbacks == {}
+
 
 class TestDeadlines:
     def test_after_expires(self) -> None:
@@ -521,6 +548,15 @@ class TokenMachine(RuleBasedStateMachine):
             child.close()
         self.children.append((child, not close, self.model_cancelled))
 
+    @rule(depth=st.integers(2, 4))
+    def descendant(self, depth: int) -> None:
+        # Only the leaf is kept: the tokens in between, freed by reference
+        # counting as soon as they are dropped, must still link it.
+        leaf = self.token
+        for _ in range(depth):
+            leaf = leaf.child()
+        self.children.append((leaf, True, self.model_cancelled))
+
     @invariant()
     def matches_model(self) -> None:
         assert self.token.cancelled is self.model_cancelled
@@ -530,6 +566,7 @@ class TokenMachine(RuleBasedStateMachine):
             assert child.cancelled is (
                 born_cancelled or (linked and self.model_cancelled)
             )
+            child._check()
         self.token._check()
 
 
@@ -585,3 +622,351 @@ class TestInterruptInCallbacks:
             "cancel callbacks also raised: ValueError: also"
         ]
         assert token.cancelled
+
+
+def _blocked(release: threading.Event) -> ResultThread[bool]:
+    """A thread that runs until `release` is set (bounded by TIMEOUT)."""
+    return spawn(release.wait, TIMEOUT)
+
+
+class TestCancellableWaits:
+    """A wait made while a token is in force raises Cancelled when it is cancelled."""
+
+    def test_result_with_explicit_token(self) -> None:
+        """result(cancel=token) raises Cancelled with the token's reason."""
+        release = threading.Event()
+        t = _blocked(release)
+        token = CancelToken()
+        threading.Timer(0.05, token.cancel, ("stop",)).start()
+        with pytest.raises(Cancelled, match="stop"):
+            t.result(timeout=TIMEOUT, cancel=token)
+        assert token._callbacks == {}
+        release.set()
+        assert t.result(timeout=TIMEOUT) is True
+
+    def test_exception_with_bound_token(self) -> None:
+        """exception() of a waiter with a bound token raises Cancelled."""
+        release = threading.Event()
+        t = _blocked(release)
+        token = CancelToken()
+        threading.Timer(0.05, token.cancel).start()
+        with bind_token(token), pytest.raises(Cancelled):
+            t.exception(timeout=TIMEOUT)
+        release.set()
+        assert t.exception(timeout=TIMEOUT) is None
+
+    def test_already_cancelled_token_raises_before_blocking(self) -> None:
+        """A wait that would block raises at once if the token is cancelled."""
+        release = threading.Event()
+        t = _blocked(release)
+        token = CancelToken()
+        token.cancel()
+        start = time.monotonic()
+        with pytest.raises(Cancelled):
+            t.result(timeout=TIMEOUT, cancel=token)
+        assert time.monotonic() - start < TIMEOUT / 2
+        release.set()
+
+    def test_outcome_that_exists_wins_over_cancellation(self) -> None:
+        """A wait that need not block returns the outcome even when cancelled."""
+        t = spawn(int, "7")
+        assert t.result(timeout=TIMEOUT) == 7
+        token = CancelToken()
+        token.cancel()
+        assert t.result(cancel=token) == 7
+        with bind_token(token):
+            assert t.result() == 7
+
+    def test_timeout_still_applies(self) -> None:
+        """With a token that is not cancelled, the timeout still raises TimeoutError."""
+        release = threading.Event()
+        t = _blocked(release)
+        token = CancelToken()
+        with pytest.raises(TimeoutError):
+            t.result(timeout=0.05, cancel=token)
+        assert token._callbacks == {}
+        release.set()
+
+    def test_deadline_token_ends_the_wait(self) -> None:
+        """A token with a deadline ends a result() wait when the deadline passes."""
+        release = threading.Event()
+        t = _blocked(release)
+        start = time.monotonic()
+        with pytest.raises(Cancelled, match=DEADLINE_REASON):
+            t.result(timeout=TIMEOUT, cancel=CancelToken.after(0.05))
+        assert 0.04 <= time.monotonic() - start < TIMEOUT / 2
+        release.set()
+        assert t.result(timeout=TIMEOUT) is True
+
+    def test_token_wait_interrupted_by_another_token(self) -> None:
+        """token.wait(cancel=other) raises Cancelled when `other` is cancelled."""
+        token, other = CancelToken(), CancelToken()
+        threading.Timer(0.05, other.cancel, ("other",)).start()
+        with pytest.raises(Cancelled, match="other"):
+            token.wait(TIMEOUT, cancel=other)
+        assert not token.cancelled
+        assert token._callbacks == {}
+        assert other._callbacks == {}
+
+    def test_token_wait_on_its_own_bound_token_returns_true(self) -> None:
+        """Waiting on the bound token itself returns True, as before."""
+        token = CancelToken()
+        threading.Timer(0.05, token.cancel).start()
+        with bind_token(token):
+            assert token.wait(TIMEOUT) is True
+
+    def test_token_wait_of_a_cancelled_child_returns_true(self) -> None:
+        """A child of the bound token is cancelled with it: wait() returns True."""
+        parent = CancelToken()
+        child = parent.child()
+        threading.Timer(0.05, parent.cancel).start()
+        with bind_token(parent):
+            assert child.wait(TIMEOUT) is True
+
+    def test_binding_is_per_thread_and_nests(self) -> None:
+        """bind_token binds for the calling thread only, and restores on exit."""
+        a, b = CancelToken(), CancelToken()
+        assert current_token() is None
+        with bind_token(a):
+            assert current_token() is a
+            assert spawn(current_token).result(timeout=TIMEOUT) is None
+            with bind_token(b):
+                assert current_token() is b
+            assert current_token() is a
+        assert current_token() is None
+
+    def test_callback_errors_do_not_stop_the_wake_up(self) -> None:
+        """A cancel callback raising BaseException does not keep a waiter asleep."""
+        release = threading.Event()
+        t = _blocked(release)
+        token = CancelToken()
+
+        def bad() -> None:
+            raise SystemExit(3)
+
+        token.add_callback(bad)
+        waiting = spawn(t.result, TIMEOUT, cancel=token)
+        while token._callbacks.keys() == {0}:
+            time.sleep(0.001)  # until the waiter has registered
+        with pytest.raises(BaseExceptionGroup):
+            token.cancel()
+        assert isinstance(waiting.exception(timeout=TIMEOUT), Cancelled)
+        release.set()
+
+    def test_pool_future_in_group_member_is_cancelled(self) -> None:
+        """A group member blocked in a WorkerPool future's result() wakes up."""
+        release = threading.Event()
+        with WorkerPool(max_workers=1) as pool:
+            future = pool.submit(release.wait, TIMEOUT)
+            with ThreadGroup(fail_fast=False) as g:
+                member = g.spawn(future.result, TIMEOUT)
+                # Whether the member is waiting yet or not, it raises.
+                g.cancel("stop")
+            assert isinstance(member.exception(timeout=0), Cancelled)
+            release.set()
+            assert future.result(timeout=TIMEOUT) is True
+
+    def test_group_member_waits_are_cancelled(self) -> None:
+        """Members blocked in result(), join_all() and token.wait() all wake up."""
+        release = threading.Event()
+        outside = _blocked(release)
+        other = CancelToken()
+        stubborn_release = threading.Event()
+        started = threading.Barrier(4)
+
+        def wait_result() -> bool:
+            started.wait(TIMEOUT)
+            return outside.result(timeout=TIMEOUT)
+
+        def wait_token() -> bool:
+            started.wait(TIMEOUT)
+            return other.wait(TIMEOUT)
+
+        with ThreadGroup(fail_fast=False) as g:
+            # Ignores the token, so that join_all() has someone to wait for.
+            stubborn = g.spawn(stubborn_release.wait, TIMEOUT)
+            members = [g.spawn(wait_result), g.spawn(wait_token)]
+
+            def wait_all() -> bool:
+                started.wait(TIMEOUT)
+                return g.join_all(TIMEOUT)
+
+            members.append(g.spawn(wait_all))
+            started.wait(TIMEOUT)
+            start = time.monotonic()
+            g.cancel("stop")
+            for m in members:
+                m.join(TIMEOUT)
+            elapsed = time.monotonic() - start
+            stubborn_release.set()
+        assert elapsed < TIMEOUT / 2
+        for m in members:
+            assert isinstance(m.exception(timeout=0), Cancelled), m.name
+        assert stubborn.result(timeout=0) is True
+        release.set()
+
+    def test_added_threads_run_with_the_group_token(self) -> None:
+        """Unstarted threads given to add() get the group's token bound too."""
+        seen: list[CancelToken | None] = []
+        with ThreadGroup() as g:
+            g.add(ResultThread(target=lambda: seen.append(current_token())))
+            g.add(threading.Thread(target=lambda: seen.append(current_token())))
+            g.spawn(lambda: seen.append(current_token()))
+        assert seen == [g.token] * 3
+        assert current_token() is None
+
+    def test_owner_and_plain_threads_are_not_bound(self) -> None:
+        """Only members are bound: not the owner, nor threads members spawn."""
+        with ThreadGroup() as g:
+            assert current_token() is None
+            inner = g.spawn(lambda: spawn(current_token).result(timeout=TIMEOUT))
+        assert inner.result(timeout=0) is None
+
+    def test_members_joining_each_other_are_woken_by_cancel(self) -> None:
+        """Members in g.join_all(), each waiting for the other, stop on cancel."""
+        started = threading.Barrier(3)
+
+        def join_everyone(g: ThreadGroup) -> bool:
+            started.wait(TIMEOUT)
+            return g.join_all(TIMEOUT)
+
+        start = time.monotonic()
+        with ThreadGroup(fail_fast=False) as g:
+            a = g.spawn(join_everyone, g)
+            b = g.spawn(join_everyone, g)
+            started.wait(TIMEOUT)
+            g.cancel("deadlock broken")
+        assert time.monotonic() - start < TIMEOUT / 2
+        # The first to end raised Cancelled; the other may then have seen
+        # everyone it waited for finished, and returned True.
+        outcomes = [a.exception(timeout=0), b.exception(timeout=0)]
+        assert any(isinstance(o, Cancelled) for o in outcomes)
+        for t, o in zip((a, b), outcomes, strict=True):
+            assert isinstance(o, Cancelled) or t.result(timeout=0) is True
+
+    def test_join_all_with_explicit_token(self) -> None:
+        """join_all(cancel=token) raises Cancelled when the token is cancelled."""
+        release = threading.Event()
+        token = CancelToken()
+        with ThreadGroup() as g:
+            g.spawn(release.wait, TIMEOUT)
+            threading.Timer(0.05, token.cancel).start()
+            with pytest.raises(Cancelled):
+                g.join_all(TIMEOUT, cancel=token)
+            release.set()
+
+    @pytest.mark.stress
+    def test_cancel_racing_the_start_of_a_wait(
+        self, stress_rng: random.Random, fast_switching: None
+    ) -> None:
+        """However cancel() and a wait interleave, the waiter raises Cancelled."""
+        del fast_switching
+        release = threading.Event()
+        t = _blocked(release)
+        for _ in range(200):
+            token = CancelToken()
+            barrier = threading.Barrier(2)
+
+            def waiter(
+                token: CancelToken = token, barrier: threading.Barrier = barrier
+            ) -> None:
+                barrier.wait(TIMEOUT)
+                t.result(timeout=TIMEOUT, cancel=token)
+
+            w = spawn(waiter)
+            barrier.wait(TIMEOUT)
+            if stress_rng.random() < 0.5:
+                time.sleep(0)
+            token.cancel()
+            assert isinstance(w.exception(timeout=TIMEOUT), Cancelled)
+            assert token._callbacks == {}
+        release.set()
+        t.result(timeout=TIMEOUT)
+
+    @pytest.mark.subprocess
+    def test_ctrl_c_during_a_cancellable_wait(self) -> None:
+        """Ctrl-C in a cancellable wait raises KeyboardInterrupt, leaving no trace."""
+        code = SIGINT_PRELUDE + textwrap.dedent(
+            """
+            import _thread, threading
+            from safethreads import CancelToken, spawn
+
+            release = threading.Event()
+            t = spawn(release.wait, 20)
+            token = CancelToken()
+            threading.Timer(0.2, _thread.interrupt_main).start()
+            try:
+                t.result(timeout=20, cancel=token)
+            except KeyboardInterrupt as exc:
+                import traceback
+                frames = traceback.extract_tb(exc.__traceback__)
+                print("interrupted", len(token._callbacks), [f.name for f in frames])
+            release.set()
+            print("result", t.result(timeout=20))
+            """
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.stdout.splitlines() == [
+            "interrupted 0 ['<module>', 'result']",
+            "result True",
+        ], proc.stderr
+
+
+def _cancel_once_parked(token: CancelToken, then: Callable[[], object]) -> None:
+    """Run `then()` once a waiter has registered its wake-up on `token`."""
+    deadline = time.monotonic() + TIMEOUT
+    while not token._callbacks and time.monotonic() < deadline:
+        time.sleep(0.0005)  # waiting for the waiter to park, not for a result
+    then()
+
+
+class TestCancellableWaitModel:
+    """Cancellable result() against a sequential model of who came first."""
+
+    @given(
+        finish_first=st.booleans(),
+        cancel_when=st.sampled_from(["before", "during", "never"]),
+        explicit=st.booleans(),
+        method=st.sampled_from(["result", "exception"]),
+    )
+    def test_outcome_or_cancelled_as_the_model_says(
+        self, finish_first: bool, cancel_when: str, explicit: bool, method: str
+    ) -> None:
+        """Finished first: the outcome; else cancelled: Cancelled; else the value."""
+        go = threading.Event()
+        t = spawn(go.wait, TIMEOUT)
+        token = CancelToken()
+        if finish_first:
+            go.set()
+            t.join(TIMEOUT)
+        if cancel_when == "before":
+            token.cancel("before")
+        helper = None
+        if not finish_first and cancel_when != "before":
+            then = token.cancel if cancel_when == "during" else go.set
+            helper = spawn(_cancel_once_parked, token, then)
+        wait = t.result if method == "result" else t.exception
+        expect_cancelled = not finish_first and cancel_when != "never"
+        try:
+            if explicit:
+                got = wait(TIMEOUT, cancel=token)
+            else:
+                with bind_token(token):
+                    got = wait(TIMEOUT)
+        except Cancelled:
+            assert expect_cancelled
+        else:
+            assert not expect_cancelled
+            assert got is (True if method == "result" else None)
+        assert token._callbacks == {}
+        go.set()
+        if helper is not None:
+            helper.result(timeout=TIMEOUT)
+        assert t.result(timeout=TIMEOUT) is True
+        assert t._parkers is None

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import copy
 import inspect
+import operator
 import pickle
 import re
+import signal
 import textwrap
 import threading
 import time
@@ -34,7 +36,7 @@ from safethreads import (
 
 if TYPE_CHECKING:
     import random
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
 T = TypeVar("T")
 
@@ -695,10 +697,479 @@ class TestCompoundOperations:
         d._check()
 
 
+class TestCountingAndExpiring:
+    """Issue 11: merge, compute_if_present and remove_if."""
+
+    def test_merge_counts(self) -> None:
+        """merge stores the value for an absent key, else combines it with fn."""
+        d: LockedDict[str, int] = LockedDict()
+        assert d.merge("hits", 1, operator.add) == 1
+        assert d.merge("hits", 1, operator.add) == 2
+        assert d.merge("hits", 5, max) == 5
+        seen: list[tuple[int, int]] = []
+
+        def record(old: int, new: int) -> int:
+            seen.append((old, new))
+            return old - new
+
+        assert d.merge("hits", 2, record) == 3
+        assert seen == [(5, 2)]  # current value first, called once
+        assert d == {"hits": 3}
+
+    def test_merge_function_may_not_return_missing(self) -> None:
+        """A merge function returning MISSING raises ValueError; nothing changes."""
+        d = LockedDict(held=2)
+        with pytest.raises(
+            ValueError, match="merge\\(\\) function cannot store MISSING"
+        ):
+            d.merge("held", -2, lambda *_: MISSING)  # type: ignore[arg-type]
+        assert d == {"held": 2}
+        assert_consistent(d)
+
+    def test_compute_if_present(self) -> None:
+        """compute_if_present changes or deletes present keys only."""
+        d = LockedDict(a=1)
+        calls: list[int] = []
+
+        def bump(n: int) -> int:
+            calls.append(n)
+            return n + 1
+
+        assert d.compute_if_present("a", bump) == 2
+        assert d.compute_if_present("b", bump) is MISSING
+        assert calls == [1]
+        assert d.compute_if_present("a", lambda _: MISSING) is MISSING
+        assert d == {}
+        assert_consistent(d)
+
+    def test_remove_if_returns_removed_items_in_order(self) -> None:
+        """remove_if removes matching items, returns them, keeps the rest's order."""
+        d = LockedDict(a=1, b=20, c=3, e=40)
+        seen: list[tuple[str, int]] = []
+
+        def big(key: str, value: int) -> bool:
+            seen.append((key, value))
+            return value > 10
+
+        assert d.remove_if(big) == [("b", 20), ("e", 40)]
+        assert seen == [("a", 1), ("b", 20), ("c", 3), ("e", 40)]
+        assert list(d.items()) == [("a", 1), ("c", 3)]
+        assert d.remove_if(big) == []
+        assert_consistent(d)
+
+    def test_remove_if_raising_key_hash_changes_nothing(self) -> None:
+        """A key whose __hash__ raises during the removal leaves the dict whole."""
+        keys = [ExplodingHash(name) for name in "abc"]
+        d: LockedDict[ExplodingHash, int] = LockedDict.fromkeys(keys, 0)
+        list(d)
+
+        def arm_last(key: ExplodingHash, _: int) -> bool:
+            key.explode = key is keys[-1]
+            return True
+
+        with pytest.raises(ArithmeticError, match="hash exploded"):
+            d.remove_if(arm_last)
+        keys[-1].explode = False
+        assert list(d) == keys
+        assert_consistent(d)
+
+    def test_new_operations_refuse_bad_input(self) -> None:
+        """Non-callables fail at the call, with the lock free and nothing changed."""
+        d = LockedDict(a=1)
+        with pytest.raises(TypeError, match="fn"):
+            d.merge("a", 1, 3)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="fn"):
+            d.compute_if_present("a", None)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="predicate"):
+            d.remove_if("a")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="unhashable"):
+            d.merge([], 1, operator.add)  # type: ignore[arg-type]
+        assert d == {"a": 1}
+        assert lock_is_free(d)
+
+    def test_new_callbacks_may_read_but_not_change(self) -> None:
+        """merge, compute_if_present and remove_if callbacks are read-only."""
+        d = LockedDict(a=1, b=2)
+        assert d.merge("a", 1, lambda old, n: old + n + d["b"]) == 4
+        assert d.compute_if_present("b", lambda n: n + len(d)) == 4
+        assert d.remove_if(lambda _, v: v == d["a"]) == [("a", 4), ("b", 4)]
+        d.update(a=1, b=2)
+        changers: list[Callable[[], object]] = [
+            lambda: d.merge("a", 1, lambda *_: d.pop("b")),
+            lambda: d.compute_if_present("a", lambda _: d.popitem()[1]),
+            lambda: d.remove_if(lambda *_: d.clear()),
+            lambda: d.compute("a", lambda _: d.merge("b", 1, operator.add)),
+            lambda: d.compute("a", lambda _: d.compute_if_present("b", abs)),
+            lambda: d.compute("a", lambda _: len(d.remove_if(lambda *_: True))),
+        ]
+        for change in changers:
+            with pytest.raises(RuntimeError, match=CALLBACK_MUTATION):
+                change()
+            assert d == {"a": 1, "b": 2}
+        assert_consistent(d)
+
+
+class CollidingKey:
+    """A key that collides with "old" and whose `__eq__` raises `error`."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def __hash__(self) -> int:
+        return hash("old")
+
+    def __eq__(self, other: object) -> bool:
+        raise self.error
+
+
+class ExplodingHash:
+    """A key whose `__hash__` starts raising once `explode` is set."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.explode = False
+
+    def __hash__(self) -> int:
+        if self.explode:
+            raise ArithmeticError("hash exploded")
+        return hash(self.name)
+
+
+def assert_consistent(d: LockedDict[Any, Any]) -> None:
+    """Snapshot, iteration, len and membership tell the same story."""
+    snap = d.snapshot()
+    assert list(d) == list(snap)
+    assert list(d.items()) == list(snap.items())
+    assert len(d) == len(snap) == len(list(d))
+    assert all(k in d for k in snap)
+    assert d == snap
+    d._check()
+
+
+class TestIterationInsideLocked:
+    """Issue 11, defect 1: iteration inside locked() never fails either."""
+
+    def test_expiry_loop_deletes_while_iterating(self) -> None:
+        """The natural expiry loop inside locked() works and deletes every match."""
+        d = LockedDict(a=1, b=5, c=2, e=9)
+        with d.locked() as m:
+            for k, v in m.items():
+                if v > 1:
+                    del m[k]
+        assert d == {"a": 1}
+        assert_consistent(d)
+
+    @pytest.mark.parametrize(
+        "iterate",
+        [
+            iter,
+            reversed,
+            lambda m: iter(m.keys()),
+            lambda m: iter(m.values()),
+            lambda m: iter(m.items()),
+            lambda m: reversed(m.items()),
+        ],
+    )
+    def test_iterators_show_the_block_as_it_was_when_created(
+        self, iterate: Callable[[Any], Any]
+    ) -> None:
+        """Every kind of guard iterator survives writes and shows its creation state."""
+        d = LockedDict(a=1, b=2, c=3)
+        with d.locked() as m:
+            it = iterate(m)
+            expected = list(iterate(m))
+            first = next(it)
+            m["new"] = 4
+            del m["c"]
+            m["a"] = 10
+            d["via-dict"] = 5  # the dict's own methods, inside the block
+            d.compute("b", lambda _: MISSING)
+            assert [first, *it] == expected
+            assert list(m) == ["a", "new", "via-dict"]
+        assert d == {"a": 10, "new": 4, "via-dict": 5}
+        assert_consistent(d)
+
+    def test_nested_loops_and_growth(self) -> None:
+        """Nested loops that add keys terminate, each over its creation state."""
+        d: LockedDict[object, int] = LockedDict.fromkeys(range(5), 0)
+        model: dict[object, int] = dict.fromkeys(range(5), 0)
+        with d.locked() as m:
+            for i in m:
+                for j in m:
+                    m[(i, j)] = 1
+        for i in list(model):  # the same loops over explicit copies
+            for j in list(model):
+                model[(i, j)] = 1
+        assert len(d) == 160  # the dict doubles in each of 5 outer passes
+        assert list(d.items()) == list(model.items())
+        assert_consistent(d)
+
+    def test_values_contains_with_writing_eq(self) -> None:
+        """A value's __eq__ that writes during `x in m.values()` does not break it."""
+        d: LockedDict[str, object] = LockedDict()
+
+        class Writer:
+            def __eq__(self, other: object) -> bool:
+                m["written"] = 1
+                return False
+
+            __hash__ = object.__hash__
+
+        d.update(a=Writer(), b=Writer())
+        with d.locked() as m:
+            assert 42 not in m.values()
+            assert m["written"] == 1
+        assert_consistent(d)
+
+    def test_read_only_block_copies_nothing(self) -> None:
+        """Blocks that only read, or only write, keep iterating the live dict."""
+        d = LockedDict(a=1, b=2)
+        live = d._data
+        with d.locked() as m:
+            assert sum(m.values()) == 3
+            assert list(m.items()) == [("a", 1), ("b", 2)]
+        with d.locked() as m:
+            m["c"] = 3
+            del m["a"]
+        assert d._data is live  # no copy was needed
+        with d.locked() as m:
+            for _ in m:
+                m["d"] = 4
+        assert d._data is not live  # the write after iter() copied once
+        assert_consistent(d)
+
+    def test_remove_if_inside_the_loop(self) -> None:
+        """remove_if and clear from inside a guard loop leave the loop going."""
+        d = LockedDict.fromkeys("abcd", 1)
+        seen = []
+        with d.locked() as m:
+            for k in m:
+                seen.append(k)
+                d.remove_if(lambda key, _: key > "b")
+                m.clear()
+        assert seen == ["a", "b", "c", "d"]
+        assert d == {}
+        assert_consistent(d)
+
+    def test_ctrl_c_inside_the_loop_keeps_the_dict_consistent(self) -> None:
+        """A KeyboardInterrupt mid-loop releases the lock; changes so far stay."""
+        d = LockedDict.fromkeys(range(10), 0)
+
+        def expire() -> None:
+            with d.locked() as m:
+                for k in m:
+                    if k == 5:
+                        raise KeyboardInterrupt
+                    del m[k]
+
+        with pytest.raises(KeyboardInterrupt):
+            expire()
+        assert lock_is_free(d)
+        assert list(d) == [5, 6, 7, 8, 9]
+        assert_consistent(d)
+
+
+class TestRealCtrlC:
+    """A real SIGINT, landing wherever the interpreter checks for signals."""
+
+    def test_sigint_inside_remove_if_changes_nothing(self) -> None:
+        """Ctrl-C while remove_if runs its predicate leaves the dict whole."""
+        d = LockedDict.fromkeys(range(100), 0)
+        list(d)
+
+        def predicate(k: int, _: int) -> bool:
+            if k == 50:
+                signal.raise_signal(signal.SIGINT)
+            return k % 2 == 0
+
+        with pytest.raises(KeyboardInterrupt):
+            d.remove_if(predicate)
+        assert len(d) == 100
+        assert lock_is_free(d)
+        assert_consistent(d)
+
+    def test_sigint_inside_a_writing_loop_in_locked(self) -> None:
+        """Ctrl-C inside an expiry loop in locked() releases the lock."""
+        d = LockedDict.fromkeys(range(100), 0)
+
+        def expire() -> None:
+            with d.locked() as m:
+                for k in m:
+                    if k == 50:
+                        signal.raise_signal(signal.SIGINT)
+                    del m[k]
+
+        with pytest.raises(KeyboardInterrupt):
+            expire()
+        assert lock_is_free(d)
+        # Keys 0-49 are gone; the signal lands before or just after `del m[50]`.
+        assert list(d) in (list(range(50, 100)), list(range(51, 100)))
+        assert_consistent(d)
+
+
+class TestConsistencyAfterFailures:
+    """Issue 11, defect 2: a failing write never leaves a stale snapshot."""
+
+    @pytest.mark.parametrize("error", [ValueError("eq"), KeyboardInterrupt()])
+    def test_update_failing_half_way_keeps_snapshot_current(
+        self, error: BaseException
+    ) -> None:
+        """update() whose key __eq__ raises half-way: iteration sees what was added."""
+        d: LockedDict[object, int] = LockedDict({"old": 1})
+        assert list(d) == ["old"]  # the shared snapshot exists
+        with pytest.raises(type(error)):
+            d.update({"new": 2, CollidingKey(error): 3})
+        assert "new" in d
+        assert list(d) == ["old", "new"]
+        assert_consistent(d)
+
+    @pytest.mark.parametrize("error", [LookupError("eq"), KeyboardInterrupt()])
+    @pytest.mark.parametrize(
+        "write",
+        [
+            lambda d, k: d.__setitem__(k, 1),
+            lambda d, k: d.setdefault(k, 1),
+            lambda d, k: d.pop(k, None),
+            lambda d, k: d.__delitem__(k),
+            lambda d, k: d.get_or_set(k, int),
+            lambda d, k: d.compute(k, lambda _: 1),
+            lambda d, k: d.merge(k, 1, max),
+            lambda d, k: d.compute_if_present(k, lambda _: 1),
+            lambda d, k: d.compare_and_set(k, MISSING, 1),
+        ],
+    )
+    def test_raising_key_eq_leaves_dict_consistent(
+        self, write: Callable[[Any, Any], object], error: BaseException
+    ) -> None:
+        """Every write whose key's __eq__ raises leaves a consistent dict."""
+        d: LockedDict[Any, int] = LockedDict(old=1)
+        list(d.items())
+        with pytest.raises(type(error)):
+            write(d, CollidingKey(error))
+        assert d == {"old": 1}
+        assert lock_is_free(d)
+        assert_consistent(d)
+
+    @pytest.mark.parametrize("error", [ArithmeticError("fn"), KeyboardInterrupt()])
+    def test_raising_callbacks_leave_dict_unchanged(self, error: BaseException) -> None:
+        """Callbacks raising an Exception or a KeyboardInterrupt change nothing."""
+        d = LockedDict(a=1, b=2)
+        list(d)
+        calls: list[Callable[[], object]] = [
+            lambda: d.merge("a", 1, lambda *_: fail(error)),
+            lambda: d.compute_if_present("a", lambda _: fail(error)),
+            lambda: d.compute("a", lambda _: fail(error)),
+            lambda: d.remove_if(lambda k, _: k == "b" or fail(error)),
+            lambda: d.get_or_set("z", lambda: fail(error)),
+        ]
+        for call in calls:
+            with pytest.raises(type(error)):
+                call()
+            assert d == {"a": 1, "b": 2}
+            assert lock_is_free(d)
+            assert_consistent(d)
+
+
+class TestSharedSnapshotNeverEscapes:
+    """Issue 11, defect 3: user code never holds the shared snapshot."""
+
+    def test_dict_subclass_eq_gets_a_private_copy(self) -> None:
+        """A dict subclass's __eq__ may change what it is given; d is unaffected."""
+
+        class Meddler(dict[str, int]):
+            def __eq__(self, other: object) -> bool:
+                assert isinstance(other, dict)
+                other["ghost"] = 1
+                return False
+
+            __hash__ = None
+
+        d = LockedDict(b=1)
+        assert list(d) == ["b"]  # the shared snapshot exists
+        assert not (d == Meddler())  # noqa: SIM201
+        assert list(d) == ["b"]
+        assert "ghost" not in d
+        assert_consistent(d)
+
+    def test_ordered_dict_still_compares(self) -> None:
+        """Equality with dict subclasses keeps dict's answers."""
+        from collections import OrderedDict
+
+        d = LockedDict(a=1, b=2)
+        assert d == OrderedDict(b=2, a=1)
+        assert OrderedDict(a=1, b=2) == d
+        assert d != OrderedDict(a=1)
+
+
+class TestRefusals:
+    def test_subclassing_is_refused(self) -> None:
+        """Issue 11, defect 4: subclassing LockedDict fails at class creation."""
+        with pytest.raises(TypeError, match="LockedDict cannot be subclassed"):
+
+            class Sub(LockedDict[str, int]):  # type: ignore[misc]
+                pass
+
+    def test_generic_alias_fromkeys_still_works(self) -> None:
+        """Refusing subclasses leaves LockedDict[K, V] and fromkeys working."""
+        d = LockedDict[str, int].fromkeys("ab", 0)
+        assert type(d) is LockedDict
+        assert d == {"a": 0, "b": 0}
+
+    def test_guard_cannot_be_pickled_or_copied(self) -> None:
+        """Issue 11, defect 5: guards and their views refuse pickle and copy."""
+        d = LockedDict(a=1)
+        with d.locked() as m:
+            for obj in (m, m.keys(), m.items(), m.values()):
+                for protocol in range(pickle.HIGHEST_PROTOCOL + 1):
+                    with pytest.raises(TypeError, match="cannot be pickled or copied"):
+                        pickle.dumps(obj, protocol)
+            for copier in (copy.copy, copy.deepcopy):
+                with pytest.raises(TypeError, match="cannot be pickled or copied"):
+                    copier(m)
+        with pytest.raises(TypeError, match="cannot be pickled or copied"):
+            pickle.dumps(m)
+        assert lock_is_free(d)
+
+    def test_missing_cannot_be_stored(self) -> None:
+        """Issue 11, defect 6: every way of storing MISSING raises ValueError."""
+        d: LockedDict[str, Any] = LockedDict(a=1)
+        stores: list[Callable[[], object]] = [
+            lambda: d.__setitem__("x", MISSING),
+            lambda: d.setdefault("x", MISSING),
+            lambda: d.update(x=MISSING),
+            lambda: d.update({"x": MISSING}),
+            lambda: d.update([("x", MISSING)]),
+            lambda: d.__ior__({"x": MISSING}),
+            lambda: d | {"x": MISSING},
+            lambda: {"x": MISSING} | d,
+            lambda: d.merge("x", MISSING, max),
+            lambda: LockedDict(x=MISSING),
+            lambda: LockedDict({"x": MISSING}),
+            lambda: LockedDict.fromkeys("x", MISSING),
+        ]
+        for store in stores:
+            with pytest.raises(ValueError, match="cannot store MISSING"):
+                store()
+        with d.locked() as m:
+            with pytest.raises(ValueError, match="cannot store MISSING"):
+                m["x"] = MISSING
+            with pytest.raises(ValueError, match="cannot store MISSING"):
+                m.update(x=MISSING)
+        assert d == {"a": 1}
+        assert_consistent(d)
+
+
 class TestDocstringExamples:
     @pytest.mark.parametrize(
         "obj",
-        [LockedDict, LockedDict.locked, LockedDict.compute],
+        [
+            LockedDict,
+            LockedDict.locked,
+            LockedDict.compute,
+            LockedDict.merge,
+            LockedDict.compute_if_present,
+            LockedDict.remove_if,
+        ],
         ids=lambda o: o.__qualname__,
     )
     def test_examples_run(self, obj: object) -> None:
@@ -715,6 +1186,7 @@ class TestDocstringExamples:
 
 keys = st.sampled_from(["a", "b", "c", "d", "e"])
 values = st.integers(-3, 3)
+FAILURES: list[type[BaseException]] = [ArithmeticError, KeyboardInterrupt]
 
 
 class LockedDictMachine(RuleBasedStateMachine):
@@ -859,6 +1331,98 @@ class LockedDictMachine(RuleBasedStateMachine):
                 self.d[other] -= 1
             assert list(m.items()) == list({**self.model, key: value}.items())
         self.model[key] = value
+
+    @rule(key=keys, value=values, raises=st.booleans())
+    def merge(self, key: str, value: int, raises: bool) -> None:
+        def add(old: int, new: int) -> int:
+            if raises:
+                raise ArithmeticError
+            return old + new
+
+        if raises and key in self.model:
+            with pytest.raises(ArithmeticError):
+                self.d.merge(key, value, add)
+            return
+        self.model[key] = self.model[key] + value if key in self.model else value
+        assert self.d.merge(key, value, add) == self.model[key]
+
+    @rule(key=keys, delete=st.booleans(), error=st.sampled_from([None, *FAILURES]))
+    def compute_if_present(
+        self, key: str, delete: bool, error: type[BaseException] | None
+    ) -> None:
+        def fn(n: int) -> int | Missing:
+            if error is not None:
+                raise error
+            return MISSING if delete else n * 2
+
+        if key not in self.model:
+            assert self.d.compute_if_present(key, fn) is MISSING
+        elif error is not None:
+            with pytest.raises(error):
+                self.d.compute_if_present(key, fn)
+        elif delete:
+            assert self.d.compute_if_present(key, fn) is MISSING
+            del self.model[key]
+        else:
+            self.model[key] *= 2
+            assert self.d.compute_if_present(key, fn) == self.model[key]
+
+    @rule(
+        threshold=values,
+        fail_at=st.none() | st.integers(0, 4),
+        error=st.sampled_from(FAILURES),
+    )
+    def remove_if(
+        self, threshold: int, fail_at: int | None, error: type[BaseException]
+    ) -> None:
+        calls = iter(range(100))
+
+        def predicate(_: str, v: int) -> bool:
+            if next(calls) == fail_at:
+                raise error
+            return v >= threshold
+
+        if fail_at is not None and fail_at < len(self.model):
+            with pytest.raises(error):
+                self.d.remove_if(predicate)
+            return  # all or nothing: the model is unchanged
+        expected = [(k, v) for k, v in self.model.items() if v >= threshold]
+        assert self.d.remove_if(predicate) == expected
+        for k, _ in expected:
+            del self.model[k]
+
+    @rule(threshold=values, add=keys, interrupt_at=st.none() | st.integers(0, 4))
+    def expire_in_block(
+        self, threshold: int, add: str, interrupt_at: int | None
+    ) -> None:
+        """The expiry loop inside locked(): delete, update and add while iterating."""
+
+        def expire(
+            m: MutableMapping[str, int], items: Iterable[tuple[str, int]]
+        ) -> None:
+            for i, (k, v) in enumerate(items):
+                if i == interrupt_at:
+                    fail(KeyboardInterrupt())
+                if v >= threshold:
+                    del m[k]
+                else:
+                    m[k] = v + 1
+                m[add] = i
+
+        def in_block() -> None:
+            with self.d.locked() as m:
+                expire(m, m.items())  # live, while the loop writes
+
+        interrupted = interrupt_at is not None and interrupt_at < len(self.model)
+        if interrupted:
+            with pytest.raises(KeyboardInterrupt):
+                in_block()
+            with pytest.raises(KeyboardInterrupt):
+                expire(self.model, list(self.model.items()))
+        else:
+            in_block()
+            # The specification: the loop runs over the items as they were.
+            expire(self.model, list(self.model.items()))
 
     @rule()
     def copies(self) -> None:
@@ -1041,6 +1605,60 @@ class TestStress:
             w.result(timeout=TIMEOUT * 3)
         assert d["hits"] == threads * increments
         d._check()
+
+    def test_merge_counters_and_expiry_loops_lose_nothing(
+        self, stress_rng: random.Random
+    ) -> None:
+        """Counting threads merge while janitors drain keys by iterating inside
+        locked() and by remove_if: every increment ends up counted once."""
+        counters, increments, keys_per_thread = 4, 5_000, 20
+        d: LockedDict[str, int] = LockedDict()
+        start = threading.Barrier(counters + 2, timeout=TIMEOUT)
+        done = threading.Event()
+        seeds = [stress_rng.randrange(2**32) for _ in range(counters)]
+
+        def count(seed: int) -> int:
+            import random as _random
+
+            rng = _random.Random(seed)
+            start.wait()
+            for _ in range(increments):
+                d.merge(f"k{rng.randrange(keys_per_thread)}", 1, operator.add)
+            return increments
+
+        def drain_in_block() -> int:
+            start.wait()
+            passes = 0
+            while not done.is_set() or passes == 0:
+                with d.locked() as m:
+                    for k, v in m.items():  # writes while iterating
+                        if k != "total":
+                            del m[k]
+                            m["total"] = m.get("total", 0) + v
+                passes += 1
+            return passes
+
+        def drain_with_remove_if() -> int:
+            start.wait()
+            passes = 0
+            while not done.is_set() or passes == 0:
+                with d.locked():  # the removal and the merge as one step
+                    removed = d.remove_if(lambda k, _: k != "total")
+                    d.merge("total", sum(v for _, v in removed), operator.add)
+                passes += 1
+            return passes
+
+        counting = [spawn(count, seed) for seed in seeds]
+        janitors = [spawn(drain_in_block), spawn(drain_with_remove_if)]
+        try:
+            counted = [t.result(timeout=TIMEOUT * 6) for t in counting]
+        finally:
+            done.set()
+        passes = [t.result(timeout=TIMEOUT) for t in janitors]
+        assert counted == [increments] * counters
+        assert all(n > 0 for n in passes), passes
+        assert sum(d.values()) == counters * increments
+        assert_consistent(d)
 
     def test_get_or_set_factory_once_per_key(self, stress_rng: random.Random) -> None:
         """Racing get_or_set calls run each key's factory once; all get its value."""

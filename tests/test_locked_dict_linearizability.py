@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 import sys
 import threading
 import time
@@ -14,7 +15,7 @@ from linearizability import Call, linearize
 from safethreads import MISSING, LockedDict, Missing, ResultThread
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, MutableMapping, Sequence
 
 TIMEOUT = 10.0  # every wait in these tests is bounded
 
@@ -25,6 +26,22 @@ EMPTY: State = ()
 
 def bump(n: int | Missing) -> int:
     return 1 if n is MISSING else n + 1
+
+
+def decrement(n: int) -> int | Missing:
+    return n - 1 if n > 1 else MISSING
+
+
+def expire(m: MutableMapping[str, int], threshold: int) -> tuple[str, ...]:
+    """The expiry loop: iterate and write in one pass (a transaction on m)."""
+    removed = []
+    for k, v in m.items():
+        if v >= threshold:
+            del m[k]
+            removed.append(k)
+        else:
+            m[k] = v + 1
+    return tuple(removed)
 
 
 def run_op(d: LockedDict[str, int], op: Op) -> object:  # noqa: C901, PLR0911, PLR0912
@@ -61,6 +78,15 @@ def run_op(d: LockedDict[str, int], op: Op) -> object:  # noqa: C901, PLR0911, P
             return d.popitem()
         except KeyError:
             return "empty"
+    if name == "merge":
+        return d.merge(args[0], args[1], operator.add)
+    if name == "cip":
+        return d.compute_if_present(args[0], decrement)
+    if name == "remove_if":
+        return tuple(d.remove_if(lambda _, v: v >= args[0]))
+    if name == "expire":  # iteration inside locked() while the block writes
+        with d.locked() as m:
+            return expire(m, args[0])
     if name == "transfer":  # a multi-step transaction
         source, target = args
         with d.locked() as m:
@@ -109,6 +135,32 @@ def model_op(m: dict[str, int], op: Op) -> object:  # noqa: C901, PLR0911, PLR09
         return None
     if name == "popitem":
         return m.popitem() if m else "empty"
+    if name == "merge":
+        m[args[0]] = m[args[0]] + args[1] if args[0] in m else args[1]
+        return m[args[0]]
+    if name == "cip":
+        if args[0] not in m:
+            return MISSING
+        new = decrement(m[args[0]])
+        if new is MISSING:
+            del m[args[0]]
+        else:
+            m[args[0]] = new
+        return new
+    if name == "remove_if":
+        removed = tuple((k, v) for k, v in m.items() if v >= args[0])
+        for k, _ in removed:
+            del m[k]
+        return removed
+    if name == "expire":  # the model iterates an explicit copy
+        expired: list[str] = []
+        for k, v in list(m.items()):
+            if v >= args[0]:
+                del m[k]
+                expired.append(k)
+            else:
+                m[k] = v + 1
+        return tuple(expired)
     if name == "transfer":
         source, target = args
         moved = (m.get(source, 0), m.get(target, 0))
@@ -165,6 +217,10 @@ operation = st.one_of(
     st.tuples(st.just("update"), st.dictionaries(key, value, max_size=2)),
     st.tuples(st.just("popitem")),
     st.tuples(st.just("transfer"), key, key),
+    st.tuples(st.just("merge"), key, value),
+    st.tuples(st.just("cip"), key),
+    st.tuples(st.just("remove_if"), value),
+    st.tuples(st.just("expire"), value),
 )
 programs = st.lists(st.lists(operation, min_size=1, max_size=4), min_size=2, max_size=4)
 initial_states = st.dictionaries(key, value, max_size=2)
@@ -257,6 +313,13 @@ class RacyDict:
         self.pause()
         return (first, ("b", self.data["b"]))
 
+    def remove_if(self, threshold: int) -> tuple[tuple[str, int], ...]:
+        chosen = tuple((k, v) for k, v in self.data.items() if v >= threshold)
+        self.pause()
+        for k, _ in chosen:
+            del self.data[k]
+        return chosen
+
     def transfer(self, source: str, target: str) -> tuple[int, int]:
         moved = (self.data[source], self.data[target])
         self.data[source] -= 1
@@ -311,4 +374,33 @@ class TestCheckerRejectsBrokenDict:
         snapshot = next(c.result for c in history if c.op == ("items",))
         assert snapshot == (("a", 5), ("b", 6))  # torn: the sum is 11, not 10
         before: State = (("a", 5), ("b", 5))
+        assert linearize(history, before, apply) is None
+
+    def test_non_atomic_remove_if_is_rejected(self) -> None:
+        """A bulk removal deciding before a concurrent write lands is caught."""
+        decided = threading.Event()
+        written = threading.Event()
+
+        def pause() -> None:
+            decided.set()
+            assert written.wait(TIMEOUT)
+
+        racy = RacyDict({"a": 2}, pause)
+
+        def perform(op: Op) -> object:
+            if op[0] == "remove_if":
+                return racy.remove_if(op[1])
+            assert decided.wait(TIMEOUT)
+            try:
+                racy.data[op[1]] = op[2]
+            finally:
+                written.set()
+            return None
+
+        history = record([[("remove_if", 2)], [("set", "a", 0)]], perform)
+        assert next(c.result for c in history if c.op[0] == "remove_if") == (("a", 2),)
+        last = max(c.responded for c in history) + 1
+        history.append(Call(-1, ("items",), last, last + 1, tuple(racy.data.items())))
+        assert racy.data == {}  # the new value 0 was removed on a stale decision
+        before: State = (("a", 2),)
         assert linearize(history, before, apply) is None

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import shlex
+import shutil
 import subprocess
 import sys
 import tarfile
+import tomllib
 import zipfile
 from pathlib import Path
 
@@ -57,3 +61,61 @@ def test_wheel_installs_and_runs_the_tour(tmp_path: Path) -> None:
     tour = run(python, "-m", "safethreads", cwd=workdir)
     assert "ResultThread" in tour
     assert run(python, "-m", "safethreads", "--help", cwd=workdir).startswith("usage:")
+
+
+# The install commands that README.md and docs/getting-started.md give for
+# today, before the first release, in the order a user runs them.
+INSTALL_COMMANDS = [
+    "python -m pip install ./safethreads",
+    "python -m pip wheel --no-deps --wheel-dir dist ./safethreads",
+    "python -m pip install --no-index --find-links dist safethreads",
+]
+
+
+def documented_install_commands(page: Path) -> list[str]:
+    """The `python -m pip` lines of the console blocks of a page's Install section."""
+    section = page.read_text().split("## Install\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"```console\n(.*?)```", section, re.DOTALL)
+    return [
+        line.strip()
+        for block in blocks
+        for line in block.splitlines()
+        if line.startswith("python -m pip ")
+    ]
+
+
+@pytest.mark.parametrize("page", ["README.md", "docs/getting-started.md"])
+def test_pages_give_the_tested_install_commands(page: str) -> None:
+    """The README and getting-started give the commands the next test runs."""
+    assert documented_install_commands(ROOT / page) == INSTALL_COMMANDS
+    assert "pip install safethreads" in (ROOT / page).read_text()  # after release
+
+
+@pytest.mark.packaging
+@pytest.mark.timeout(600)
+def test_documented_install_commands_work(tmp_path: Path) -> None:
+    """Each documented command, run as written in a fresh venv, installs the package."""
+    # A checkout of the repository, as `./safethreads` next to the user.
+    shutil.copytree(
+        ROOT,
+        tmp_path / "safethreads",
+        ignore=shutil.ignore_patterns(
+            ".git", ".venv*", "site", "dist", "build", "__pycache__", ".*cache*"
+        ),
+    )
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    check = "import safethreads; print(safethreads.__file__, safethreads.__version__)"
+    for i, command in enumerate(INSTALL_COMMANDS):
+        venv = tmp_path / f"venv{i}"
+        run(sys.executable, "-m", "venv", venv)
+        python = venv / "bin" / "python"
+        argv = shlex.split(command)
+        assert argv[0] == "python"
+        run(python, *argv[1:], cwd=tmp_path)
+        if "install" not in argv:
+            continue  # building the wheel installs nothing
+        location, version = run(python, "-c", check, cwd=elsewhere).split()
+        assert location.startswith(str(venv)), location
+        assert version == project["version"]

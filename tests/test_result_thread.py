@@ -8,8 +8,11 @@ import concurrent.futures
 import contextlib
 import contextvars
 import gc
+import os
 import signal
+import subprocess
 import sys
+import textwrap
 import threading
 import time
 import traceback
@@ -19,7 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from safethreads import ResultThread, spawn
+from safethreads import ResultThread, ThreadGroup, _waiting, spawn
 
 TIMEOUT = 10.0  # every wait in these tests is bounded
 
@@ -217,10 +220,15 @@ class TestInterruption:
         # as when the kernel hands SIGINT to another thread.
         sender = threading.Timer(0.05, _thread.interrupt_main)
         start = time.monotonic()
-        with pytest.raises(KeyboardInterrupt):  # noqa: PT012
+        with pytest.raises(KeyboardInterrupt) as info:  # noqa: PT012
             sender.start()
             t.result(timeout=TIMEOUT)
         assert time.monotonic() - start < TIMEOUT / 2  # slices are 0.25 s
+        # Trimmed of the library's waiting plumbing (issue 10): the caller's
+        # frame, then result() itself.
+        frames = traceback.extract_tb(info.value.__traceback__)
+        assert [f.name for f in frames][-1:] == ["result"]
+        assert all(f.filename != _waiting.__file__ for f in frames)
         sender.join(TIMEOUT)
         release.set()
         assert t.result(timeout=TIMEOUT) is True
@@ -278,13 +286,113 @@ class TestMisuse:
         assert wins.count(True) == 1
         assert calls == [1]
 
-    def test_overriding_run_is_refused(self) -> None:
-        """A subclass that overrides run() is rejected at class creation."""
-        with pytest.raises(TypeError, match=r"overrides run\(\).*compute\(\)"):
+    def test_target_passed_positionally(self) -> None:
+        """ResultThread(fn) says to pass the target by keyword (issue 10)."""
+        with pytest.raises(TypeError, match=r"pass the target by keyword"):
+            ResultThread(add)  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match=r"group must be None, not str"):
+            ResultThread("group")  # type: ignore[arg-type]
 
-            class Bad(ResultThread[int]):
-                def run(self) -> None:
-                    pass
+    def test_spawn_names_its_parameter(self) -> None:
+        """spawn() of a non-callable names its parameter, fn (issue 10)."""
+        with pytest.raises(TypeError, match=r"^fn must be callable, not int$"):
+            spawn(3)  # type: ignore[arg-type]
+
+    def test_init_docstring_is_ours(self) -> None:
+        """help(ResultThread.__init__) documents our parameters (issue 10)."""
+        doc = ResultThread.__init__.__doc__ or ""
+        assert "pass `target` by keyword" in doc
+        assert "copy_context" in doc
+
+
+class TestSubclassRun:
+    """A subclass overriding run(), as taught for threading.Thread (issue 10)."""
+
+    def test_run_return_value_is_the_result(self) -> None:
+        """What an overriding run() returns is the result."""
+
+        class Answer(ResultThread[int]):
+            def run(self) -> int:  # type: ignore[override]
+                return 42
+
+        t = Answer()
+        t.start()
+        assert t.result(timeout=TIMEOUT) == 42
+        assert t.done()
+
+    def test_run_exception_is_the_exception(self) -> None:
+        """What an overriding run() raises is the exception, with the note."""
+
+        class Broken(ResultThread[int]):
+            def run(self) -> int:  # type: ignore[override]
+                raise KeyError("k")
+
+        t = Broken(name="broken")
+        t.start()
+        exc = t.exception(timeout=TIMEOUT)
+        assert isinstance(exc, KeyError)
+        assert exc.__notes__ == ["raised in thread 'broken'"]
+        frames = traceback.extract_tb(exc.__traceback__)
+        assert [f.name for f in frames] == ["run"]
+
+    def test_super_run_runs_the_target(self) -> None:
+        """super().run() inside an override runs the target, without recursion."""
+
+        class Doubled(ResultThread[int]):
+            def run(self) -> int:  # type: ignore[override]
+                return 2 * super().run()
+
+        t = Doubled(target=add, args=(20, 1))
+        t.start()
+        assert t.result(timeout=TIMEOUT) == 42
+
+    def test_run_returning_nothing_gives_none(self) -> None:
+        """An override typed -> None (the threading idiom) gives None."""
+        seen: list[str] = []
+
+        class Plain(ResultThread[None]):
+            def run(self) -> None:
+                seen.append(self.name)
+
+        t = Plain(name="plain")
+        t.start()
+        assert t.result(timeout=TIMEOUT) is None
+        assert seen == ["plain"]
+
+    def test_subclass_of_subclass(self) -> None:
+        """Overrides chain through super().run() at every level."""
+
+        class Base(ResultThread[list[str]]):
+            def run(self) -> list[str]:  # type: ignore[override]
+                return ["base"]
+
+        class Derived(Base):
+            def run(self) -> list[str]:  # type: ignore[override]
+                return [*super().run(), "derived"]
+
+        t = Derived()
+        t.start()
+        assert t.result(timeout=TIMEOUT) == ["base", "derived"]
+        assert "run" not in vars(t)  # the bootstrap's instance attribute is gone
+
+    def test_run_override_wins_over_compute(self) -> None:
+        """With both overridden, run() is the body; super().run() reaches compute()."""
+
+        class Both(ResultThread[str]):
+            def compute(self) -> str:
+                return "compute"
+
+            def run(self) -> str:  # type: ignore[override]
+                return "run+" + super().run()
+
+        t = Both()
+        t.start()
+        assert t.result(timeout=TIMEOUT) == "run+compute"
+
+    def test_run_called_directly_runs_synchronously(self) -> None:
+        """Calling run() without start() runs the target in the caller."""
+        t = ResultThread(target=threading.current_thread)
+        assert t.run() is threading.current_thread()
 
 
 class TestConcurrentWaiters:
@@ -460,6 +568,27 @@ class TestAsFuture:
         t.join(TIMEOUT)
         assert seen == [5]
 
+    def test_done_callback_raising_base_exception(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A done-callback raising SystemExit loses nothing: waiters, group, hook."""
+        hooked: list[type[BaseException]] = []
+        monkeypatch.setattr(
+            threading, "excepthook", lambda args: hooked.append(args.exc_type)
+        )
+        release = threading.Event()
+
+        def bad(_f: concurrent.futures.Future[bool]) -> None:
+            raise SystemExit(1)
+
+        with ThreadGroup() as g:
+            t = g.spawn(release.wait, TIMEOUT)
+            t.as_future().add_done_callback(bad)
+            release.set()
+        assert t.result(timeout=0) is True
+        assert t.as_future().result(timeout=0) is True
+        assert hooked == [SystemExit]  # reported where threading reports it
+
 
 _values = st.one_of(
     st.none(),
@@ -552,3 +681,174 @@ class TestStress:
         producers = [spawn(int, i) for i in range(200)]
         checkers = [spawn(p.result, TIMEOUT) for p in producers]
         assert [c.result(timeout=TIMEOUT) for c in checkers] == list(range(200))
+
+
+def run_child(code: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter; a hang fails the test, not the run."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class TestIssue10:
+    """Regressions from issue 10, each failing on the code before the fix."""
+
+    @pytest.mark.subprocess
+    def test_as_future_from_its_own_done_callback(self) -> None:
+        """A done-callback may call as_future() on its thread (issue 10, #1)."""
+        proc = run_child(
+            """
+            import threading
+            from safethreads import ResultThread
+
+            release = threading.Event()
+            t = ResultThread(target=release.wait, args=(10,), daemon=True)
+            t.start()
+            future = t.as_future()
+            seen = []
+            future.add_done_callback(lambda f: seen.append(t.as_future() is f))
+            release.set()
+            t.join(10)
+            print("alive" if t.is_alive() else "ended", seen)
+            """
+        )
+        assert proc.stdout.strip() == "ended [True]", proc.stderr
+
+    def test_failing_add_note_still_delivers_the_exception(self) -> None:
+        """An exception refusing notes is still the result (issue 10, #2)."""
+
+        class NoNotesError(Exception):
+            pass
+
+        error = NoNotesError("boom")
+        error.__notes__ = "not a list"  # type: ignore[assignment]
+        t = spawn(fail_with, error)
+        with pytest.raises(NoNotesError) as info:
+            t.result(timeout=TIMEOUT)
+        assert info.value is error
+        assert t.done()
+
+    def test_done_implies_result_without_waiting(self) -> None:
+        """Once done() is True, result(timeout=0) returns (issue 10, #3)."""
+        releasing = threading.Event()
+        go = threading.Event()
+
+        class Latch:
+            """The real latch, pausing inside release() to open the window."""
+
+            def __init__(self, lock: Any) -> None:
+                self.lock = lock
+
+            def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+                return bool(self.lock.acquire(blocking, timeout))
+
+            def release(self) -> None:
+                releasing.set()
+                go.wait(TIMEOUT)
+                self.lock.release()
+
+            def locked(self) -> bool:
+                return bool(self.lock.locked())
+
+        t = ResultThread(target=add, args=(2, 3))
+        t._finished = Latch(t._finished)  # type: ignore[assignment]
+        t.start()
+        try:
+            assert releasing.wait(TIMEOUT)
+            if t.done():
+                assert t.result(timeout=0) == 5
+        finally:
+            go.set()
+        assert t.result(timeout=TIMEOUT) == 5
+        assert t.done()
+
+    @pytest.mark.subprocess
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_result_in_forked_child_does_not_hang(self) -> None:
+        """result() in a fork child, for a thread running at fork, raises."""
+        proc = run_child(
+            """
+            import os, threading, warnings
+            warnings.simplefilter("ignore", DeprecationWarning)
+            from safethreads import ResultThread
+
+            release = threading.Event()
+            t = ResultThread(target=release.wait, args=(20,), daemon=True)
+            t.start()
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    t.result()
+                except RuntimeError as exc:
+                    print("child:", exc, flush=True)
+                    os._exit(0)
+                os._exit(1)
+            _, status = os.waitpid(pid, 0)
+            release.set()
+            print("parent:", t.result(timeout=10), os.waitstatus_to_exitcode(status))
+            """,
+            timeout=15,
+        )
+        lines = proc.stdout.splitlines()
+        assert len(lines) == 2, proc.stderr
+        assert "was running when the process forked" in lines[0]
+        assert lines[1] == "parent: True 0"
+
+    def test_failed_start_can_be_retried(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A start() that could not create the thread allows a retry."""
+        original = threading.Thread.start
+        calls: list[int] = []
+
+        def fail_once(self: threading.Thread) -> None:
+            calls.append(1)
+            if len(calls) == 1:
+                msg = "can't start new thread"
+                raise RuntimeError(msg)
+            original(self)
+
+        monkeypatch.setattr(threading.Thread, "start", fail_once)
+        t = ResultThread(target=add, args=(1, 1))
+        with pytest.raises(RuntimeError, match="can't start new thread"):
+            t.start()
+        retry = spawn(t.start)
+        retry.result(timeout=TIMEOUT)
+        assert t.result(timeout=TIMEOUT) == 2
+
+    def test_failing_add_note_in_a_group_member_is_raised(self) -> None:
+        """A member's exception refusing notes still reaches the group (#2)."""
+
+        class NoNotesError(Exception):
+            pass
+
+        error = NoNotesError("boom")
+        error.__notes__ = "not a list"  # type: ignore[assignment]
+        with (
+            pytest.raises(ExceptionGroup) as info,
+            ThreadGroup(exit_timeout=TIMEOUT) as g,
+        ):
+            g.spawn(fail_with, error)
+        assert info.value.exceptions == (error,)
+
+
+class TestDoneStress:
+    @pytest.mark.stress
+    def test_done_then_zero_timeout_result_under_waiters(
+        self, fast_switching: None
+    ) -> None:
+        """Whenever done() is True, result(timeout=0) returns, even mid-hand-off."""
+        del fast_switching
+        n = 300
+        total = 0
+        for i in range(n):
+            t = spawn(int, str(i))
+            waiters = [spawn(t.result, TIMEOUT) for _ in range(2)]
+            while not t.done():
+                pass
+            total += t.result(timeout=0)
+            for w in waiters:
+                assert w.result(timeout=TIMEOUT) == i
+        assert total == n * (n - 1) // 2

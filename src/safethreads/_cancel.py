@@ -21,22 +21,37 @@ Design notes:
   registered on a token with a deadline does the token start one small daemon
   thread, which sleeps until the deadline so that the callback runs on time;
   the thread ends as soon as the token is cancelled or collected.
+- A child holds its parent strongly, the parent its children weakly: a
+  chain `root.child().child()` stays linked as long as its leaf lives, even
+  when nobody keeps the tokens in between, and is freed with the leaf.
+- Binding: `bind_token(token)` makes `token` the calling thread's token for
+  a while (a `ThreadGroup` binds its token in each member).  Every blocking
+  library wait made meanwhile raises `Cancelled` once the token is
+  cancelled; `_waiting` explains how the waiter is woken.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import weakref
 from typing import TYPE_CHECKING, Final, final
 
 from ._errors import Cancelled
-from ._waiting import check_timeout
+from ._waiting import (
+    Parker,
+    _binding,
+    acquire_parker,
+    check_timeout,
+    raise_if_any_cancelled,
+    tokens_in_force,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
-__all__ = ["DEADLINE_REASON", "CancelToken"]
+__all__ = ["DEADLINE_REASON", "CancelToken", "bind_token", "current_token"]
 
 # Longest single wait in the main thread, so that Ctrl-C is serviced promptly
 # even where a blocked lock wait is not interruptible (Windows before 3.14).
@@ -107,6 +122,7 @@ class CancelToken:
         "_event",
         "_lock",
         "_next_key",
+        "_parent",
         "_parent_link",
         "_reason",
         "_timer_stop",
@@ -127,6 +143,10 @@ class CancelToken:
         # token is shared (in after() and child()) and read-only afterwards.
         self._deadline: float | None = None
         self._parent_link: _Registration | None = None
+        # The parent, held strongly while linked (the parent holds this token
+        # weakly), so that a dropped intermediate token still links its
+        # children to its own parent.  Guarded by _lock like _parent_link.
+        self._parent: CancelToken | None = None
         self._timer_stop: threading.Event | None = None
 
     @classmethod
@@ -206,24 +226,48 @@ class CancelToken:
         if self.cancelled:
             raise Cancelled(self.reason)
 
-    def wait(self, timeout: float | None = None) -> bool:
+    def wait(
+        self, timeout: float | None = None, *, cancel: CancelToken | None = None
+    ) -> bool:
         """Block until the token is cancelled or `timeout` seconds have passed.
+
+        Like every blocking wait of the library, it is itself cancellable:
+        if another token in force (`cancel`, or the token bound to the
+        calling thread, such as a `ThreadGroup` member's group token) is
+        cancelled first, it raises `Cancelled`.  A cancelled token returns
+        `True` at once, whatever the other tokens say.
 
         In the main thread the wait is made of short waits, so that Ctrl-C
         raises `KeyboardInterrupt` promptly on every platform.
 
         Args:
             timeout: Seconds to wait at most; `None` waits as long as it takes.
+            cancel: Another token whose cancellation ends the wait with
+                `Cancelled`.
 
         Returns:
             `True` if the token is cancelled, `False` if the timeout expired
             first.
 
         Raises:
+            Cancelled: if `cancel` or the calling thread's bound token was
+                cancelled while this token was not.
             TypeError: if `timeout` is not `None` or a number.
             ValueError: if `timeout` is NaN.
         """
         check_timeout(timeout)
+        try:
+            if cancel is None:
+                bound = _binding.token
+                if bound is None or bound is self:
+                    return self._wait(timeout)
+            return self._wait_interruptible(timeout, cancel)
+        except (KeyboardInterrupt, Cancelled) as exc:
+            # Raised from here: the frames below are the library's plumbing.
+            raise exc.with_traceback(None)  # noqa: B904 - the same exception
+
+    def _wait(self, timeout: float | None) -> bool:
+        """Wait for this token alone; see `wait()`."""
         now = time.monotonic()
         limit = None if timeout is None else now + timeout
         deadline = self._deadline
@@ -242,6 +286,37 @@ class CancelToken:
                 return True
             now = time.monotonic()
         return True
+
+    def _cancelled_now(self) -> bool:
+        """`cancelled`, read afresh (type checkers narrow the property)."""
+        return self.cancelled
+
+    def _wait_interruptible(
+        self, timeout: float | None, cancel: CancelToken | None
+    ) -> bool:
+        """Wait for this token or for another token in force to be cancelled."""
+        if self.cancelled:
+            return True
+        others = tuple(t for t in tokens_in_force(cancel) if t is not self)
+        raise_if_any_cancelled(others)
+        limit = None if timeout is None else time.monotonic() + timeout
+        deadline = self._deadline
+        if deadline is not None and (limit is None or deadline < limit):
+            limit = deadline
+        if limit is not None and limit <= time.monotonic():
+            return self.cancelled
+        parker = Parker()
+        remove = self.add_callback(parker.release)
+        try:
+            remaining = None if limit is None else max(0.0, limit - time.monotonic())
+            acquire_parker(parker, remaining, others)
+        except Cancelled:
+            if self._cancelled_now():
+                return True
+            raise
+        finally:
+            remove()
+        return self.cancelled
 
     # --- cancelling -----------------------------------------------------------------
 
@@ -282,6 +357,7 @@ class CancelToken:
             callbacks = list(self._callbacks.values())
             self._callbacks.clear()
             parent_link, self._parent_link = self._parent_link, None
+            self._parent = None
             timer_stop, self._timer_stop = self._timer_stop, None
         self._event.set()
         if timer_stop is not None:
@@ -398,6 +474,7 @@ class CancelToken:
                 child_ref = weakref.ref(child, registration)
                 self._callbacks[key] = _ChildLink(parent_ref, child_ref)
                 child._parent_link = registration
+                child._parent = self
                 return child
         child._cancel(self.reason)  # a new child has no callbacks to fail
         return child
@@ -411,6 +488,7 @@ class CancelToken:
         """
         with self._lock:
             link, self._parent_link = self._parent_link, None
+            self._parent = None
         if link is not None:
             link()
 
@@ -434,10 +512,12 @@ class CancelToken:
             if self._cancelled:
                 assert not self._callbacks, "a cancelled token keeps no callbacks"
                 assert self._parent_link is None, "a cancelled token has no link"
+                assert self._parent is None, "a cancelled token holds no parent"
                 assert self._timer_stop is None, "a cancelled token has no timer"
             else:
                 assert self._reason is None, "an active token has no reason"
             assert all(k < self._next_key for k in self._callbacks)
+            assert (self._parent is None) == (self._parent_link is None)
 
 
 _MAIN = threading.main_thread()
@@ -512,3 +592,25 @@ def _sleep_until_deadline(
     token = ref()
     if token is not None:
         token._expire()
+
+
+def current_token() -> CancelToken | None:
+    """Return the token bound to the calling thread, or `None`."""
+    return _binding.token
+
+
+@contextlib.contextmanager
+def bind_token(token: CancelToken | None) -> Iterator[None]:
+    """Bind `token` to the calling thread for the duration of the block.
+
+    Every blocking library wait in the block raises `Cancelled` once the
+    token is cancelled.  Bindings nest: the previous token is bound again
+    on exit.  `None` unbinds for the duration.
+    """
+    binding = _binding
+    previous = binding.token
+    binding.token = token
+    try:
+        yield
+    finally:
+        binding.token = previous

@@ -48,10 +48,9 @@ lists under the lock and notify.
 
 from __future__ import annotations
 
+import _queue as queue  # the C module: `queue` also imports heapq
 import collections
-import inspect
 import itertools
-import queue
 import sys
 import threading
 import time
@@ -61,7 +60,6 @@ from typing import (
     TYPE_CHECKING,
     Any,
     Final,
-    Literal,
     ParamSpec,
     TypeVar,
     final,
@@ -74,6 +72,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
     from types import TracebackType
     from typing import Self
+
+    from ._worker_pool import OnFull
 
 __all__ = [
     "BoundedExecutor",
@@ -88,7 +88,6 @@ R = TypeVar("R")
 T = TypeVar("T")
 P = ParamSpec("P")
 
-OnFull = Literal["block", "raise", "caller_runs"]
 _ON_FULL: Final[tuple[str, ...]] = ("block", "raise", "caller_runs")
 
 # Longest single wait, so that a waiting main thread services Ctrl-C.
@@ -649,6 +648,10 @@ def executor_imap_unordered(
 def _shutdown_executor(executor: Executor, wait: bool, cancel_futures: bool) -> None:
     """Call `executor.shutdown`, passing `cancel_futures` only if it takes it."""
     if cancel_futures:
+        # Imported here: `inspect` costs milliseconds, and `import
+        # safethreads` stays cheap (only this rare path needs it).
+        import inspect  # noqa: PLC0415
+
         try:
             params = inspect.signature(executor.shutdown).parameters
         except (TypeError, ValueError):  # pragma: no cover - builtins

@@ -33,7 +33,7 @@ from concurrent.futures._base import (
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from ._unobserved import FailureReport
-from ._waiting import acquire, check_timeout
+from ._waiting import acquire, check_timeout, new_sleeper
 
 if TYPE_CHECKING:
     import contextvars
@@ -213,8 +213,7 @@ class PoolFuture(Future[R]):
                 raise CancelledError
             if timeout is not None and timeout <= 0:
                 raise TimeoutError
-            sleeper = _allocate_lock()
-            sleeper.acquire()
+            sleeper = new_sleeper()  # a Parker if a token is bound: see _waiting
             self._sleepers = _with_item(self._sleepers, sleeper)
         woken = False
         try:

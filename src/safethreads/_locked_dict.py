@@ -14,10 +14,27 @@ iterates a private dict that nobody changes.  Nothing is iterated while the
 lock is held, so no user code runs under the lock during iteration, and
 iteration can never fail because another thread changed the mapping.  The
 snapshot is kept in `_cache` and shared by every iteration until the next
-change: only iterators and read-only views of it are handed out, so nobody
-can change it, and a dict that is read far more often than it is written
-pays for one copy per change instead of one per iteration.  Live iteration,
-without any copy, is what `locked()` is for.
+change: only iterators and read-only views of it are handed out (never the
+dict itself, not even to a `dict` subclass's `__eq__`), so nobody can change
+it, and a dict that is read far more often than it is written pays for one
+copy per change instead of one per iteration.
+
+Inside `locked()` iteration is live, without a copy, and it must not fail
+either when the block writes (the expiry loop `for k, v in m.items(): if
+old(v): del m[k]`).  The mechanism is copy-on-write: handing out a live
+iterator sets the `_iterating` flag; the first write made while the flag is
+set first moves the contents to a fresh copy (`_data = _data.copy()`) and
+clears the flag.  The iterators keep going over the old dict, which nobody
+changes any more, so they see the mapping as it was when they were created,
+exactly like iterators made outside the block.  A block that only reads
+copies nothing; a block that writes pays at most one O(n) copy per iterator
+it created before writing.  Because `_data` may be replaced, nothing keeps a
+reference to it across a write: guards read `owner._data` on every use.
+
+Every write drops the shared snapshot *before* it changes `_data`, so a
+write that fails half-way (a key's `__eq__` raising inside `dict.update`,
+or a KeyboardInterrupt) can never leave a stale snapshot behind: at every
+point, iteration, `len`, `in` and `snapshot()` agree.
 
 Callbacks (the factory of `get_or_set`, the function of `compute`, and the
 `==` behind the `compare_and_*` operations) run under the lock, which is what
@@ -25,8 +42,13 @@ makes those operations atomic.  While one runs, the dict is read-only to it:
 the `_frozen` flag makes every mutating method raise `RuntimeError`.  This is
 the rule Java's `ConcurrentHashMap` enforces with its "recursive update"
 check, and it is what lets a raising callback leave the mapping exactly as it
-was, with no rollback.  Only the thread holding the lock ever reads or writes
-`_frozen`, so the flag needs no lock of its own.
+was, with no rollback.  `remove_if` goes further: it removes the chosen keys
+from a copy and installs the copy, so even a key's `__hash__` or `__eq__`
+raising half-way changes nothing.  Only the thread holding the lock ever
+reads or writes the flags, so they need no lock of their own.  Writes test one
+of them, `_slow` (frozen or iterating), so their fast path costs what a single
+flag did; booleans rather than bits, because storing a constant is cheaper
+than a read-modify-write on every callback.
 
 A change drops the shared snapshot but keeps a reference to it in a local
 variable until the lock is released, so the O(n) work of freeing an unused
@@ -39,7 +61,6 @@ context-manager protocol costs more than the dict operation it protects.
 
 from __future__ import annotations
 
-import copy as _copy
 import enum
 import reprlib
 import threading
@@ -59,6 +80,7 @@ from typing import (
     Final,
     Generic,
     NoReturn,
+    SupportsIndex,
     TypeVar,
     final,
     overload,
@@ -111,23 +133,41 @@ MISSING: Final = Missing.MISSING
 
 def _refuse_mutation(operation: str) -> NoReturn:
     raise RuntimeError(
-        f"{operation} changes the LockedDict whose get_or_set(), compute() or "
-        "compare_and_*() callback is running; callbacks may read the dict but "
-        "not change it: return the new value instead, or change other keys "
-        "after the call returns"
+        f"{operation} changes the LockedDict whose get_or_set(), compute(), "
+        "merge(), remove_if() or compare_and_*() callback is running; "
+        "callbacks may read the dict but not change it: return the new value "
+        "instead, or change other keys after the call returns"
     )
+
+
+def _refuse_missing(operation: str) -> NoReturn:
+    raise ValueError(
+        f"{operation} cannot store MISSING: it is the marker for an absent key, "
+        "not a value; delete the key instead (del d[key], or return MISSING "
+        "from a compute() function)"
+    )
+
+
+def _check_no_missing(values: Iterable[object], operation: str) -> None:
+    """Refuse MISSING among `values`, by identity (no user `__eq__` runs)."""
+    for value in values:
+        if value is MISSING:
+            _refuse_missing(operation)
 
 
 def _as_dict(
     other: SupportsKeysAndGetItem[Any, Any] | Iterable[tuple[Any, Any]],
     kwargs: dict[str, Any],
+    operation: str,
 ) -> dict[Any, Any]:
     """Materialise update() input outside the lock, atomically for LockedDicts."""
     if isinstance(other, LockedDict):
         data = other.snapshot()
         data.update(kwargs)
-        return data
-    return dict(other, **kwargs)
+    else:
+        data = dict(other, **kwargs)
+    _check_no_missing(data.values(), operation)
+    return data
 
 
 @final
@@ -139,10 +179,12 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
     threads, on GIL and free-threaded builds alike:
 
     ```python
-    from safethreads import MISSING, LockedDict
+    import operator
+
+    from safethreads import LockedDict
 
     hits: LockedDict[str, int] = LockedDict(home=1)
-    hits.compute("home", lambda n: 1 if n is MISSING else n + 1)  # atomic +1
+    hits.merge("home", 1, operator.add)  # atomic +1
     assert hits == {"home": 2}
 
     for page, count in hits.items():  # a snapshot: never fails mid-iteration
@@ -151,6 +193,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
     with hits.locked() as m:  # exclusive access for a multi-step change
         m["about"] = m.pop("home")
     assert hits.snapshot() == {"about": 2}
+    assert hits.remove_if(lambda page, count: count > 1) == [("about", 2)]
     ```
 
     Thread safety:
@@ -162,19 +205,23 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
       keep dict's `len`, `in` and set operations, on that snapshot, and do not
       follow later changes.  The snapshot is an O(n) `dict.copy()` under the
       lock, shared by every iteration until the next change; to iterate
-      without it, use `locked()`.
-    - `get_or_set`, `compute`, `compare_and_set` and `compare_and_delete` are
-      atomic read-modify-write operations.  Their callbacks run under the lock
-      (keep them short; other threads wait) and may read this dict but not
-      change it (`RuntimeError`).  A callback that raises leaves the mapping
-      unchanged; the exception propagates.
+      without it, use `locked()`, where iteration never fails either.
+    - `merge`, `compute_if_present`, `remove_if`, `get_or_set`, `compute`,
+      `compare_and_set` and `compare_and_delete` are atomic read-modify-write
+      operations.  Their callbacks run under the lock (keep them short; other
+      threads wait) and may read this dict but not change it
+      (`RuntimeError`).  A callback that raises, `KeyboardInterrupt`
+      included, leaves the mapping unchanged; the exception propagates.
     - `==`, `repr()`, `copy()`, pickling and deep copies work on a snapshot,
       outside the lock.
     - Keys' `__hash__` and `__eq__` run under the lock, as in every dict
-      operation; they must not wait for other threads using this dict.
+      operation; they must not wait for other threads using this dict, nor
+      use this dict themselves.
 
     `dict(d)` and `{**d}` read a `LockedDict` key by key, not atomically
     (that is how `dict` reads any mapping): use `d.snapshot()` instead.
+    `LockedDict` cannot be subclassed (`TypeError`), and `MISSING` cannot be
+    stored in it (`ValueError`).
 
     Args:
         other: A mapping or an iterable of key-value pairs, as for `dict`.
@@ -185,9 +232,25 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             or a key is unhashable (as `dict` raises).
     """
 
-    __slots__ = ("__weakref__", "_cache", "_data", "_frozen", "_lock")
+    __slots__ = (
+        "__weakref__",
+        "_cache",
+        "_data",
+        "_depth",
+        "_frozen",
+        "_iterating",
+        "_lock",
+        "_slow",
+    )
 
     __hash__: ClassVar[None]  # type: ignore[assignment]
+
+    def __init_subclass__(cls, **kwargs: object) -> NoReturn:
+        """Refuse subclassing: dict's protocols would bypass the lock."""
+        raise TypeError(
+            "LockedDict cannot be subclassed; wrap a LockedDict in your own "
+            "class instead, or subclass collections.abc.MutableMapping"
+        )
 
     @overload
     def __init__(self, /) -> None: ...
@@ -213,18 +276,28 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
     ) -> None: ...
     def __init__(self, other: Any = (), /, **kwargs: Any) -> None:
         """Create the dict from a mapping or pairs, like `dict(...)`."""
-        # The contents; read and written only with _lock held.
-        self._data: dict[K, V] = _as_dict(other, kwargs)
-        # Guards _data, _cache and _frozen.  Re-entrant: the owner of a
-        # locked() block and callbacks may call this dict's own methods.
+        # The contents; read and written only with _lock held.  A write may
+        # replace the dict object (copy-on-write for live iterators, and
+        # remove_if), so no reference to it is kept across a write.
+        self._data: dict[K, V] = _as_dict(other, kwargs, "LockedDict()")
+        # Guards _data, _cache, the flags and _depth.  Re-entrant: the owner of
+        # a locked() block and callbacks may call this dict's own methods.
         self._lock = threading.RLock()
         # A copy of _data for iteration, shared by every iterator and view
         # handed out since the last change, which sets it back to None.  Only
         # read-only views and iterators of it ever leave this object.
         self._cache: dict[K, V] | None = None
-        # True while a callback runs under _lock; only the lock's owner
-        # reads or writes it.
+        # The flags below are read and written only by the lock's owner.
+        # True while a callback runs: the dict is read-only.
         self._frozen = False
+        # True once a guard handed out a live iterator over _data: the next
+        # write copies _data first.
+        self._iterating = False
+        # _frozen or _iterating, kept in step with them: the one test that
+        # keeps every write's fast path as fast as a single flag allows.
+        self._slow = False
+        # How many locked() blocks the lock's owner is inside.
+        self._depth = 0
 
     @classmethod
     def _wrap(cls, data: dict[K, V]) -> LockedDict[K, V]:
@@ -254,8 +327,24 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
 
         Raises:
             TypeError: if a key is unhashable.
+            ValueError: if `value` is `MISSING`.
         """
+        if value is MISSING:
+            _refuse_missing("fromkeys()")
         return cls._wrap(dict.fromkeys(iterable, value))
+
+    def _before_write(self, operation: str) -> None:
+        """Called, with the lock held, before a write when `_slow` is set.
+
+        Refuses the write from inside a callback; otherwise moves the
+        contents to a fresh dict, so that live iterators handed out by a
+        guard keep going over the old one, unchanged.
+        """
+        if self._frozen:
+            _refuse_mutation(operation)
+        self._data = self._data.copy()
+        self._iterating = False
+        self._slow = self._frozen
 
     # --- single-key operations (the hot path) -------------------------------
 
@@ -278,16 +367,19 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
 
         Raises:
             TypeError: if `key` is unhashable.
+            ValueError: if `value` is `MISSING`.
             RuntimeError: if called from a callback of this dict.
         """
+        if value is MISSING:
+            _refuse_missing("d[key] = value")
         lock = self._lock
         lock.acquire()
         try:
-            if self._frozen:
-                _refuse_mutation("d[key] = value")
-            self._data[key] = value
+            if self._slow:
+                self._before_write("d[key] = value")
             if self._cache is not None:  # freed after the lock is released
                 _stale, self._cache = self._cache, None
+            self._data[key] = value
         finally:
             lock.release()
 
@@ -302,11 +394,12 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._frozen:
-                _refuse_mutation("del d[key]")
-            del self._data[key]
+            if self._slow:
+                self._before_write("del d[key]")
             if self._cache is not None:  # freed after the lock is released
                 _stale, self._cache = self._cache, None
+            # The value is freed after the lock is released, too.
+            _value = self._data.pop(key)
         finally:
             lock.release()
 
@@ -369,12 +462,11 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._frozen:
-                _refuse_mutation("pop()")
-            value = self._data.pop(key, *default)
+            if self._slow:
+                self._before_write("pop()")
             if self._cache is not None:  # freed after the lock is released
                 _stale, self._cache = self._cache, None
-            return value
+            return self._data.pop(key, *default)
         finally:
             lock.release()
 
@@ -388,12 +480,11 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         lock.acquire()
         try:
-            if self._frozen:
-                _refuse_mutation("popitem()")
-            item = self._data.popitem()
+            if self._slow:
+                self._before_write("popitem()")
             if self._cache is not None:  # freed after the lock is released
                 _stale, self._cache = self._cache, None
-            return item
+            return self._data.popitem()
         finally:
             lock.release()
 
@@ -411,17 +502,19 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
 
         Raises:
             TypeError: if `key` is unhashable.
+            ValueError: if `default` is `MISSING`.
             RuntimeError: if called from a callback of this dict.
         """
+        if default is MISSING:
+            _refuse_missing("setdefault()")
         lock = self._lock
         lock.acquire()
         try:
-            if self._frozen:
-                _refuse_mutation("setdefault()")
-            value = self._data.setdefault(key, default)
+            if self._slow:
+                self._before_write("setdefault()")
             if self._cache is not None:  # freed after the lock is released
                 _stale, self._cache = self._cache, None
-            return value
+            return self._data.setdefault(key, default)
         finally:
             lock.release()
 
@@ -445,27 +538,35 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
     @overload
     def update(self: LockedDict[str, V], /, **kwargs: V) -> None: ...
     def update(self, other: Any = (), /, **kwargs: Any) -> None:
-        """Add every item of `other` and `kwargs`, all at once, like `dict.update`.
+        """Add every item of `other` and `kwargs` in one step, like `dict.update`.
 
         The input is read first, outside the lock (from a `LockedDict`, as a
-        snapshot); the items are then added in one atomic step, so other
-        threads see all of them or none, and bad input changes nothing.
+        snapshot), so bad input changes nothing.  The items are then added in
+        one atomic step: other threads see all of them or none.  The one
+        exception is user code: if a key's own `__eq__` raises while the items
+        are added (it runs when hashes collide), the items added before it
+        stay, as with `dict.update`; the dict stays consistent.
 
         Raises:
             TypeError: if `other` is neither a mapping nor an iterable of pairs,
                 or a key is unhashable.
-            ValueError: if an element of `other` is not a pair.
+            ValueError: if an element of `other` is not a pair, or a value is
+                `MISSING`.
             RuntimeError: if called from a callback of this dict.
         """
-        items = other if type(other) is dict and not kwargs else _as_dict(other, kwargs)
+        if type(other) is dict and not kwargs:
+            items: dict[Any, Any] = other
+            _check_no_missing(items.values(), "update()")
+        else:
+            items = _as_dict(other, kwargs, "update()")
         lock = self._lock
         lock.acquire()
         try:
-            if self._frozen:
-                _refuse_mutation("update()")
-            self._data.update(items)
+            if self._slow:
+                self._before_write("update()")
             if self._cache is not None:  # freed after the lock is released
                 _stale, self._cache = self._cache, None
+            self._data.update(items)
         finally:
             lock.release()
 
@@ -480,9 +581,12 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         try:
             if self._frozen:
                 _refuse_mutation("clear()")
-            self._data.clear()
             if self._cache is not None:  # freed after the lock is released
                 _stale, self._cache = self._cache, None
+            # A new dict: live iterators keep the old one, and the items are
+            # freed after the lock is released.
+            _old, self._data = self._data, {}
+            self._iterating = self._slow = False
         finally:
             lock.release()
 
@@ -563,7 +667,12 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
 
         Inside the block, the guard `m` is a live `MutableMapping` over the
         dict's contents: no snapshot is copied, and other threads wait until
-        the block ends.  The block is re-entrant: the owning thread may also
+        the block ends.  Iterating `m` never fails, even when the block
+        changes the dict meanwhile: an iterator shows the mapping as it was
+        when the iterator was created.  Blocks that only read copy nothing;
+        the first write made after an iterator was created copies the dict
+        once (O(n)), and the iterator keeps the old contents.  The block is
+        re-entrant: the owning thread may also
         call `d`'s own methods and nest `d.locked()`.  After the block, every
         use of `m` raises `RuntimeError`, so an escaped reference cannot touch
         the dict without the lock; so does using `m` from another thread.
@@ -609,26 +718,35 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         try:
             if self._frozen:
                 _refuse_mutation("get_or_set()")
-            data = self._data
-            value = data.get(key, MISSING)
+            value = self._data.get(key, MISSING)
             if value is not MISSING:
                 return value
-            self._frozen = True
+            self._frozen = self._slow = True
             try:
                 value = factory()
             finally:
                 self._frozen = False
+                self._slow = self._iterating
             if value is MISSING:
                 raise ValueError(
                     "get_or_set() factory returned MISSING; return the value to "
                     "store (use compute() to decide whether to store one)"
                 )
-            data[key] = value
-            if self._cache is not None:  # freed after the lock is released
-                _stale, self._cache = self._cache, None
+            self._store(key, value, "get_or_set()")
             return value
         finally:
             lock.release()
+
+    def _store(self, key: K, new: V | Missing, operation: str) -> None:
+        """Set `key` to `new`, or delete it for `MISSING`; call with the lock held."""
+        if self._slow:  # a callback may have started a live iteration
+            self._before_write(operation)
+        if self._cache is not None:  # freed after the lock is released
+            _stale, self._cache = self._cache, None
+        if new is MISSING:
+            self._data.pop(key, None)
+        else:
+            self._data[key] = new
 
     def compute(
         self, key: K, fn: Callable[[V | Missing], V | Missing], /
@@ -650,8 +768,9 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         assert "a" not in counts
         ```
 
-        `fn` runs under the dict's lock (other threads wait; keep it short)
-        and may read the dict but not change it.
+        For counters, `merge` is simpler; for changing only present keys,
+        `compute_if_present`.  `fn` runs under the dict's lock (other threads
+        wait; keep it short) and may read the dict but not change it.
 
         Args:
             key: The key.
@@ -677,18 +796,235 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             if self._frozen:
                 _refuse_mutation("compute()")
             data = self._data
-            self._frozen = True
+            current = data.get(key, MISSING)
+            self._frozen = self._slow = True
             try:
-                new = fn(data.get(key, MISSING))
+                new = fn(current)
             finally:
                 self._frozen = False
-            if new is MISSING:
-                data.pop(key, None)
-            else:
+                self._slow = self._iterating
+            if self._slow or self._cache is not None or new is MISSING:
+                self._store(key, new, "compute()")
+            else:  # the common case, inline
                 data[key] = new
+            return new
+        finally:
+            lock.release()
+
+    def merge(self, key: K, value: V, fn: Callable[[V, V], V], /) -> V:
+        """Atomically set `d[key]` to `value` if absent, else to `fn(d[key], value)`.
+
+        The counting operation, as in Java's `ConcurrentHashMap.merge`:
+
+        ```python
+        import operator
+
+        from safethreads import LockedDict
+
+        hits: LockedDict[str, int] = LockedDict()
+        hits.merge("home", 1, operator.add)  # absent: stores 1
+        assert hits.merge("home", 1, operator.add) == 2  # present: 1 + 1
+        assert hits.merge("home", 10, max) == 10
+        ```
+
+        `fn` is called only when the key is present, with the current value
+        first, and exactly once per call: unlike a lock-free reduction, it
+        need not be commutative, associative or free of side effects.  It runs
+        under the dict's lock (other threads wait; keep it short) and may read
+        the dict but not change it.  To delete a key depending on its value
+        (a count that reaches zero), use `compute_if_present`.
+
+        Args:
+            key: The key.
+            value: Stored as is if `key` is absent; otherwise the second
+                argument of `fn`.
+            fn: Combines the current value and `value` into the new value.
+
+        Returns:
+            The value now under `key`.
+
+        Raises:
+            TypeError: if `key` is unhashable, or `fn` is not callable.
+            ValueError: if `value` is `MISSING`, or `fn` returns it.
+            RuntimeError: if called from a callback of this dict, or if `fn`
+                tries to change this dict.
+            Exception: whatever `fn` raises; the dict is left unchanged.
+        """
+        if value is MISSING:
+            _refuse_missing("merge()")
+        given: object = fn  # typed callable, but checked at runtime
+        if not callable(given):
+            check_callable(given, "fn")
+        lock = self._lock
+        lock.acquire()
+        try:
+            # The hot path of every counter, kept lean: one test for the rare
+            # states before the call, one after it (fn may cause them).
+            data = self._data
+            current = data.get(key, MISSING)
+            rare = self._slow or self._cache is not None
+            if rare:
+                return self._merge_slowly(key, value, fn)
+            if current is not MISSING:
+                self._frozen = self._slow = True
+                try:
+                    value = fn(current, value)
+                finally:
+                    self._frozen = False
+                    self._slow = self._iterating
+                if self._slow or self._cache is not None or value is MISSING:
+                    return self._merged(key, value)
+            data[key] = value
+            return value
+        finally:
+            lock.release()
+
+    def _merge_slowly(self, key: K, value: V, fn: Callable[[V, V], V]) -> V:
+        """`merge` with every check; call with the lock held."""
+        if self._frozen:
+            _refuse_mutation("merge()")
+        current = self._data.get(key, MISSING)
+        if current is not MISSING:
+            self._frozen = self._slow = True
+            try:
+                value = fn(current, value)
+            finally:
+                self._frozen = False
+                self._slow = self._iterating
+        return self._merged(key, value)
+
+    def _merged(self, key: K, new: V) -> V:
+        """Store what `merge` computed; call with the lock held."""
+        if new is MISSING:
+            _refuse_missing("merge() function")
+        self._store(key, new, "merge()")
+        return new
+
+    def compute_if_present(
+        self, key: K, fn: Callable[[V], V | Missing], /
+    ) -> V | Missing:
+        """Atomically replace `d[key]` with `fn(d[key])` if `key` is present.
+
+        `fn` is not called for an absent key, which stays absent; it returns
+        the new value, or `MISSING` to delete the key:
+
+        ```python
+        from safethreads import MISSING, LockedDict
+
+        stock = LockedDict(apples=2)
+        assert stock.compute_if_present("apples", lambda n: n - 1) == 1
+        assert stock.compute_if_present("pears", lambda n: n - 1) is MISSING
+        stock.compute_if_present("apples", lambda n: n - 1 or MISSING)
+        assert stock == {}
+        ```
+
+        `fn` runs under the dict's lock (other threads wait; keep it short)
+        and may read the dict but not change it.
+
+        Args:
+            key: The key.
+            fn: Maps the current value to the new one (or `MISSING`).
+
+        Returns:
+            The value now under `key`, or `MISSING` if the key is absent
+            (it was, or `fn` deleted it).
+
+        Raises:
+            TypeError: if `key` is unhashable, or `fn` is not callable.
+            RuntimeError: if called from a callback of this dict, or if `fn`
+                tries to change this dict.
+            Exception: whatever `fn` raises; the dict is left unchanged.
+        """
+        given: object = fn  # typed callable, but checked at runtime
+        if not callable(given):
+            check_callable(given, "fn")
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._frozen:
+                _refuse_mutation("compute_if_present()")
+            current = self._data.get(key, MISSING)
+            if current is MISSING:
+                return MISSING
+            self._frozen = self._slow = True
+            try:
+                new = fn(current)
+            finally:
+                self._frozen = False
+                self._slow = self._iterating
+            self._store(key, new, "compute_if_present()")
+            return new
+        finally:
+            lock.release()
+
+    def remove_if(self, predicate: Callable[[K, V], object], /) -> list[tuple[K, V]]:
+        """Atomically remove every item for which `predicate(key, value)` is true.
+
+        The expiry loop, in one call that other threads see as one step:
+
+        ```python
+        import time
+
+        from safethreads import LockedDict
+
+        now = time.monotonic()
+        deadlines = LockedDict(fresh=now + 60, stale=now - 1)
+        expired = deadlines.remove_if(lambda key, deadline: deadline < now)
+        assert expired == [("stale", now - 1)]
+        assert list(deadlines) == ["fresh"]
+        ```
+
+        `predicate` is called once for every item, in insertion order, under
+        the dict's lock (other threads wait; keep it short), and may read the
+        dict but not change it.  Nothing is removed until it has seen every
+        item, so if it raises (an exception, or a `KeyboardInterrupt`) the dict
+        is left unchanged.  The removed items are returned rather than freed
+        under the lock: release what they hold (close connections, ...) after
+        the call.
+
+        Args:
+            predicate: Called as `predicate(key, value)`; a true result
+                removes the item.
+
+        Returns:
+            The removed `(key, value)` pairs, in insertion order.
+
+        Raises:
+            TypeError: if `predicate` is not callable.
+            RuntimeError: if called from a callback of this dict, or if
+                `predicate` tries to change this dict.
+            Exception: whatever `predicate`, or a key's `__hash__` or
+                `__eq__`, raises; the dict is left unchanged.
+        """
+        given: object = predicate  # typed callable, but checked at runtime
+        if not callable(given):
+            check_callable(given, "predicate")
+        lock = self._lock
+        lock.acquire()
+        try:
+            if self._frozen:
+                _refuse_mutation("remove_if()")
+            data = self._data
+            self._frozen = self._slow = True
+            try:
+                removed = [(k, v) for k, v in data.items() if predicate(k, v)]
+            finally:
+                self._frozen = False
+                self._slow = self._iterating
+            if not removed:
+                return removed
+            # Remove from a copy and install it only when complete: a key's
+            # __hash__ or __eq__ raising half-way leaves _data untouched, and
+            # live iterators of a guard keep the old dict.
+            kept = data.copy()
+            for k, _ in removed:
+                del kept[k]
             if self._cache is not None:  # freed after the lock is released
                 _stale, self._cache = self._cache, None
-            return new
+            self._data = kept
+            self._iterating = False
+            self._slow = self._frozen
+            return removed
         finally:
             lock.release()
 
@@ -723,12 +1059,9 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         try:
             if self._frozen:
                 _refuse_mutation("compare_and_set()")
-            data = self._data
-            if not self._matches(data.get(key, MISSING), expected):
+            if not self._matches(self._data.get(key, MISSING), expected):
                 return False
-            data[key] = new
-            if self._cache is not None:  # freed after the lock is released
-                _stale, self._cache = self._cache, None
+            self._store(key, new, "compare_and_set()")
             return True
         finally:
             lock.release()
@@ -761,13 +1094,10 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         try:
             if self._frozen:
                 _refuse_mutation("compare_and_delete()")
-            data = self._data
-            current = data.get(key, MISSING)
+            current = self._data.get(key, MISSING)
             if current is MISSING or not self._matches(current, expected):
                 return False
-            del data[key]
-            if self._cache is not None:  # freed after the lock is released
-                _stale, self._cache = self._cache, None
+            self._store(key, MISSING, "compare_and_delete()")
             return True
         finally:
             lock.release()
@@ -778,11 +1108,12 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             return True
         if current is MISSING or expected is MISSING:
             return False
-        self._frozen = True
+        self._frozen = self._slow = True
         try:
             return bool(current == expected)
         finally:
             self._frozen = False
+            self._slow = self._iterating
 
     # --- comparison and operators --------------------------------------------
 
@@ -791,18 +1122,24 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
 
         Both sides are snapshots (taken one after the other, never holding two
         locks at once) compared outside any lock; a dict compares equal to
-        itself even while other threads change it.
+        itself even while other threads change it.  A `dict` subclass with
+        its own `__eq__` is given a private copy, never the shared snapshot.
         """
         if other is self:
             return True
         if isinstance(other, LockedDict):
             theirs: dict[Any, Any] = other._shared_snapshot()
-        elif isinstance(other, dict):
+        elif type(other) is dict:
             theirs = other
+        elif isinstance(other, dict):
+            # Python calls a subclass's reflected __eq__ first, with our side
+            # as its argument: give it a copy that it may keep or change.
+            return bool(self.snapshot() == other)
         elif isinstance(other, Mapping):
             theirs = dict(other.items())
         else:
             return NotImplemented
+        # Two exact dicts: dict's own comparison, which hands neither away.
         return self._shared_snapshot() == theirs
 
     @overload
@@ -812,11 +1149,16 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         self, other: dict[K2, V2] | LockedDict[K2, V2], /
     ) -> LockedDict[K | K2, V | V2]: ...
     def __or__(self, other: object, /) -> Any:
-        """Return a new LockedDict with this dict's items, then `other`'s."""
+        """Return a new LockedDict with this dict's items, then `other`'s.
+
+        Raises:
+            ValueError: if a value of `other` is `MISSING`.
+        """
         if isinstance(other, LockedDict):
             theirs: dict[Any, Any] = other._shared_snapshot()
         elif isinstance(other, dict):
-            theirs = other
+            theirs = other if type(other) is dict else dict(other)
+            _check_no_missing(theirs.values(), "|")
         else:
             return NotImplemented
         data: dict[Any, Any] = self.snapshot()
@@ -828,10 +1170,15 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
     @overload
     def __ror__(self, other: dict[K2, V2], /) -> LockedDict[K | K2, V | V2]: ...
     def __ror__(self, other: object, /) -> Any:
-        """Return a new LockedDict with `other`'s items, then this dict's."""
+        """Return a new LockedDict with `other`'s items, then this dict's.
+
+        Raises:
+            ValueError: if a value of `other` is `MISSING`.
+        """
         if not isinstance(other, dict):
             return NotImplemented
         data: dict[Any, Any] = dict(other)
+        _check_no_missing(data.values(), "|")
         data.update(self._shared_snapshot())
         return self._wrap(data)
 
@@ -863,6 +1210,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
 
     def __deepcopy__(self, memo: dict[int, Any]) -> LockedDict[K, V]:
         """Return a deep copy of a snapshot, with a lock of its own."""
+        import copy as _copy  # noqa: PLC0415 - not imported by `import safethreads`
+
         new: LockedDict[K, V] = LockedDict()
         memo[id(self)] = new  # a dict that contains itself stays recursive
         new._data.update(
@@ -882,8 +1231,13 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         lock = self._lock
         assert lock.acquire(timeout=10), "the lock is stuck"
         try:
+            frozen, iterating, slow = self._frozen, self._iterating, self._slow
+            assert slow == (frozen or iterating), "_slow is out of step"
             assert type(self._data) is dict
-            assert not self._frozen, "a callback flag outlived its callback"
+            assert not frozen, "a callback flag outlived its callback"
+            if self._depth == 0:
+                assert not iterating, "a live-iteration flag outlived its block"
+            assert not any(v is MISSING for v in self._data.values())
             cache = self._cache
             if cache is not None:  # the shared snapshot is still current
                 assert cache is not self._data
@@ -900,24 +1254,28 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
     it releases the lock.  In between, `m` is a `MutableMapping` over the
     dict's contents, without copies: reads, writes and iteration (`iter(m)`,
     `m.items()`, ...) act on the live dict, which no other thread can touch
-    until the block ends.  Changing the dict while iterating it raises
-    `RuntimeError`, exactly as with a plain dict.
+    until the block ends.
+
+    Iteration never fails, even if the block changes the dict while it
+    iterates (`for k, v in m.items(): if stale(v): del m[k]`): an iterator
+    shows the mapping as it was when it was created.  A block that only reads
+    copies nothing; the first write after an iterator was created copies the
+    dict once, and the iterator keeps the old contents.
 
     A guard is good for one block, in the thread that entered it: using it
-    before the block, after it, or from another thread raises `RuntimeError`.
-    Views and iterators it hands out belong to the block too; do not keep
-    them past it.
+    before the block, after it, or from another thread raises `RuntimeError`,
+    and it cannot be pickled or copied (`TypeError`).  Views and iterators it
+    hands out belong to the block too; do not keep them past it.
 
     Args:
         owner: The dict to guard.
     """
 
-    __slots__ = ("_data", "_entered", "_owner", "_thread")
+    __slots__ = ("_entered", "_owner", "_thread")
 
     def __init__(self, owner: LockedDict[K, V]) -> None:
         """Prepare a guard for `owner`; the lock is taken by `__enter__`."""
         self._owner = owner
-        self._data = owner._data
         # The ident of the thread inside the block; None outside it.  Written
         # only by the thread that holds the owner's lock.
         self._thread: int | None = None
@@ -934,7 +1292,9 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
                 "a LockedDict guard serves one 'with' block; "
                 "call d.locked() again for another"
             )
-        self._owner._lock.acquire()
+        owner = self._owner
+        owner._lock.acquire()
+        owner._depth += 1
         self._entered = True
         self._thread = _get_ident()
         return self
@@ -946,22 +1306,54 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
         tb: TracebackType | None,
     ) -> None:
         """Release the dict's lock; the guard is unusable from now on."""
-        self._thread = None
-        self._owner._lock.release()
+        owner = self._owner
+        try:
+            self._thread = None
+            owner._depth -= 1
+            if not owner._depth:
+                # The block's iterators end with it (they must not be kept),
+                # so the next write need not copy for them.
+                owner._iterating = False
+                owner._slow = owner._frozen
+        finally:  # even if a KeyboardInterrupt lands just above
+            owner._lock.release()
+
+    def __reduce_ex__(self, protocol: SupportsIndex, /) -> NoReturn:
+        """Refuse pickling: a guard stands for a lock held by one thread."""
+        raise TypeError(_NOT_PORTABLE)
+
+    def __copy__(self) -> NoReturn:
+        """Refuse copying: a guard stands for a lock held by one thread."""
+        raise TypeError(_NOT_PORTABLE)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> NoReturn:
+        """Refuse copying: a guard stands for a lock held by one thread."""
+        raise TypeError(_NOT_PORTABLE)
 
     def _live(self) -> dict[K, V]:
         """Return the live dict if the caller may use it, else raise."""
         if self._thread != _get_ident():
             self._refuse()
-        return self._data
+        return self._owner._data
 
-    def _writable(self, operation: str) -> dict[K, V]:
-        """Like `_live`, and refuse changes from inside a callback."""
+    def _iterable(self) -> dict[K, V]:
+        """Like `_live`, for handing out an iterator: later writes copy first."""
         if self._thread != _get_ident():
             self._refuse()
-        if self._owner._frozen:
-            _refuse_mutation(operation)
-        return self._data
+        owner = self._owner
+        owner._iterating = owner._slow = True
+        return owner._data
+
+    def _writable(self, operation: str) -> dict[K, V]:
+        """Prepare a write (see `LockedDict._before_write`); return the dict."""
+        if self._thread != _get_ident():
+            self._refuse()
+        owner = self._owner
+        if owner._slow:
+            owner._before_write(operation)
+        if owner._cache is not None:  # freed when the block ends
+            owner._cache = None
+        return owner._data
 
     def _refuse(self) -> NoReturn:
         if not self._entered:
@@ -989,22 +1381,25 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
         """
         if self._thread != _get_ident():  # _live(), inlined: the hot path
             self._refuse()
-        return self._data[key]
+        return self._owner._data[key]
 
     def __setitem__(self, key: K, value: V, /) -> None:
         """Set `m[key] = value`.
 
         Raises:
+            ValueError: if `value` is `MISSING`.
             RuntimeError: if used outside its block, from another thread, or
                 from a callback of the dict.
         """
+        if value is MISSING:
+            _refuse_missing("m[key] = value")
         owner = self._owner
         if self._thread != _get_ident():  # _writable(), inlined: the hot path
             self._refuse()
-        if owner._frozen:
-            _refuse_mutation("m[key] = value")
-        self._data[key] = value
+        if owner._slow:
+            owner._before_write("m[key] = value")
         owner._cache = None
+        owner._data[key] = value
 
     def __delitem__(self, key: K, /) -> None:
         """Delete `m[key]`.
@@ -1015,7 +1410,6 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
                 from a callback of the dict.
         """
         del self._writable("del m[key]")[key]
-        self._owner._cache = None
 
     def __contains__(self, key: object, /) -> bool:
         """Return whether `key` is in the dict.
@@ -1025,7 +1419,7 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
         """
         if self._thread != _get_ident():  # _live(), inlined: the hot path
             self._refuse()
-        return key in self._data
+        return key in self._owner._data
 
     def __len__(self) -> int:
         """Return the number of items.
@@ -1036,20 +1430,20 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
         return len(self._live())
 
     def __iter__(self) -> Iterator[K]:
-        """Iterate over the live keys.
+        """Iterate over the keys, as they are now.
 
         Raises:
             RuntimeError: if used outside its block or from another thread.
         """
-        return iter(self._live())
+        return iter(self._iterable())
 
     def __reversed__(self) -> Iterator[K]:
-        """Iterate over the live keys, newest first.
+        """Iterate over the keys, as they are now, newest first.
 
         Raises:
             RuntimeError: if used outside its block or from another thread.
         """
-        return reversed(self._live())
+        return reversed(self._iterable())
 
     def keys(self) -> KeysView[K]:
         """Return a live view of the keys, usable inside the block.
@@ -1092,7 +1486,7 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
         """
         if self._thread != _get_ident():  # _live(), inlined: the hot path
             self._refuse()
-        return self._data.get(key, default)
+        return self._owner._data.get(key, default)
 
     def popitem(self) -> tuple[K, V]:
         """Remove and return the most recently inserted pair, as dict does.
@@ -1102,9 +1496,7 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
             RuntimeError: if used outside its block, from another thread, or
                 from a callback of the dict.
         """
-        item = self._writable("popitem()").popitem()
-        self._owner._cache = None
-        return item
+        return self._writable("popitem()").popitem()
 
     def clear(self) -> None:
         """Remove every item.
@@ -1113,14 +1505,21 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
             RuntimeError: if used outside its block, from another thread, or
                 from a callback of the dict.
         """
-        self._writable("clear()").clear()
-        self._owner._cache = None
+        self._live()
+        self._owner.clear()
 
     def __repr__(self) -> str:
         """Show the contents while active; never raises."""
         if self._thread == _get_ident():
-            return f"LockedDictGuard({self._data!r})"
+            return f"LockedDictGuard({self._owner._data!r})"
         return "<LockedDictGuard (inactive)>"
+
+
+_NOT_PORTABLE: Final = (
+    "a LockedDict guard cannot be pickled or copied: it stands for the lock "
+    "held by one thread inside one 'with d.locked()' block; pickle or copy "
+    "the LockedDict, or m's items, instead"
+)
 
 
 class _GuardKeys(KeysView[K]):
@@ -1130,10 +1529,10 @@ class _GuardKeys(KeysView[K]):
     _mapping: LockedDictGuard[K, Any]
 
     def __iter__(self) -> Iterator[K]:
-        return iter(self._mapping._live())
+        return iter(self._mapping._iterable())
 
     def __reversed__(self) -> Iterator[K]:
-        return reversed(self._mapping._live())
+        return reversed(self._mapping._iterable())
 
 
 class _GuardValues(ValuesView[V]):
@@ -1143,13 +1542,14 @@ class _GuardValues(ValuesView[V]):
     _mapping: LockedDictGuard[Any, V]
 
     def __iter__(self) -> Iterator[V]:
-        return iter(self._mapping._live().values())
+        return iter(self._mapping._iterable().values())
 
     def __reversed__(self) -> Iterator[V]:
-        return reversed(self._mapping._live().values())
+        return reversed(self._mapping._iterable().values())
 
     def __contains__(self, value: object) -> bool:
-        return value in self._mapping._live().values()
+        # Iterates while the values' __eq__ runs: a write it makes must copy.
+        return value in self._mapping._iterable().values()
 
 
 class _GuardItems(ItemsView[K, V]):
@@ -1159,10 +1559,10 @@ class _GuardItems(ItemsView[K, V]):
     _mapping: LockedDictGuard[K, V]
 
     def __iter__(self) -> Iterator[tuple[K, V]]:
-        return iter(self._mapping._live().items())
+        return iter(self._mapping._iterable().items())
 
     def __reversed__(self) -> Iterator[tuple[K, V]]:
-        return reversed(self._mapping._live().items())
+        return reversed(self._mapping._iterable().items())
 
     def __contains__(self, item: object) -> bool:
         live = self._mapping._live().items()

@@ -49,7 +49,13 @@ from . import _result_thread as _result_thread_module
 from ._cancel import CancelToken
 from ._errors import Cancelled
 from ._result_thread import ResultThread
-from ._waiting import check_callable, check_timeout
+from ._waiting import (
+    _binding,
+    check_callable,
+    check_timeout,
+    raise_if_any_cancelled,
+    tokens_in_force,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -480,6 +486,7 @@ class ThreadGroup:
             )
             # Not started yet, so no lock is needed to install the hook.
             thread._done_hook = self._hook
+            thread._bound_token = self._token  # its waits are cancellable
             thread.start()
             self._members.append(thread)
             self._index[thread] = index
@@ -530,6 +537,8 @@ class ThreadGroup:
                 thread.name = f"{self._name}-{index}"
             if isinstance(thread, ResultThread):
                 hooked = thread._set_done_hook(self._hook)
+                if not started:
+                    thread._bound_token = self._token
             elif not started:
                 self._wrap_run(thread)
             if not started:
@@ -571,6 +580,7 @@ class ThreadGroup:
 
         def run() -> None:
             me = threading.current_thread()
+            _binding.token = self._token  # the member's waits are cancellable
             try:
                 original()
             except BaseException as exc:  # the group gathers every failure
@@ -580,6 +590,7 @@ class ThreadGroup:
             finally:
                 # Break the thread -> run -> original -> thread cycle.
                 vars(me).pop("run", None)
+                _binding.token = None
                 self._member_ended(me)
 
         thread.run = run  # type: ignore[method-assign]
@@ -639,7 +650,11 @@ class ThreadGroup:
     # --- waiting --------------------------------------------------------------------
 
     def join_all(
-        self, timeout: float | None = None, *, include_daemon: bool = True
+        self,
+        timeout: float | None = None,
+        *,
+        include_daemon: bool = True,
+        cancel: CancelToken | None = None,
     ) -> bool:
         """Wait for the members under one deadline for all of them.
 
@@ -648,25 +663,54 @@ class ThreadGroup:
         Members spawned while it waits are waited for too.  The calling
         thread is skipped if it is a member.  It does not cancel anything.
 
+        Like every blocking wait of the library, it raises `Cancelled` when
+        `cancel` or the token bound to the calling thread (a member's group
+        token) is cancelled before the members have finished.
+
         Args:
             timeout: Seconds to wait at most; `None` waits as long as it takes.
             include_daemon: Whether daemon members are waited for too; pass
                 `False` to wait as the end of the block does.
+            cancel: A token whose cancellation ends the wait with `Cancelled`.
 
         Returns:
             `True` if every member waited for has finished, `False` if the
             timeout expired first.
 
         Raises:
+            Cancelled: if `cancel` or the calling thread's bound token was
+                cancelled while members waited for were still running.
             TypeError: if `timeout` is not `None` or a number.
             ValueError: if `timeout` is NaN.
         """
         check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
-        return not self._wait_members(deadline, include_daemon=include_daemon)
+        tokens = tokens_in_force(cancel)
+        if not tokens:
+            return not self._wait_members(deadline, include_daemon=include_daemon)
+        removers: list[Callable[[], bool]] = []
+        try:
+            for token in tokens:
+                # Appended one by one: those made before a failure are undone.
+                removers.append(token.add_callback(self._wake_waiters))  # noqa: PERF401
+            return not self._wait_members(
+                deadline, include_daemon=include_daemon, tokens=tokens
+            )
+        finally:
+            for remove in removers:
+                remove()
+
+    def _wake_waiters(self) -> None:
+        """Token callback of a cancellable join_all(): wake it up."""
+        with self._cond:
+            self._cond.notify_all()
 
     def _wait_members(
-        self, deadline: float | None, *, include_daemon: bool
+        self,
+        deadline: float | None,
+        *,
+        include_daemon: bool,
+        tokens: tuple[CancelToken, ...] = (),
     ) -> list[threading.Thread]:
         """Wait for members until `deadline`; return those still running."""
         current = threading.current_thread()
@@ -681,12 +725,21 @@ class ThreadGroup:
             for t in batch:
                 if t is current or (t.daemon and not include_daemon):
                     continue
-                if not self._wait_member(t, deadline):
+                if not self._wait_member(t, deadline, tokens):
                     running.append(t)
 
-    def _wait_member(self, t: threading.Thread, deadline: float | None) -> bool:
-        """Wait for one member until `deadline`; return whether it finished."""
-        if threading.current_thread() is not _MAIN:
+    def _wait_member(
+        self,
+        t: threading.Thread,
+        deadline: float | None,
+        tokens: tuple[CancelToken, ...] = (),
+    ) -> bool:
+        """Wait for one member until `deadline`; return whether it finished.
+
+        With `tokens`, the wait is on the condition, which their cancel
+        callback (`_wake_waiters`) notifies; raises `Cancelled`.
+        """
+        if not tokens and threading.current_thread() is not _MAIN:
             # Signals are handled in the main thread only: join is safe here.
             if deadline is None:
                 t.join()
@@ -698,6 +751,7 @@ class ThreadGroup:
                 t.join(remaining)
             return True
         while t.is_alive():
+            raise_if_any_cancelled(tokens)
             if deadline is None:
                 chunk = _POLL
             else:
@@ -709,7 +763,9 @@ class ThreadGroup:
                 self._waiters += 1
                 try:
                     ended = t in self._ended
-                    if not ended:
+                    # The raw flag: `cancelled` may run callbacks, which
+                    # take this lock.  A cancel after this check notifies.
+                    if not ended and not any(k._cancelled for k in tokens):
                         self._cond.wait(chunk)
                 finally:
                     self._waiters -= 1

@@ -1,16 +1,56 @@
-"""Blocking on a raw lock in a way that keeps Ctrl-C working everywhere."""
+"""Blocking waits that keep Ctrl-C working and that cancellation reaches.
+
+Every library wait that can block goes through `acquire()`.  Two things can
+end such a wait early besides the awaited event:
+
+- Ctrl-C: waits are made of timed acquires of at most `WAIT_SLICE`, so the
+  main thread runs signal handlers between two of them even where a blocked
+  acquire cannot be interrupted.
+- Cancellation: a `CancelToken` bound to the waiting thread (`bind_token`,
+  done for every `ThreadGroup` member) or passed explicitly (`cancel=`)
+  makes a wait that has to block raise `Cancelled` once the token is
+  cancelled.  A wait whose outcome is already there returns it.
+
+How a cancelled waiter is woken without polling: a waiter that may be
+cancelled sleeps on a `Parker`, a private one-shot latch, instead of on the
+shared lock.  The party that completes the wait releases the parkers it
+knows of (`ResultThread` and pool futures keep a list), and the waiter
+registers the parker's `release` as a callback on each token in force, so
+`cancel()` releases it too.  A parker is released at most once whoever
+comes first, so the two wake-ups never collide.  A plain lock that nobody
+releases as a parker can still be waited on under a token; the wait then
+checks the tokens every `CANCEL_POLL` seconds.
+
+With no token in force nothing of this runs: the wait costs what a timed
+acquire costs (one thread-local read, on the blocking path only).
+"""
 
 from __future__ import annotations
 
-import math
-import numbers
+import _thread
+import threading
 import time
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, final
+
+from ._errors import Cancelled
 
 if TYPE_CHECKING:
-    import _thread
+    from collections.abc import Callable
 
-__all__ = ["WAIT_SLICE", "acquire", "check_callable", "check_timeout"]
+    from ._cancel import CancelToken
+
+__all__ = [
+    "CANCEL_POLL",
+    "WAIT_SLICE",
+    "Parker",
+    "acquire",
+    "acquire_parker",
+    "check_callable",
+    "check_timeout",
+    "new_sleeper",
+    "raise_if_any_cancelled",
+    "tokens_in_force",
+]
 
 # The longest single blocking acquire while waiting.  Signal handlers run in
 # the main thread between two acquires, so Ctrl-C is noticed at least this
@@ -18,16 +58,151 @@ __all__ = ["WAIT_SLICE", "acquire", "check_callable", "check_timeout"]
 # 3.14), or when the kernel delivers SIGINT to another thread.
 WAIT_SLICE: Final = 0.25
 
+# How often a wait on a lock that is not a Parker checks its tokens.
+CANCEL_POLL: Final = 0.005
 
-def acquire(lock: _thread.LockType, timeout: float | None) -> bool:
+
+class _Binding(threading.local):
+    """The token bound to each thread; `None` unless `bind_token` set one."""
+
+    token: CancelToken | None = None
+
+
+_binding: Final = _Binding()
+
+
+@final
+class Parker:
+    """A one-shot latch for one waiter, released by whoever comes first.
+
+    Created held; `release()` opens it once and later calls do nothing, so
+    the completer of a wait and a token's cancellation may both release it.
+    """
+
+    __slots__ = ("_lock", "_once")
+
+    def __init__(self) -> None:
+        self._lock = _thread.allocate_lock()  # held until released once
+        self._lock.acquire()
+        self._once = _thread.allocate_lock()  # taken by the first release()
+
+    def release(self) -> None:
+        """Open the latch; a no-op after the first call."""
+        if self._once.acquire(blocking=False):
+            self._lock.release()
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Wait until released, as `Lock.acquire` does."""
+        return self._lock.acquire(blocking, timeout)
+
+
+def new_sleeper() -> _thread.LockType | Parker:
+    """A held latch for one waiter to sleep on until its waker releases it.
+
+    A `Parker` when a token is bound to the calling thread, so that the
+    token's cancellation can wake the waiter too; a plain lock otherwise.
+    """
+    if _binding.token is None:
+        lock = _thread.allocate_lock()
+        lock.acquire()
+        return lock
+    return Parker()
+
+
+def tokens_in_force(cancel: CancelToken | None) -> tuple[CancelToken, ...]:
+    """The tokens whose cancellation ends a wait: `cancel` and the bound one."""
+    bound = _binding.token
+    if cancel is None:
+        return () if bound is None else (bound,)
+    if bound is None or bound is cancel:
+        return (cancel,)
+    return (cancel, bound)
+
+
+def raise_if_any_cancelled(tokens: tuple[CancelToken, ...]) -> None:
+    """Raise `Cancelled` for the first cancelled token of `tokens`."""
+    for token in tokens:
+        if token.cancelled:
+            raise Cancelled(token.reason)
+
+
+def acquire(
+    lock: _thread.LockType | Parker,
+    timeout: float | None,
+    cancel: CancelToken | None = None,
+) -> bool:
     """Acquire `lock` within `timeout` seconds (`None`: no limit), in slices.
 
     Returns:
         Whether the lock was acquired.  A negative or zero `timeout` tries
         once without blocking.
+
+    Raises:
+        Cancelled: if the wait had to block and `cancel` or the token bound
+            to the calling thread is (or becomes) cancelled first.
     """
     if lock.acquire(blocking=False):
         return True
+    if cancel is not None or _binding.token is not None:
+        tokens = tokens_in_force(cancel)
+        if isinstance(lock, Parker):
+            return acquire_parker(lock, timeout, tokens)
+        return _acquire_polling(lock, timeout, tokens)
+    if timeout is None:
+        while not lock.acquire(timeout=WAIT_SLICE):
+            pass
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return lock.acquire(blocking=False)
+        if lock.acquire(timeout=min(remaining, WAIT_SLICE)):
+            return True
+
+
+def acquire_parker(
+    parker: Parker, timeout: float | None, tokens: tuple[CancelToken, ...]
+) -> bool:
+    """Wait on `parker`, which the tokens' cancellation also releases."""
+    if timeout is not None and timeout <= 0:
+        return parker.acquire(blocking=False)
+    raise_if_any_cancelled(tokens)
+    removers: list[Callable[[], bool]] = []
+    try:
+        for token in tokens:
+            # A token cancelled meanwhile runs the callback at once.  One
+            # by one, so that those made before a failure are undone.
+            removers.append(token.add_callback(parker.release))  # noqa: PERF401
+        acquired = _acquire_slices(parker, timeout)
+    finally:
+        for remove in removers:
+            remove()
+    raise_if_any_cancelled(tokens)
+    return acquired
+
+
+def _acquire_polling(
+    lock: _thread.LockType | Parker,
+    timeout: float | None,
+    tokens: tuple[CancelToken, ...],
+) -> bool:
+    """Wait on a lock only its owner releases, checking the tokens often."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        raise_if_any_cancelled(tokens)
+        if deadline is None:
+            chunk = CANCEL_POLL
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return lock.acquire(blocking=False)
+            chunk = min(remaining, CANCEL_POLL)
+        if lock.acquire(timeout=chunk):
+            return True
+
+
+def _acquire_slices(lock: Parker, timeout: float | None) -> bool:
     if timeout is None:
         while not lock.acquire(timeout=WAIT_SLICE):
             pass
@@ -53,11 +228,19 @@ def check_timeout(
     """
     if timeout is None and allow_none:
         return
-    if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
-        allowed = "None or a number" if allow_none else "a number"
-        msg = f"{name} must be {allowed} of seconds, not {type(timeout).__name__}"
-        raise TypeError(msg)
-    if math.isnan(timeout):
+    # `int` and `float` skip the imports below, kept off `import safethreads`.
+    if type(timeout) is float or type(timeout) is int:
+        is_nan = timeout != timeout  # noqa: PLR0124 - only NaN is unequal to itself
+    else:
+        import math  # noqa: PLC0415
+        import numbers  # noqa: PLC0415
+
+        if isinstance(timeout, bool) or not isinstance(timeout, numbers.Real):
+            allowed = "None or a number" if allow_none else "a number"
+            msg = f"{name} must be {allowed} of seconds, not {type(timeout).__name__}"
+            raise TypeError(msg)
+        is_nan = math.isnan(timeout)
+    if is_nan:
         msg = f"{name} must be a number of seconds, not NaN"
         raise ValueError(msg)
 

@@ -90,18 +90,17 @@ and to statistics documented as snapshots.
 
 from __future__ import annotations
 
+import _queue as queue  # the C module: `queue` also imports heapq
 import _thread
 import collections
 import contextvars
 import itertools
 import os
-import queue
 import threading
 import time
 import weakref
 from concurrent.futures import Executor, Future
 from concurrent.futures._base import PENDING, RUNNING
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, final
 
 from ._errors import BrokenWorkerPool, PoolFull
@@ -113,13 +112,20 @@ if TYPE_CHECKING:
     from types import TracebackType
     from typing import Self
 
-__all__ = ["WorkerPool", "WorkerPoolStats"]
+    from ._stats import WorkerPoolStats
+
+__all__ = ["OnFull", "WorkerPool"]
 
 R = TypeVar("R")
 T = TypeVar("T")
 P = ParamSpec("P")
 
 OnFull = Literal["block", "raise", "caller_runs"]
+"""What `submit` does when `max_pending` tasks are already queued.
+
+`"block"` waits for room, `"raise"` raises `PoolFull`, and `"caller_runs"`
+runs the task in the submitting thread.  Give it to `WorkerPool(on_full=...)`.
+"""
 _ON_FULL: Final[tuple[str, ...]] = ("block", "raise", "caller_runs")
 
 _allocate_lock = _thread.allocate_lock
@@ -139,30 +145,6 @@ _pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
 # Guards _pools (WeakSet is not safe to mutate and iterate concurrently).
 _pools_lock = threading.Lock()
 _pool_counter = itertools.count(1)
-
-
-@final
-@dataclass(frozen=True, slots=True)
-class WorkerPoolStats:
-    """A snapshot of a `WorkerPool`, taken under its lock by `stats()`.
-
-    Attributes:
-        workers: Worker threads alive.
-        idle: Workers waiting for a task.
-        queued: Tasks queued and not started.
-        running: Tasks running now (in workers, helping workers or callers).
-        completed: Tasks that returned.
-        failed: Tasks that raised.
-        cancelled: Tasks cancelled before they started.
-    """
-
-    workers: int
-    idle: int
-    queued: int
-    running: int
-    completed: int
-    failed: int
-    cancelled: int
 
 
 class _Worker:
@@ -977,6 +959,8 @@ class WorkerPool(Executor):
         Returns:
             A frozen `WorkerPoolStats`.
         """
+        from ._stats import WorkerPoolStats  # noqa: PLC0415 - slow to import
+
         with self._lock:
             workers = self._workers
             return WorkerPoolStats(

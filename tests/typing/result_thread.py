@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Future
 from typing import assert_type
 
-from safethreads import ResultThread, spawn
+from safethreads import CancelToken, ResultThread, spawn
 
 
 def _int_from(text: str, base: int = 10) -> int:
@@ -51,3 +51,34 @@ def check_class_based() -> None:
     t = _Words("a b")
     assert_type(t.result(), list[str])
     assert_type(t.compute(), list[str])
+
+
+class _RunOverride(ResultThread[int]):
+    # mypy compares an override with every base, threading.Thread.run
+    # (-> None) included; pyright accepts this line as it is.
+    def run(self) -> int:  # type: ignore[override]
+        return 1
+
+
+class _RunNone(ResultThread[None]):
+    def run(self) -> None:  # the threading idiom, unchanged
+        pass
+
+
+class _RunWrong(ResultThread[int]):
+    def run(self) -> str:  # type: ignore[override]
+        return "not an int"
+
+
+def check_run_override() -> None:
+    assert_type(_RunOverride().result(), int)
+    assert_type(_RunOverride().run(), int)
+    assert_type(_RunNone().result(), None)
+
+
+def check_cancel_keyword(token: CancelToken) -> None:
+    t = spawn(len, "abc")
+    assert_type(t.result(cancel=token), int)
+    assert_type(t.exception(1.0, cancel=token), BaseException | None)
+    assert_type(token.wait(1.0, cancel=CancelToken()), bool)
+    t.result(cancel=3)  # type: ignore[arg-type]
