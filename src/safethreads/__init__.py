@@ -32,6 +32,14 @@ import typing as _typing
 
 from ._cancel import CancelToken
 from ._errors import BrokenWorkerPool, Cancelled, PoolFull
+from ._fanout import (
+    BoundedExecutor,
+    FutureGroup,
+    ResultStream,
+    executor_imap_unordered,
+    executor_map,
+    submit_task,
+)
 from ._locked_dict import MISSING, LockedDict, LockedDictGuard, Missing
 from ._result_thread import ResultThread, spawn
 from ._thread_group import ThreadGroup
@@ -42,20 +50,26 @@ if _typing.TYPE_CHECKING:
 
 # Plain sorted() order (checked by the tests), not isort order.
 __all__ = (  # noqa: RUF022 - plain sorted() order, checked by tests/test_api.py
+    "BoundedExecutor",
     "BrokenWorkerPool",
     "CancelToken",
     "Cancelled",
+    "FutureGroup",
     "LockedDict",
     "LockedDictGuard",
     "MISSING",
     "Missing",
     "OnFull",
     "PoolFull",
+    "ResultStream",
     "ResultThread",
     "ThreadGroup",
     "WorkerPool",
     "WorkerPoolStats",
+    "executor_imap_unordered",
+    "executor_map",
     "spawn",
+    "submit_task",
 )
 
 # The installed version; read from the package metadata on first access,

@@ -1,0 +1,1375 @@
+"""Bounded, structured fan-out over any `concurrent.futures.Executor`.
+
+The same guarantees `WorkerPool` gives threads, for tasks that run wherever
+an executor sends them: a thread pool, a process pool, a cluster.
+
+Three pieces, each needing nothing from the executor but `submit()` and the
+`concurrent.futures.Future` it returns:
+
+- `executor_map` / `executor_imap_unordered`: lazy streams with at most
+  `buffersize` tasks in flight, one deadline, and cancellation of what has
+  not started when the consumer stops, a task fails or the deadline passes.
+  The stream is an iterator object, not a generator, so that closing it (or
+  dropping it) before the first `next()` still cancels the tasks submitted at
+  the call; it holds a future only until its result is handed out.
+- `BoundedExecutor`: an `Executor` wrapping another, with a bound on the tasks
+  submitted through it and not finished, and `WorkerPool`'s `on_full`
+  policies.  Its slots are released by done-callbacks, so the bound holds
+  whatever runs the tasks.
+- `FutureGroup`: a structured scope over futures.  Leaving its block waits
+  for every member future (until one deadline), gathers every failure into
+  one `ExceptionGroup`, and on the first failure (fail-fast), an error in the
+  body, the deadline or Ctrl-C cancels every member that has not started.  A
+  second Ctrl-C stops waiting.  Members are futures, not threads, so the
+  same scope works for any executor; a thread-based group can delegate to it
+  by making each member's outcome a future.
+
+Executors' gaps are handled here, not by the user:
+
+- Dask's `ClientExecutor` submits with `pure=True` by default, which makes
+  identical calls one task, and its relay to `concurrent.futures` fails in
+  Dask's event loop when a future is cancelled as its task finishes.
+  Submissions go through `submit_task`, which submits to such an executor's
+  client with `pure=False` (unless the user chose `pure` when creating the
+  executor) and relays the outcome itself.  The executor is recognised by
+  its class, looked up in `sys.modules`, so Dask is never imported here.
+- `shutdown(cancel_futures=...)` is passed on only to executors whose
+  `shutdown` accepts it; `BoundedExecutor` cancels the futures it handed out
+  itself, so the option works everywhere.
+- Futures that are not `concurrent.futures.Future` instances are refused with
+  a `TypeError` naming the executor, at the call that received them.
+
+Locks.  Each object has one lock, never held while user code runs, while a
+future's callbacks run, or while calling into the executor: done-callbacks
+may run in the submitting thread (a future already done), in a worker, or in
+an executor's event-loop thread (Dask), so they only change counts and
+lists under the lock and notify.
+"""
+
+from __future__ import annotations
+
+import _queue as queue  # the C module: `queue` also imports heapq
+import collections
+import itertools
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Executor, Future, InvalidStateError
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Final,
+    ParamSpec,
+    TypeVar,
+    final,
+)
+
+from ._errors import PoolFull
+from ._waiting import check_callable, check_timeout
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from types import TracebackType
+    from typing import Self
+
+    from ._worker_pool import OnFull
+
+__all__ = [
+    "BoundedExecutor",
+    "FutureGroup",
+    "ResultStream",
+    "executor_imap_unordered",
+    "executor_map",
+    "submit_task",
+]
+
+R = TypeVar("R")
+T = TypeVar("T")
+P = ParamSpec("P")
+
+_ON_FULL: Final[tuple[str, ...]] = ("block", "raise", "caller_runs")
+
+# Longest single wait, so that a waiting main thread services Ctrl-C.
+_POLL: Final = 0.05
+
+# The Ctrl-C that makes the end of a FutureGroup block stop waiting.
+_PRESSES_TO_ABANDON: Final = 2
+
+
+# --- submitting to any executor ---------------------------------------------------
+
+
+def _dask_executor_class() -> type | None:
+    """Dask's `ClientExecutor` class if Dask is loaded, without importing it."""
+    module = sys.modules.get("distributed.cfexecutor")
+    cls = getattr(module, "ClientExecutor", None) if module is not None else None
+    return cls if isinstance(cls, type) else None
+
+
+def _submit_to_dask(
+    executor: Executor,
+    fn: Callable[..., R],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> object:
+    """Submit to Dask's `ClientExecutor` as an impure task, with a safe relay.
+
+    The executor's own relay sets the outcome on its `concurrent.futures`
+    future without checking whether that future was cancelled meanwhile,
+    which fails with `InvalidStateError` in Dask's event loop whenever a
+    task finishes just as it is cancelled (fail-fast and early stops do
+    exactly that).  This relay checks.  It relies on the attributes the
+    executor has had since its first release; without them it falls back to
+    the executor's own `submit`.
+    """
+    client = getattr(executor, "_client", None)
+    chosen = getattr(executor, "_kwargs", None)
+    owned = getattr(executor, "_futures", None)
+    loop = getattr(client, "loop", None)
+    if client is None or not isinstance(chosen, dict) or owned is None or loop is None:
+        options = dict(kwargs)
+        options.setdefault("pure", False)
+        return executor.submit(fn, *args, **options)
+    if getattr(executor, "_shutdown", False):
+        msg = "cannot schedule new futures after shutdown"
+        raise RuntimeError(msg)
+    options = {"pure": False, **chosen, **kwargs}
+    dask_future = client.submit(fn, *args, **options)
+    owned.add(dask_future)  # so that the executor's shutdown waits for it
+    future: Future[R] = Future()
+
+    def on_cancel(f: Future[R]) -> None:
+        # Possibly in Dask's event loop (a member failing cancels others):
+        # never block here; the loop cancels the task when it gets to it.
+        if f.cancelled():
+            loop.add_callback(_cancel_dask_task, client, dask_future)
+
+    future.add_done_callback(on_cancel)
+    loop.add_callback(_relay_dask_outcome, dask_future, future)
+    return future
+
+
+async def _cancel_dask_task(client: Any, dask_future: Any) -> None:
+    await client.cancel([dask_future], asynchronous=True)
+
+
+async def _relay_dask_outcome(dask_future: Any, future: Future[Any]) -> None:
+    """Wait (in Dask's event loop) for a Dask future; copy its outcome."""
+    outcome = await dask_future._result(raiseit=False)
+    status = dask_future.status
+    try:
+        if status == "finished":
+            future.set_result(outcome)
+        elif status == "cancelled":
+            if future.cancel():
+                future.set_running_or_notify_cancel()
+        else:
+            _, exc, tb = outcome
+            future.set_exception(exc.with_traceback(tb))
+    except InvalidStateError:
+        pass  # cancelled by its owner meanwhile: nobody wants the outcome
+
+
+def submit_task(
+    executor: Executor, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+) -> Future[R]:
+    """Submit `fn(*args, **kwargs)` to `executor`, smoothing over its quirks.
+
+    Every task the scale-out helpers submit goes through here.  Tasks for a
+    Dask `ClientExecutor` are submitted with `pure=False` (unless the
+    executor was made with its own `pure`), so that identical calls are
+    separate tasks, and their outcome is relayed safely to a future that
+    may be cancelled at any time.
+
+    ```python
+    from concurrent.futures import ThreadPoolExecutor
+
+    from safethreads import submit_task
+
+    with ThreadPoolExecutor(2) as pool:
+        assert submit_task(pool, pow, 2, 5).result(timeout=5) == 32
+    ```
+
+    Args:
+        executor: Any `concurrent.futures.Executor`.
+        fn: The callable to run.
+        *args: Positional arguments for `fn`.
+        **kwargs: Keyword arguments for `fn`.
+
+    Returns:
+        The future `executor.submit` returned.
+
+    Raises:
+        TypeError: if `executor` is not an `Executor`, or its `submit`
+            returned something that is not a `concurrent.futures.Future`.
+    """
+    _check_executor(executor)
+    dask = _dask_executor_class()
+    if dask is not None and isinstance(executor, dask):
+        future: object = _submit_to_dask(executor, fn, args, kwargs)
+    else:
+        future = executor.submit(fn, *args, **kwargs)
+    return _checked_future(executor, future)
+
+
+def _check_executor(executor: object) -> None:
+    if not isinstance(executor, Executor):
+        msg = (
+            "executor must be a concurrent.futures.Executor, not "
+            f"{type(executor).__name__}; wrap other engines in an Executor"
+        )
+        raise TypeError(msg)
+
+
+def _checked_future(executor: object, future: object) -> Future[Any]:
+    if isinstance(future, Future):
+        return future
+    cancel = getattr(future, "cancel", None)
+    if callable(cancel):
+        cancel()
+    msg = (
+        f"{type(executor).__name__}.submit returned {type(future).__name__}, "
+        "not a concurrent.futures.Future; use an executor that returns "
+        "standard futures (for Dask: client.get_executor())"
+    )
+    raise TypeError(msg)
+
+
+def _check_buffersize(buffersize: object) -> None:
+    if buffersize is None:
+        return
+    if not isinstance(buffersize, int) or isinstance(buffersize, bool):
+        msg = f"buffersize must be an int, got {type(buffersize).__name__}"
+        raise TypeError(msg)
+    if buffersize < 1:
+        msg = f"buffersize must be None or >= 1, got {buffersize}"
+        raise ValueError(msg)
+
+
+def _cancel_all(futures: Iterable[Future[Any]]) -> None:
+    for future in futures:
+        future.cancel()
+
+
+# --- lazy bounded streams ---------------------------------------------------------
+
+
+class ResultStream(Iterator[R]):
+    """The results of `executor_map` or `executor_imap_unordered`, as they come.
+
+    An iterator with a `close()` method, and a context manager that closes
+    it.  Closing (or dropping) the stream cancels every task it submitted
+    that has not started, even before the first `next()`; that is why it is
+    not a generator.  A result is not kept once `next()` has returned it.
+
+    Thread safety: one thread at a time may advance a stream (a second gets
+    `RuntimeError`, as a generator would raise `ValueError`); `close()` may
+    be called from any thread.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_busy",
+        "_closed",
+        "_deadline",
+        "_fn",
+        "_input_error",
+        "_inputs",
+    )
+
+    def __init__(
+        self,
+        fn: Callable[..., R],
+        inputs: Iterator[tuple[Any, ...]] | None,
+        deadline: float | None,
+    ) -> None:
+        self._fn = fn
+        # The inputs not yet submitted; None once exhausted (or eager).
+        self._inputs = inputs
+        self._deadline = deadline
+        self._closed = False
+        # An exception the input raised, re-raised by the next `next()`: the
+        # result already in hand when the input broke is handed out first.
+        self._input_error: BaseException | None = None
+        # Held while a thread advances the stream: like a generator, a
+        # stream is consumed by one thread at a time.
+        self._busy = threading.Lock()
+
+    def __iter__(self) -> Self:
+        """Return the stream itself."""
+        return self
+
+    def __next__(self) -> R:
+        """Return the next result.
+
+        Raises:
+            StopIteration: once every result was returned, or the stream
+                was closed.
+            TimeoutError: if the deadline passed.
+            RuntimeError: if another thread is advancing the stream.
+            BaseException: the exception a task or the input raised.
+        """
+        raise NotImplementedError  # pragma: no cover - overridden
+
+    def __enter__(self) -> Self:
+        """Return the stream; leaving the block closes it."""
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        """Close the stream."""
+        self.close()
+
+    def __del__(self) -> None:
+        """Close the stream: its tasks not started are not left to run."""
+        self.close()
+
+    def _remaining(self) -> float | None:
+        if self._deadline is None:
+            return None
+        return max(0.0, self._deadline - time.monotonic())
+
+    def _next_input(self) -> tuple[Any, ...] | None:
+        """The next arguments to submit, or None.
+
+        If the input raises, the stream is closed (its tasks cancelled) and
+        the exception kept for the next `next()`.
+        """
+        inputs = self._inputs
+        if inputs is None:
+            return None
+        try:
+            args = next(inputs, None)
+        except BaseException as exc:
+            self.close()
+            self._input_error = exc
+            return None
+        if args is None:
+            self._inputs = None
+        return args
+
+    def _enter(self) -> None:
+        if not self._busy.acquire(blocking=False):
+            msg = "the stream is being advanced by another thread; use one per thread"
+            raise RuntimeError(msg)
+        error, self._input_error = self._input_error, None
+        if error is not None:
+            self._busy.release()
+            raise error
+
+    def close(self) -> None:
+        """Stop the stream: cancel every task not started, submit no more.
+
+        Safe to call several times and from any thread.
+        """
+        raise NotImplementedError  # pragma: no cover - overridden
+
+
+@final
+class _OrderedStream(ResultStream[R]):
+    __slots__ = ("_executor", "_futures")
+
+    def __init__(
+        self,
+        executor: Executor,
+        fn: Callable[..., R],
+        futures: collections.deque[Future[R]],
+        inputs: Iterator[tuple[Any, ...]] | None,
+        deadline: float | None,
+    ) -> None:
+        super().__init__(fn, inputs, deadline)
+        self._executor = executor
+        self._futures = futures
+
+    def __next__(self) -> R:
+        self._enter()
+        try:
+            if self._closed or not self._futures:
+                self._closed = True
+                raise StopIteration
+            future = self._futures.popleft()
+            try:
+                value = future.result(self._remaining())
+            except BaseException:
+                # A late task is not left to run (one that failed is done).
+                future.cancel()
+                self.close()
+                raise
+            del future
+            args = self._next_input()
+            if args is not None:
+                try:
+                    self._futures.append(submit_task(self._executor, self._fn, *args))
+                except BaseException:
+                    self.close()
+                    raise
+            return value
+        finally:
+            self._busy.release()
+
+    def close(self) -> None:
+        """Stop the stream: cancel every task not started, submit no more."""
+        self._closed = True
+        self._inputs = None
+        futures = self._futures
+        while futures:
+            try:
+                future = futures.popleft()
+            except IndexError:  # emptied by a concurrent close()
+                break
+            future.cancel()
+
+
+@final
+class _UnorderedStream(ResultStream[R]):
+    __slots__ = ("_done", "_executor", "_in_flight")
+
+    def __init__(  # noqa: PLR0917 - private, called from one place
+        self,
+        executor: Executor,
+        fn: Callable[..., R],
+        done: queue.SimpleQueue[Future[R]],
+        in_flight: set[Future[R]],
+        inputs: Iterator[tuple[Any, ...]] | None,
+        deadline: float | None,
+    ) -> None:
+        super().__init__(fn, inputs, deadline)
+        self._executor = executor
+        self._done = done
+        self._in_flight = in_flight
+
+    def __next__(self) -> R:
+        self._enter()
+        try:
+            if self._closed or not self._in_flight:
+                self._closed = True
+                raise StopIteration
+            try:
+                future = self._take()
+                value = future.result(timeout=0)
+            except BaseException:
+                self.close()
+                raise
+            del future
+            args = self._next_input()
+            if args is not None:
+                try:
+                    nxt = submit_task(self._executor, self._fn, *args)
+                    self._in_flight.add(nxt)
+                    nxt.add_done_callback(self._done.put)
+                except BaseException:
+                    self.close()
+                    raise
+            return value
+        finally:
+            self._busy.release()
+
+    def _take(self) -> Future[R]:
+        """Wait (in slices, for Ctrl-C) for the next finished future."""
+        while True:
+            if self._closed:  # by close() from another thread meanwhile
+                raise StopIteration
+            remaining = self._remaining()
+            wait = _POLL if remaining is None else min(remaining, _POLL)
+            try:
+                future = self._done.get(timeout=wait)
+            except queue.Empty:
+                if remaining is not None and remaining <= 0:
+                    n = len(self._in_flight)
+                    msg = f"{n} tasks unfinished at the deadline"
+                    raise TimeoutError(msg) from None
+                continue
+            if future in self._in_flight:
+                self._in_flight.discard(future)
+                return future
+
+    def close(self) -> None:
+        """Stop the stream: cancel every task not started, submit no more."""
+        self._closed = True
+        self._inputs = None
+        in_flight, self._in_flight = self._in_flight, set()
+        _cancel_all(in_flight)
+        # Drop finished futures still queued, with their results.
+        while True:
+            try:
+                self._done.get_nowait()
+            except queue.Empty:
+                break
+
+
+def executor_map(
+    executor: Executor,
+    fn: Callable[..., R],
+    *iterables: Iterable[Any],
+    timeout: float | None = None,
+    buffersize: int | None = None,
+) -> ResultStream[R]:
+    """Map `fn` over `zip(*iterables)` on any executor, lazily and in order.
+
+    Python 3.14's `Executor.map(buffersize=)` for every executor and version:
+    with `buffersize=N`, the first N inputs are submitted at once and one
+    more each time a result is taken, so at most N tasks are in flight and
+    endless inputs work.  Without `buffersize` every input is submitted
+    before this returns (the input must be finite).
+
+    When the consumer stops early (calls `close()`, leaves a `with` block
+    around the iterator, or drops it), a task fails, the input raises, or
+    the deadline passes, every task not yet started is cancelled.  A result
+    is not kept once it has been handed out.
+
+    ```python
+    from concurrent.futures import ThreadPoolExecutor
+    from itertools import count
+
+    from safethreads import executor_map
+
+    with ThreadPoolExecutor(4) as pool:
+        squares = executor_map(pool, pow, count(), [2] * 5, buffersize=2)
+        assert list(squares) == [0, 1, 4, 9, 16]
+    ```
+
+    Thread safety: one thread at a time may advance the iterator (a second
+    gets `RuntimeError`); `close()` may be called from any thread.
+
+    Args:
+        executor: Any `concurrent.futures.Executor`; tasks go through
+            `submit_task` (for Dask, as impure tasks).
+        fn: Called with one item of each iterable; for process pools and
+            clusters it must be picklable.
+        *iterables: The inputs, zipped.
+        timeout: Seconds from this call until the last result must be
+            available; one deadline for the whole iteration.
+        buffersize: The most tasks in flight, or `None` for eager
+            submission.
+
+    Returns:
+        A `ResultStream` of the results in input order.
+
+    Raises:
+        ValueError: if `buffersize` is less than 1, or `timeout` is NaN.
+        TypeError: if `executor` is not an `Executor`, `fn` is not callable,
+            `buffersize` is not an int, or `timeout` is not a number.
+        TimeoutError: from the iterator, if the deadline passes.
+        BaseException: from the iterator, the exception a task raised.
+    """
+    _check_executor(executor)
+    check_callable(fn, "fn")
+    check_timeout(timeout)
+    _check_buffersize(buffersize)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    args_iter = zip(*iterables, strict=False)
+    first = args_iter if buffersize is None else itertools.islice(args_iter, buffersize)
+    futures: collections.deque[Future[R]] = collections.deque()
+    try:
+        for args in first:
+            futures.append(submit_task(executor, fn, *args))
+    except BaseException:
+        _cancel_all(futures)
+        raise
+    return _OrderedStream(
+        executor, fn, futures, None if buffersize is None else args_iter, deadline
+    )
+
+
+def executor_imap_unordered(
+    executor: Executor,
+    fn: Callable[[T], R],
+    iterable: Iterable[T],
+    *,
+    timeout: float | None = None,
+    buffersize: int | None = None,
+) -> ResultStream[R]:
+    """Map `fn` over `iterable` on any executor, yielding in completion order.
+
+    Submission works as for `executor_map`: eager without `buffersize`,
+    otherwise at most `buffersize` tasks in flight, the next input submitted
+    each time a result is taken.  Early stop, a failure, an input that raises
+    or the deadline cancel every task not yet started.
+
+    ```python
+    from concurrent.futures import ThreadPoolExecutor
+
+    from safethreads import executor_imap_unordered
+
+    with ThreadPoolExecutor(4) as pool:
+        got = executor_imap_unordered(pool, abs, range(-3, 0), buffersize=2)
+        assert sorted(got) == [1, 2, 3]
+    ```
+
+    Args:
+        executor: Any `concurrent.futures.Executor`.
+        fn: Called with each item.
+        iterable: The inputs.
+        timeout: Seconds from this call until the last result must be
+            available.
+        buffersize: The most tasks in flight, or `None` for eager
+            submission.
+
+    Returns:
+        A `ResultStream` of the results, each as soon as its task finishes.
+
+    Raises:
+        ValueError: if `buffersize` is less than 1, or `timeout` is NaN.
+        TypeError: if `executor` is not an `Executor`, `fn` is not callable,
+            `buffersize` is not an int, or `timeout` is not a number.
+        TimeoutError: from the iterator, if the deadline passes.
+        BaseException: from the iterator, the exception a task raised.
+    """
+    _check_executor(executor)
+    check_callable(fn, "fn")
+    check_timeout(timeout)
+    _check_buffersize(buffersize)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    done: queue.SimpleQueue[Future[R]] = queue.SimpleQueue()
+    in_flight: set[Future[R]] = set()
+    args_iter = zip(iterable, strict=False)
+    first = args_iter if buffersize is None else itertools.islice(args_iter, buffersize)
+    try:
+        for (item,) in first:
+            future = submit_task(executor, fn, item)
+            in_flight.add(future)
+            future.add_done_callback(done.put)
+    except BaseException:
+        _cancel_all(in_flight)
+        raise
+    return _UnorderedStream(
+        executor,
+        fn,
+        done,
+        in_flight,
+        None if buffersize is None else args_iter,
+        deadline,
+    )
+
+
+# --- backpressure over any executor -----------------------------------------------
+
+
+def _shutdown_executor(executor: Executor, wait: bool, cancel_futures: bool) -> None:
+    """Call `executor.shutdown`, passing `cancel_futures` only if it takes it."""
+    if cancel_futures:
+        # Imported here: `inspect` costs milliseconds, and `import
+        # safethreads` stays cheap (only this rare path needs it).
+        import inspect  # noqa: PLC0415
+
+        try:
+            params = inspect.signature(executor.shutdown).parameters
+        except (TypeError, ValueError):  # pragma: no cover - builtins
+            params = {}  # type: ignore[assignment]
+        takes = "cancel_futures" in params or any(
+            p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()
+        )
+        if takes:
+            executor.shutdown(wait, cancel_futures=True)
+            return
+    executor.shutdown(wait)
+
+
+@final
+class BoundedExecutor(Executor):
+    """An `Executor` that bounds the tasks another executor has in hand.
+
+    At most `max_pending` tasks submitted through it are unfinished at any
+    time; a slot frees when a task's future is done (finished, failed or
+    cancelled).  When every slot is taken, `on_full` chooses, as for
+    `WorkerPool`: `"block"` waits for a slot, `"raise"` raises `PoolFull`,
+    `"caller_runs"` runs the task in the submitting thread.  `try_submit`
+    never blocks.  `map` is `executor_map` (lazy with `buffersize`).
+
+    ```python
+    from concurrent.futures import ThreadPoolExecutor
+
+    from safethreads import BoundedExecutor
+
+    with BoundedExecutor(ThreadPoolExecutor(4), max_pending=8) as pool:
+        futures = [pool.submit(pow, 2, i) for i in range(20)]
+        assert [f.result(timeout=5) for f in futures][:3] == [1, 2, 4]
+        assert pool.pending <= 8
+    ```
+
+    The wrapper owns the wrapped executor: `shutdown()` shuts it down too.
+    `shutdown(cancel_futures=True)` cancels the tasks submitted through the
+    wrapper itself, so it works on executors whose `shutdown` has no such
+    option (Dask's); on executors whose futures can be cancelled while
+    running (Dask's), running tasks are cancelled too.
+
+    Thread safety: every method may be called from any thread.
+
+    Args:
+        executor: The executor that runs the tasks.
+        max_pending: The most tasks submitted and not finished; at least 1.
+        on_full: What `submit` does when `max_pending` tasks are unfinished.
+
+    Raises:
+        TypeError: if `executor` is not an `Executor` or `max_pending` is not
+            an int.
+        ValueError: if `max_pending` is less than 1 or `on_full` is not one
+            of the three policies.
+    """
+
+    def __init__(
+        self, executor: Executor, *, max_pending: int, on_full: OnFull = "block"
+    ) -> None:
+        _check_executor(executor)
+        given: object = max_pending  # typed int, but checked at runtime
+        if not isinstance(given, int) or isinstance(given, bool):
+            msg = f"max_pending must be an int, got {type(given).__name__}"
+            raise TypeError(msg)
+        if max_pending < 1:
+            msg = f"max_pending must be >= 1, got {max_pending}"
+            raise ValueError(msg)
+        if on_full not in _ON_FULL:
+            choices = ", ".join(map(repr, _ON_FULL))
+            msg = f"on_full must be one of {choices}, got {on_full!r}"
+            raise ValueError(msg)
+        self._executor: Final = executor
+        self._max_pending: Final = max_pending
+        self._on_full: Final = on_full
+        # Guards _pending, _futures and _shutdown; _room (over it) is
+        # notified when a slot frees or the wrapper shuts down.
+        self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)
+        self._pending = 0  # slots taken: submits in progress + unfinished futures
+        self._futures: set[Future[Any]] = set()  # unfinished, for cancel_futures
+        self._shutdown = False
+        self._release = self._task_done  # one bound method for every future
+
+    @property
+    def executor(self) -> Executor:
+        """The wrapped executor."""
+        return self._executor
+
+    @property
+    def max_pending(self) -> int:
+        """The bound on unfinished tasks."""
+        return self._max_pending
+
+    @property
+    def pending(self) -> int:
+        """Tasks submitted and not finished (a snapshot, may be stale)."""
+        with self._lock:
+            return self._pending
+
+    def __repr__(self) -> str:
+        """Show the wrapped executor and the slots taken."""
+        return (
+            f"<BoundedExecutor {type(self._executor).__name__} "
+            f"pending={self.pending}/{self._max_pending} on_full={self._on_full!r}>"
+        )
+
+    def submit(
+        self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[R]:
+        """Submit `fn(*args, **kwargs)` to the wrapped executor, within the bound.
+
+        Args:
+            fn: The callable to run.
+            *args: Positional arguments for `fn`.
+            **kwargs: Keyword arguments for `fn`.
+
+        Returns:
+            The task's future (for `"caller_runs"` on a full wrapper, a
+            future already done).
+
+        Raises:
+            RuntimeError: if the wrapper has been shut down (also while
+                `submit` waits for a slot).
+            PoolFull: if every slot is taken and `on_full="raise"`.
+            TypeError: if `fn` is not callable, or the wrapped executor
+                returned something other than a `concurrent.futures.Future`.
+        """
+        check_callable(fn, "fn")
+        if not self._take_slot(self._on_full):
+            return _run_here(fn, args, kwargs)
+        return self._submit_in_slot(fn, args, kwargs)
+
+    def try_submit(
+        self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[R] | None:
+        """Submit `fn(*args, **kwargs)` if a slot is free now; never block.
+
+        Args:
+            fn: The callable to run.
+            *args: Positional arguments for `fn`.
+            **kwargs: Keyword arguments for `fn`.
+
+        Returns:
+            The future, or `None` if `max_pending` tasks are unfinished (the
+            task is then not submitted at all).
+
+        Raises:
+            RuntimeError: if the wrapper has been shut down.
+            TypeError: if `fn` is not callable.
+        """
+        check_callable(fn, "fn")
+        if not self._take_slot(None):
+            return None
+        return self._submit_in_slot(fn, args, kwargs)
+
+    def _submit_in_slot(
+        self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Future[R]:
+        try:
+            future = submit_task(self._executor, fn, *args, **kwargs)
+        except BaseException:
+            self._free_slot()
+            raise
+        with self._lock:
+            self._futures.add(future)
+        # Runs at once if the future is already done, freeing the slot.
+        future.add_done_callback(self._release)
+        return future
+
+    def _take_slot(self, policy: str | None) -> bool:
+        """Take a slot; False: none free and the policy says not to wait."""
+        with self._lock:
+            while True:
+                if self._shutdown:
+                    msg = "cannot schedule new futures after shutdown"
+                    raise RuntimeError(msg)
+                if self._pending < self._max_pending:
+                    self._pending += 1
+                    return True
+                if policy is None or policy == "caller_runs":
+                    return False
+                if policy == "raise":
+                    msg = (
+                        f"{self._max_pending} tasks are unfinished; retry later, "
+                        "or choose on_full='block' or 'caller_runs'"
+                    )
+                    raise PoolFull(msg)
+                # Timed, so that a waiting main thread services Ctrl-C.
+                self._room.wait(_POLL * 5)
+
+    def _free_slot(self) -> None:
+        with self._lock:
+            self._pending -= 1
+            self._room.notify()
+
+    def _task_done(self, future: Future[Any]) -> None:
+        with self._lock:
+            if future in self._futures:
+                self._futures.discard(future)
+                self._pending -= 1
+                self._room.notify()
+
+    def map(
+        self,
+        fn: Callable[..., R],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> ResultStream[R]:
+        """`executor_map` through this wrapper: lazy and bounded with `buffersize`.
+
+        Args:
+            fn: Called with one item of each iterable.
+            *iterables: The inputs, zipped.
+            timeout: Seconds from this call until the last result.
+            chunksize: Accepted for compatibility and ignored; must be >= 1.
+            buffersize: The most tasks in flight, or `None` for eager
+                submission (still bounded by `max_pending`).
+
+        Returns:
+            An iterator of the results in input order.
+
+        Raises:
+            ValueError: if `buffersize` or `chunksize` is less than 1.
+            TypeError: if an argument has the wrong type.
+        """
+        given: object = chunksize  # typed int, but checked at runtime
+        if not isinstance(given, int) or isinstance(given, bool):
+            msg = f"chunksize must be an int, got {type(given).__name__}"
+            raise TypeError(msg)
+        if chunksize < 1:
+            msg = f"chunksize must be >= 1, got {chunksize}"
+            raise ValueError(msg)
+        return executor_map(
+            self, fn, *iterables, timeout=timeout, buffersize=buffersize
+        )
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop accepting tasks, then shut the wrapped executor down.
+
+        Idempotent.
+
+        Args:
+            wait: Return only after the wrapped executor's tasks are done.
+            cancel_futures: Cancel the tasks submitted through this wrapper
+                that have not started (and pass the option on to the
+                wrapped executor if its `shutdown` takes it).
+        """
+        with self._lock:
+            self._shutdown = True
+            self._room.notify_all()
+            mine = list(self._futures) if cancel_futures else []
+        _cancel_all(mine)
+        _shutdown_executor(self._executor, wait, cancel_futures)
+
+    def _check(self) -> None:
+        with self._lock:
+            assert 0 <= self._pending <= self._max_pending
+            assert len(self._futures) <= self._pending
+
+
+def _run_here(
+    fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Future[R]:
+    """Run a task in the calling thread; return its outcome as a done future."""
+    future: Future[R] = Future()
+    future.set_running_or_notify_cancel()
+    try:
+        result = fn(*args, **kwargs)
+    except BaseException as exc:
+        future.set_exception(exc)
+        if not isinstance(exc, Exception):
+            raise
+    else:
+        future.set_result(result)
+    return future
+
+
+# --- a structured scope over futures ----------------------------------------------
+
+
+class _GroupState:
+    NEW: Final = "new"
+    OPEN: Final = "open"
+    CLOSING: Final = "closing"
+    CLOSED: Final = "closed"
+
+
+_group_numbers = itertools.count(1)
+_group_numbers_lock = threading.Lock()  # guards _group_numbers
+
+
+def _next_group_name() -> str:
+    with _group_numbers_lock:
+        return f"FutureGroup-{next(_group_numbers)}"
+
+
+@final
+class FutureGroup:
+    """A scope for futures: leaving the block waits for them and raises their errors.
+
+    The structured-concurrency rules of `ThreadGroup`, for tasks run by any
+    executor (threads, processes, a cluster): members are futures, made by
+    `submit` on the group's executor or adopted with `add`.
+
+    ```python
+    from concurrent.futures import ThreadPoolExecutor
+
+    from safethreads import FutureGroup
+
+    with ThreadPoolExecutor(4) as pool, FutureGroup(pool, timeout=30) as group:
+        futures = [group.submit(pow, i, 2) for i in range(4)]
+    # Every member has finished here.
+    assert [f.result(timeout=0) for f in futures] == [0, 1, 4, 9]
+    ```
+
+    Rules:
+
+    - Scope: leaving the block waits for every member, including members
+      added while it waits, until the deadline.
+    - Errors: member failures are gathered, in submission order, into one
+      `ExceptionGroup` (a `BaseExceptionGroup` if one is not an
+      `Exception`), each with a note naming its member.  If the body raised,
+      its exception comes first.  A cancelled member is not a failure.
+    - Cancellation: the first failure (with `fail_fast`, the default), an
+      exception from the body, `cancel()`, the deadline and Ctrl-C cancel
+      every member not yet started; once the group is cancelled, `submit`
+      returns futures already cancelled instead of starting work.  Running
+      tasks are left to finish, except on executors that can cancel them
+      (Dask).
+    - Deadline: `timeout` counts from entering the block.  When it passes,
+      the group cancels what it can and raises `TimeoutError` naming the
+      members still unfinished (inside the group if there were errors too);
+      it does not wait for them.  A member that fails after the block
+      ended is reported through `threading.excepthook`.
+    - Ctrl-C (in the body or during the final wait) cancels and keeps
+      waiting for the running members; a second Ctrl-C stops waiting.
+      `KeyboardInterrupt` propagates either way, with a note listing the
+      failures it hides.
+
+    Thread safety: `submit`, `add`, `cancel` and the properties may be
+    called from any thread (a task may add to its own group); `futures` is a
+    snapshot.
+
+    Args:
+        executor: Where `submit` sends tasks; `None` for a group that only
+            adopts futures with `add`.
+        name: The group's name, used in errors and notes.
+        fail_fast: Whether the first member failure cancels the group.
+        timeout: Seconds from entering the block until every member must
+            have finished; `None` for no deadline.
+
+    Raises:
+        TypeError: if `executor` is not an `Executor` or `None`, or
+            `timeout` is not a number.
+        ValueError: if `timeout` is negative or NaN.
+    """
+
+    __slots__ = (
+        "_cancelled",
+        "_cond",
+        "_deadline",
+        "_executor",
+        "_fail_fast",
+        "_failures",
+        "_futures",
+        "_hook",
+        "_index",
+        "_lock",
+        "_name",
+        "_state",
+        "_timeout",
+        "_unfinished",
+    )
+
+    def __init__(
+        self,
+        executor: Executor | None = None,
+        *,
+        name: str | None = None,
+        fail_fast: bool = True,
+        timeout: float | None = None,
+    ) -> None:
+        """Create a group; enter it with `with` to submit members."""
+        if executor is not None:
+            _check_executor(executor)
+        check_timeout(timeout)
+        if timeout is not None and timeout < 0:
+            msg = f"timeout must be None or at least 0, not {timeout!r}"
+            raise ValueError(msg)
+        self._executor = executor
+        self._name = _next_group_name() if name is None else name
+        self._fail_fast = fail_fast
+        self._timeout = timeout
+        self._deadline: float | None = None
+        # Guards everything below; _cond (over it) is notified when the last
+        # unfinished member ends.
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._state = _GroupState.NEW
+        self._futures: list[Future[Any]] = []
+        self._index: dict[Future[Any], int] = {}
+        self._unfinished = 0
+        self._failures: list[tuple[int, BaseException]] = []
+        self._cancelled = False
+        self._hook = self._member_done  # one bound method for every member
+
+    @property
+    def name(self) -> str:
+        """The group's name."""
+        return self._name
+
+    @property
+    def futures(self) -> tuple[Future[Any], ...]:
+        """The members in submission order (a snapshot)."""
+        with self._lock:
+            return tuple(self._futures)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether the group was cancelled (by any of the causes above)."""
+        with self._lock:
+            return self._cancelled
+
+    def __repr__(self) -> str:
+        """Show the name, the state and the number of members."""
+        with self._lock:
+            return (
+                f"<FutureGroup {self._name!r} {self._state} "
+                f"members={len(self._futures)} unfinished={self._unfinished}>"
+            )
+
+    # --- members --------------------------------------------------------------------
+
+    def submit(
+        self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Future[R]:
+        """Submit `fn(*args, **kwargs)` to the group's executor as a member.
+
+        Args:
+            fn: The callable to run.
+            *args: Positional arguments for `fn`.
+            **kwargs: Keyword arguments for `fn`.
+
+        Returns:
+            The member's future; already cancelled, and nothing submitted,
+            if the group has been cancelled.
+
+        Raises:
+            RuntimeError: if the group has no executor, or its block has not
+                been entered or has ended.
+            TypeError: if `fn` is not callable.
+        """
+        check_callable(fn, "fn")
+        executor = self._executor
+        if executor is None:
+            msg = (
+                f"group {self._name!r} has no executor; pass one to "
+                "FutureGroup(executor) or submit elsewhere and add() the future"
+            )
+            raise RuntimeError(msg)
+        with self._lock:
+            self._check_open("submit to")
+            cancelled = self._cancelled
+        if cancelled:
+            future: Future[R] = Future()
+            future.cancel()
+            future.set_running_or_notify_cancel()
+        else:
+            future = submit_task(executor, fn, *args, **kwargs)
+        return self.add(future)
+
+    def add(self, future: Future[R]) -> Future[R]:
+        """Make `future` a member: the block waits for it and raises its error.
+
+        Args:
+            future: A `concurrent.futures.Future` from any executor.
+
+        Returns:
+            `future`, for chaining.
+
+        Raises:
+            RuntimeError: if the block has not been entered or has ended.
+            TypeError: if `future` is not a `concurrent.futures.Future`.
+        """
+        given: object = future
+        if not isinstance(given, Future):
+            msg = (
+                "a member must be a concurrent.futures.Future, not "
+                f"{type(given).__name__}; for Dask use client.get_executor()"
+            )
+            raise TypeError(msg)
+        with self._lock:
+            self._check_open("add to")
+            if future in self._index:
+                return future
+            self._index[future] = len(self._futures)
+            self._futures.append(future)
+            self._unfinished += 1
+            cancel = self._cancelled
+        if cancel:
+            future.cancel()
+        # Runs at once if the future is already done.
+        future.add_done_callback(self._hook)
+        return future
+
+    def _check_open(self, action: str) -> None:
+        # With the lock held.
+        if self._state in (_GroupState.OPEN, _GroupState.CLOSING):
+            return
+        where = "has not been entered" if self._state == _GroupState.NEW else "ended"
+        msg = f"cannot {action} group {self._name!r}: its block {where}"
+        raise RuntimeError(msg)
+
+    def _member_done(self, future: Future[Any]) -> None:
+        # In whichever thread completed the future: counts and lists only.
+        exc = None if future.cancelled() else future.exception(timeout=0)
+        cancel_now = late = False
+        with self._lock:
+            index = self._index.get(future)
+            if index is None:  # pragma: no cover - only members are hooked
+                return
+            self._unfinished -= 1
+            if exc is not None:
+                if self._state == _GroupState.CLOSED:
+                    late = True
+                else:
+                    self._failures.append((index, exc))
+                    if self._fail_fast and not self._cancelled:
+                        self._cancelled = cancel_now = True
+            if self._unfinished == 0:
+                self._cond.notify_all()
+        if cancel_now:
+            self._cancel_members()
+        if late:
+            assert exc is not None
+            self._report_late(index, exc)
+
+    def _report_late(self, index: int, exc: BaseException) -> None:
+        """A member failed after the block ended (deadline, second Ctrl-C).
+
+        Nobody will raise it any more: it goes to `threading.excepthook`,
+        like an unhandled exception in a thread, so it is not lost.
+        """
+        exc.add_note(
+            f"member {index} of group {self._name!r} failed after the group's "
+            "block ended"
+        )
+        threading.excepthook(
+            threading.ExceptHookArgs((type(exc), exc, exc.__traceback__, None))
+        )
+
+    def cancel(self) -> bool:
+        """Cancel every member not started; later submits are not started.
+
+        Returns:
+            `True` if this call cancelled the group, `False` if it already was.
+        """
+        with self._lock:
+            if self._cancelled:
+                return False
+            self._cancelled = True
+        self._cancel_members()
+        return True
+
+    def _cancel_members(self) -> None:
+        with self._lock:
+            members = list(self._futures)
+        _cancel_all(members)
+
+    # --- the block ------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        """Open the block and start the deadline.
+
+        Raises:
+            RuntimeError: if the group was entered before.
+        """
+        with self._lock:
+            if self._state != _GroupState.NEW:
+                msg = (
+                    f"group {self._name!r} was already entered; "
+                    "create a new FutureGroup for each with block"
+                )
+                raise RuntimeError(msg)
+            self._state = _GroupState.OPEN
+            if self._timeout is not None:
+                self._deadline = time.monotonic() + self._timeout
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        """Wait for the members, then raise what went wrong.
+
+        Returns:
+            `False`: an exception from the body is never swallowed.
+
+        Raises:
+            BaseExceptionGroup: holding the body's exception (if any) then
+                the member failures, in submission order.  An
+                `ExceptionGroup` when all of them are `Exception`s.
+            TimeoutError: if the deadline passed with members unfinished
+                (inside the group above if there were also errors).
+            KeyboardInterrupt: on Ctrl-C, after the wait (or at once on a
+                second Ctrl-C).
+        """
+        with self._lock:
+            self._state = _GroupState.CLOSING
+        if exc is not None:
+            self.cancel()
+        interrupt, unfinished = self._wait_at_exit(exc)
+        with self._lock:
+            self._state = _GroupState.CLOSED
+            indexed = sorted(self._failures, key=lambda f: f[0])
+            self._failures = []
+        for index, error in indexed:
+            error.add_note(f"in member {index} of group {self._name!r}")
+        failures = [error for _, error in indexed]
+        if interrupt is not None or isinstance(exc, SystemExit):
+            propagating = interrupt if interrupt is not None else exc
+            assert propagating is not None
+            self._note_unraised(propagating, failures, unfinished)
+            if propagating is exc:
+                return False
+            raise propagating
+        timeout_error = None
+        if unfinished:
+            timeout_error = TimeoutError(
+                f"group {self._name!r} did not finish within timeout="
+                f"{self._timeout} s: {len(unfinished)} member(s) unfinished "
+                "(cancelled where the executor allows); raise the timeout or "
+                "make the tasks shorter"
+            )
+        errors = failures if exc is None else [exc, *failures]
+        if timeout_error is not None:
+            if not errors:
+                raise timeout_error
+            errors.append(timeout_error)
+        if errors:
+            msg = f"unhandled errors in future group {self._name!r}"
+            raise BaseExceptionGroup(msg, errors) from None
+        return False
+
+    def _wait_at_exit(
+        self, exc: BaseException | None
+    ) -> tuple[BaseException | None, list[Future[Any]]]:
+        """Wait for the members until the deadline; handle Ctrl-C.
+
+        Returns:
+            The `KeyboardInterrupt` to propagate (if any) and the members
+            still unfinished.
+        """
+        interrupt = exc if isinstance(exc, KeyboardInterrupt) else None
+        presses = 0 if interrupt is None else 1
+        while True:
+            try:
+                if presses:
+                    self.cancel()
+                finished = self._wait_members()
+            except KeyboardInterrupt as ki:
+                presses += 1
+                if interrupt is None:
+                    interrupt = ki
+                if presses >= _PRESSES_TO_ABANDON:
+                    return interrupt, self._unfinished_members()
+                continue
+            if finished:
+                return interrupt, []
+            # Counted before cancelling: some executors (Dask) also cancel
+            # running tasks, which would hide them.
+            late = self._unfinished_members()
+            self.cancel()
+            return interrupt, late
+
+    def _wait_members(self) -> bool:
+        """Wait until no member is unfinished; False if the deadline passed."""
+        deadline = self._deadline
+        with self._lock:
+            while self._unfinished:
+                if deadline is None:
+                    wait = _POLL
+                else:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        return False
+                    wait = min(remaining, _POLL)
+                # Timed, so that the main thread services Ctrl-C.
+                self._cond.wait(wait)
+        return True
+
+    def _unfinished_members(self) -> list[Future[Any]]:
+        with self._lock:
+            return [f for f in self._futures if not f.done()]
+
+    def _note_unraised(
+        self,
+        exc: BaseException,
+        failures: list[BaseException],
+        unfinished: list[Future[Any]],
+    ) -> None:
+        if failures:
+            listed = "; ".join(f"{type(e).__name__}: {e}" for e in failures)
+            exc.add_note(
+                f"group {self._name!r} also had {len(failures)} member "
+                f"failure(s), not raised: {listed}"
+            )
+        if unfinished:
+            exc.add_note(
+                f"group {self._name!r} stopped waiting; {len(unfinished)} "
+                "member(s) unfinished"
+            )
+
+    def _check(self) -> None:
+        with self._lock:
+            # A future may be done with its callback still to run.
+            assert self._unfinished >= sum(1 for f in self._futures if not f.done())
+            assert len(self._index) == len(self._futures)
