@@ -91,18 +91,21 @@ class _ObservedCondition(threading.Condition):
 
     def __init__(self, future: PoolFuture[Any]) -> None:
         super().__init__(future._lock)
+        # `Condition.__init__` binds the lock's own `acquire` on the instance;
+        # drop it so that the method below is used.
+        del self.acquire
         self._future_ref = weakref.ref(future)
-        self.acquire = self._acquire  # type: ignore[method-assign]
 
-    def _acquire(self, blocking: bool = True, timeout: float = -1) -> bool:  # noqa: FBT001, FBT002 - the Lock.acquire signature
-        got = self._lock.acquire(blocking, timeout)  # type: ignore[attr-defined]
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Acquire the future's lock; a failure seen under it is observed."""
+        got = bool(self._lock.acquire(blocking, timeout))  # type: ignore[attr-defined]
         if got:
             future = self._future_ref()
             if future is not None and future._state is FINISHED:
                 report = future._report
                 if report is not None:
                     report.dismiss()
-        return bool(got)
+        return got
 
 
 class PoolFuture(Future[R]):
@@ -392,7 +395,7 @@ class PoolFuture(Future[R]):
             for fn in callbacks:
                 try:
                     self._run_callback(fn)
-                except BaseException as exc:  # noqa: BLE001 - raised below
+                except BaseException as exc:
                     if escaped is None:
                         escaped = exc
             if escaped is not None:

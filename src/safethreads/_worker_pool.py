@@ -94,6 +94,7 @@ from __future__ import annotations
 import _thread
 import atexit
 import contextvars
+import functools
 import itertools
 import logging
 import os
@@ -204,6 +205,12 @@ class _Worker:
         # future it was running (or True).
         self.forked: PoolFuture[Any] | bool = False
 
+    def take(self) -> PoolFuture[Any] | None:
+        """Return and clear the hand-off slot (the worker itself calls it)."""
+        future = self.handoff
+        self.handoff = None
+        return future
+
 
 def _default_max_workers() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
@@ -282,7 +289,7 @@ class WorkerPool(ThreadPoolExecutor):
     # `ThreadPoolExecutor.__init__` is deliberately not called: none of its
     # machinery (work queue, thread set, exit registration) is used.
 
-    def __init__(
+    def __init__(  # noqa: PLR0915 - validation, then one attribute per piece of state
         self,
         max_workers: int | None = None,
         *,
@@ -320,8 +327,8 @@ class WorkerPool(ThreadPoolExecutor):
         self._max_pending: Final = max_pending
         self._on_full: Final = on_full
         self._prefix: Final = thread_name_prefix or f"WorkerPool-{next(_pool_counter)}"
-        self._initializer = initializer
-        self._initargs = tuple(initargs)
+        self._init = initializer
+        self._init_args = tuple(initargs)
         self._copy_context: Final = copy_context
 
         # The work queue: futures only.  Workers take from it without the
@@ -331,14 +338,13 @@ class WorkerPool(ThreadPoolExecutor):
         # Guards everything below, each queued future's `_in_queue`, and
         # each worker's `handoff`, `abandoned` and `forked`.
         self._lock = _allocate_lock()
-        # Submitters blocked on a full queue wait here (over `_lock`).
-        self._not_full = threading.Condition(self._lock)
         self._queued = 0  # with max_pending: futures queued with _in_queue set
         self._idle_workers: list[_Worker] = []  # parked workers, a stack
         self._workers: list[_Worker] = []  # every worker thread not yet exited
         # shutdown(wait=True) callers: (workers allowed to remain, latch).
         self._exit_waiters: list[tuple[int, _thread.LockType]] = []
-        self._blocked = 0  # submitters waiting on _not_full
+        # Submitters blocked on a full pool, each parked on its own lock.
+        self._blocked: list[_thread.LockType] = []
         self._started = 0  # for thread names
         self._shutdown = False
         self._exit_refused = False  # shut down by the interpreter's exit hook
@@ -358,8 +364,7 @@ class WorkerPool(ThreadPoolExecutor):
         # stops the idle workers.
         self._box = [self._lock]
         self._ref = weakref.ref(
-            self,
-            lambda r, box=self._box, idle=self._idle_workers: _wake_idle(box, idle, r),
+            self, functools.partial(_wake_idle, self._box, self._idle_workers)
         )
         with _pools_lock:
             _pools.add(self)
@@ -457,73 +462,24 @@ class WorkerPool(ThreadPoolExecutor):
             return RuntimeError(_EXIT_MSG)
         return RuntimeError("cannot schedule new futures after shutdown")
 
-    def _place(self, future: PoolFuture[Any], policy: str | None) -> bool:  # noqa: C901 - one critical section, on purpose
+    def _place(self, future: PoolFuture[Any], policy: str | None) -> bool:  # noqa: C901, PLR0912 - one critical section, on purpose
         """Hand `future` to a worker or queue it; apply `policy` when full.
 
         Every state change below is one step that a Ctrl-C (which arrives
         only after a call returns) cannot split: the idle worker is taken
-        off the stack by the same statement that is followed only by plain
-        stores and its wake-up call.
+        off the stack by a statement followed only by plain stores and its
+        wake-up call.  A submitter blocked on a full pool parks on a lock
+        of its own, outside the pool lock, through `_waiting.acquire`.
         """
-        run_here = False
-        with self._lock:
-            if self._shutdown or self._broken_reason is not None:
-                raise self._closed_error()
-            idle = self._idle_workers
-            if idle:
-                worker = idle[-1]
-                worker.handoff = future
-                self._submitted += 1
-                del idle[-1]
-                worker.sleeper.release()
-                return True
-            if len(self._workers) < self._max_workers:
-                self._start_worker_locked(future)
-                return True
-            if self._max_pending is not None:
-                if self._queued < self._max_pending:
-                    future._in_queue = True
-                    self._queued += 1
-                elif policy is None:
-                    return False
-                elif policy == "block" and not self._is_own_worker():
-                    if self._wait_for_room(future):
-                        return True
-                elif policy == "raise":
-                    msg = (
-                        f"the pool's queue is full ({self._max_pending} tasks "
-                        "pending); retry later, or choose on_full='block' or "
-                        "'caller_runs'"
-                    )
-                    raise PoolFull(msg)
-                else:
-                    # caller_runs, or "block" from one of the pool's own
-                    # workers, which would otherwise risk every worker
-                    # waiting for room that only a worker can make.
-                    run_here = True
-            self._submitted += 1
-            if not run_here:
-                self._queue.put(future)
-                return True
-        self._run_here(future)
-        return True
-
-    def _wait_for_room(self, future: PoolFuture[Any]) -> bool:
-        """Wait (lock held) until `future` can be placed.
-
-        Returns:
-            True if it was handed to a worker (placed and counted), False if
-            it was given a place in the queue (the caller queues it).
-        """
-        assert self._max_pending is not None
-        self._blocked += 1
-        try:
-            while True:
-                # Timed, so that a waiting main thread services Ctrl-C; the
-                # loop re-checks the state after every wake-up anyway.
-                self._not_full.wait(_POLL_SECONDS)
+        sleeper: _thread.LockType | None = None
+        while True:
+            run_here = False
+            with self._lock:
+                if sleeper is not None and sleeper in self._blocked:
+                    self._blocked.remove(sleeper)  # timed out, not woken
+                sleeper = None
                 if self._shutdown or self._broken_reason is not None:
-                    raise self._closed_error()  # noqa: TRY301 - under the lock
+                    raise self._closed_error()
                 idle = self._idle_workers
                 if idle:
                     worker = idle[-1]
@@ -535,17 +491,60 @@ class WorkerPool(ThreadPoolExecutor):
                 if len(self._workers) < self._max_workers:
                     self._start_worker_locked(future)
                     return True
-                if self._queued < self._max_pending:
-                    future._in_queue = True
-                    self._queued += 1
-                    return False
-        except BaseException:
-            # Pass on a wake-up this submitter may have consumed.
-            if self._blocked > 1:
-                self._not_full.notify()
-            raise
-        finally:
-            self._blocked -= 1
+                if self._max_pending is not None:
+                    if self._queued < self._max_pending:
+                        future._in_queue = True
+                        self._queued += 1
+                    elif policy is None:
+                        return False
+                    elif policy == "block" and not self._is_own_worker():
+                        sleeper = _allocate_lock()
+                        sleeper.acquire()
+                        self._blocked.append(sleeper)
+                    elif policy == "raise":
+                        msg = (
+                            f"the pool's queue is full ({self._max_pending} tasks "
+                            "pending); retry later, or choose on_full='block' or "
+                            "'caller_runs'"
+                        )
+                        raise PoolFull(msg)
+                    else:
+                        # caller_runs, or "block" from one of the pool's own
+                        # workers, which would otherwise risk every worker
+                        # waiting for room that only a worker can make.
+                        run_here = True
+                if sleeper is None:
+                    self._submitted += 1
+                    if not run_here:
+                        self._queue.put(future)
+                        return True
+            if sleeper is None:
+                break
+            try:
+                # Timed: a wake-up lost to an interrupted submitter costs the
+                # others one slice at most.
+                acquire(sleeper, _POLL_SECONDS)
+            except BaseException:
+                with self._lock:
+                    if sleeper in self._blocked:
+                        self._blocked.remove(sleeper)
+                    else:
+                        self._room_one_locked()  # pass on the wake-up given
+                raise
+        self._run_here(future)
+        return True
+
+    def _room_one_locked(self) -> None:
+        """Wake one submitter blocked on the full pool (lock held)."""
+        blocked = self._blocked
+        if blocked:
+            blocked.pop(0).release()
+
+    def _room_all_locked(self) -> None:
+        """Wake every submitter blocked on the full pool (lock held)."""
+        blocked = self._blocked
+        while blocked:
+            blocked.pop().release()
 
     def _start_worker_locked(self, first: PoolFuture[Any]) -> None:
         """Start a worker thread whose first task is `first` (lock held)."""
@@ -587,7 +586,7 @@ class WorkerPool(ThreadPoolExecutor):
             worker.progress = (0, 0, None)
             self._release_exit_waiters_locked()
         if self._blocked:
-            self._not_full.notify_all()
+            self._room_all_locked()
 
     def _release_exit_waiters_locked(self) -> None:
         waiters = self._exit_waiters
@@ -643,7 +642,7 @@ class WorkerPool(ThreadPoolExecutor):
                 future._in_queue = False
                 self._queued -= 1
                 if self._blocked:
-                    self._not_full.notify()
+                    self._room_one_locked()
         self._run_here(future)
 
     def _cancelled_one(self, future: PoolFuture[Any]) -> None:
@@ -654,7 +653,7 @@ class WorkerPool(ThreadPoolExecutor):
                 future._in_queue = False
                 self._queued -= 1
                 if self._blocked:
-                    self._not_full.notify()
+                    self._room_one_locked()
 
     def _break(
         self, reason: str, cause: BaseException | None, first: PoolFuture[Any] | None
@@ -665,7 +664,7 @@ class WorkerPool(ThreadPoolExecutor):
                 self._broken_reason = reason
                 self._broken_cause = cause
             drained = self._drain_locked()
-            self._not_full.notify_all()
+            self._room_all_locked()
         if first is not None:
             drained.insert(0, first)
         failed = 0
@@ -760,7 +759,7 @@ class WorkerPool(ThreadPoolExecutor):
         submit = self._submit_args
         try:
             for args in first:
-                futures.append(submit(fn, args))
+                futures.append(submit(fn, args))  # noqa: PERF401 - keeps what was submitted if the input raises
         except BaseException:
             _abandon(futures)
             raise
@@ -856,7 +855,7 @@ class WorkerPool(ThreadPoolExecutor):
             else:
                 drained = []
                 self._stop_idle_locked()
-            self._not_full.notify_all()
+            self._room_all_locked()
         for f in drained:
             f.cancel()
         if wait:
@@ -959,7 +958,6 @@ class WorkerPool(ThreadPoolExecutor):
             assert len(self._workers) <= self._max_workers
             assert all(w in self._workers for w in self._idle_workers)
             assert self._queued >= 0
-            assert self._blocked >= 0
             if self._max_pending is not None:
                 assert self._queued <= self._max_pending
             else:
@@ -994,10 +992,9 @@ class WorkerPool(ThreadPoolExecutor):
         else:
             self.shutdown(wait=False)
 
-    def _after_fork_in_child(self) -> None:  # noqa: C901 - one pass over every place a future can be
+    def _after_fork_in_child(self) -> None:
         """Make an inherited pool fail predictably: nothing of it runs here."""
         self._lock = self._box[0] = _allocate_lock()
-        self._not_full = threading.Condition(self._lock)
         old, self._queue = self._queue, queue.SimpleQueue()
         futures: list[PoolFuture[Any]] = []
         while True:
@@ -1025,7 +1022,8 @@ class WorkerPool(ThreadPoolExecutor):
         self._workers = kept
         self._idle_workers.clear()
         self._exit_waiters = []
-        self._queued = self._blocked = self._extra_running = 0
+        self._queued = self._extra_running = 0
+        self._blocked = []
         reason = (
             "this WorkerPool was inherited through os.fork(); its threads do not "
             "exist in the child process, create a new pool there"
@@ -1048,12 +1046,11 @@ def _work(pool_ref: weakref.ref[WorkerPool], worker: _Worker) -> None:  # noqa: 
         if worker.abandoned:
             return
     _local.pool_ref = pool_ref
-    future = worker.handoff
-    worker.handoff = None
-    if pool._initializer is not None:
+    future = worker.take()
+    if pool._init is not None:
         try:
-            pool._initializer(*pool._initargs)
-        except BaseException as exc:  # noqa: BLE001 - reported through the futures
+            pool._init(*pool._init_args)
+        except BaseException as exc:
             pool._break(
                 "a worker initializer raised; the pool is broken, "
                 "create a new pool with a working initializer",
@@ -1090,19 +1087,19 @@ def _work(pool_ref: weakref.ref[WorkerPool], worker: _Worker) -> None:  # noqa: 
                         value = fn(*args)  # type: ignore[misc]
                     else:
                         value = fn(*args, **kwargs)  # type: ignore[misc]
-                except BaseException as exc:  # noqa: BLE001 - stored in the future
+                except BaseException as exc:
                     _trim(exc)
                     failed += 1
                     try:
                         future._complete(None, exc)
-                    except BaseException as cb_exc:  # noqa: BLE001 - reported
+                    except BaseException as cb_exc:
                         _callback_escaped(future, cb_exc)
                     del exc
                 else:
                     completed += 1
                     try:
                         future._complete(value, None)
-                    except BaseException as cb_exc:  # noqa: BLE001 - reported
+                    except BaseException as cb_exc:
                         _callback_escaped(future, cb_exc)
                 worker.progress = (completed, failed, None)
                 del fn, args, kwargs, context
@@ -1123,21 +1120,20 @@ def _work(pool_ref: weakref.ref[WorkerPool], worker: _Worker) -> None:  # noqa: 
                         pool._idle_workers.append(worker)
                         parked = True
                         if pool._blocked:
-                            pool._not_full.notify()
+                            pool._room_one_locked()
                 else:
                     if future._in_queue:
                         future._in_queue = False
                         pool._queued -= 1
                         if pool._blocked:
-                            pool._not_full.notify()
+                            pool._room_one_locked()
             if future is None:
                 if not parked:
                     break
                 sleeper = worker.sleeper
                 del pool  # parked workers must not keep a dropped pool alive
                 sleeper.acquire()
-                future = worker.handoff
-                worker.handoff = None
+                future = worker.take()
                 pool = pool_ref()
                 if pool is None:
                     return
@@ -1153,7 +1149,7 @@ def _work(pool_ref: weakref.ref[WorkerPool], worker: _Worker) -> None:  # noqa: 
                     future._in_queue = False
                     pool._queued -= 1
                     if pool._blocked:
-                        pool._not_full.notify()
+                        pool._room_one_locked()
     if worker.forked:
         _end_forked_child(worker)
 
@@ -1184,7 +1180,7 @@ def _end_forked_child(worker: _Worker) -> None:
             try:
                 if stream is not None:
                     stream.flush()
-            except Exception:  # noqa: BLE001, S110 - nothing left to report to
+            except Exception:  # noqa: S110 - nothing left to report to
                 pass
         if code is None:
             code = 0
@@ -1257,7 +1253,7 @@ class _UnorderedIterator(Iterator[R]):
 
     __slots__ = ("_deadline", "_done", "_fn", "_in_flight", "_inputs", "_pool_ref")
 
-    def __init__(  # noqa: PLR0913, PLR0917 - private plumbing of imap_unordered
+    def __init__(  # noqa: PLR0917 - private plumbing of imap_unordered
         self,
         done: queue.SimpleQueue[Future[R]],
         in_flight: set[Future[R]],
