@@ -772,3 +772,22 @@ def test_sigint_reaches_a_blocked_submit() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "interrupted" in proc.stdout
     assert "after 4" in proc.stdout
+
+
+class TestTimedNestedWaits:
+    def test_timed_wait_on_a_queued_subtask_gets_a_thread(self) -> None:
+        """#4: a worker's timed wait does not run the task, and does not deadlock."""
+        with WorkerPool(1) as pool:
+            me: list[threading.Thread] = []
+
+            def parent() -> int:
+                me.append(threading.current_thread())
+                child = pool.submit(threading.current_thread)
+                ran_in = child.result(timeout=TIMEOUT)
+                assert ran_in is not me[0]  # not inline: another thread ran it
+                return pool.stats().workers
+
+            assert pool.submit(parent).result(TIMEOUT) == 2
+            # The thread added for the wait leaves once the wait is over.
+            wait_until(lambda: pool.stats().workers == 1, "the extra thread to exit")
+            pool._check()

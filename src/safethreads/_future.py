@@ -237,14 +237,28 @@ class PoolFuture(Future[R]):
         """Return once FINISHED; raise CancelledError or TimeoutError otherwise."""
         check_timeout(timeout)
         pool = self._pool
+        compensated = False
         if pool is not None:
             if pool._fork_child:
                 self._fail_if_orphaned(pool)
-            elif timeout is None and self._state is PENDING:
-                # Work-helping: a worker of any pool runs the task itself
-                # rather than block on a queue somebody is supposed to drain.
-                # Never with a timeout: the task could outlast it.
-                pool._help(self)
+            elif self._state is PENDING:
+                if timeout is None:
+                    # Work-helping: a worker of any pool runs the task itself
+                    # rather than block on a queue somebody must drain.
+                    pool._help(self)
+                elif timeout > 0:
+                    # Running it could outlast the timeout: the pool may
+                    # start one more thread for the length of the wait.
+                    compensated = pool._compensate_begin()
+        try:
+            self._park(timeout)
+        finally:
+            if compensated:
+                assert pool is not None
+                pool._compensate_end()
+
+    def _park(self, timeout: float | None) -> None:
+        """Wait, without helping, until done or `timeout` passes."""
         lock = self._lock
         with lock:
             state = self._state

@@ -345,6 +345,9 @@ class WorkerPool(ThreadPoolExecutor):
         self._exit_waiters: list[tuple[int, _thread.LockType]] = []
         # Submitters blocked on a full pool, each parked on its own lock.
         self._blocked: list[_thread.LockType] = []
+        # Workers (of any pool) blocked in a timed wait on a queued future of
+        # this pool: each may add one thread above max_workers.
+        self._compensating = 0
         self._started = 0  # for thread names
         self._shutdown = False
         self._exit_refused = False  # shut down by the interpreter's exit hook
@@ -488,7 +491,7 @@ class WorkerPool(ThreadPoolExecutor):
                     del idle[-1]
                     worker.sleeper.release()
                     return True
-                if len(self._workers) < self._max_workers:
+                if len(self._workers) < self._max_workers + self._compensating:
                     self._start_worker_locked(future)
                     return True
                 if self._max_pending is not None:
@@ -546,7 +549,7 @@ class WorkerPool(ThreadPoolExecutor):
         while blocked:
             blocked.pop().release()
 
-    def _start_worker_locked(self, first: PoolFuture[Any]) -> None:
+    def _start_worker_locked(self, first: PoolFuture[Any] | None) -> None:
         """Start a worker thread whose first task is `first` (lock held)."""
         worker = _Worker(first)
         name = f"{self._prefix}_{self._started}"
@@ -559,7 +562,8 @@ class WorkerPool(ThreadPoolExecutor):
             workers.append(worker)
             self._started += 1
             thread.start()
-            self._submitted += 1
+            if first is not None:
+                self._submitted += 1
         except BaseException:
             # Interrupted or failed: if the thread exists after all, it sees
             # `abandoned` under this lock before doing anything.
@@ -568,6 +572,7 @@ class WorkerPool(ThreadPoolExecutor):
             if worker in workers:
                 workers.remove(worker)
                 self._release_exit_waiters_locked()
+                self._room_one_locked()
             raise
 
     def _is_own_worker(self) -> bool:
@@ -644,6 +649,45 @@ class WorkerPool(ThreadPoolExecutor):
                 if self._blocked:
                     self._room_one_locked()
         self._run_here(future)
+
+    def _compensate_begin(self) -> bool:
+        """A worker is about to block in a timed wait on a queued future.
+
+        Helping could outlast the caller's timeout, so instead the pool may
+        run one more thread for as long as the wait lasts: the queued task
+        gets a thread although the waiting worker holds its own.
+
+        Returns:
+            Whether `_compensate_end` must be called after the wait.
+        """
+        if getattr(_local, "pool_ref", None) is None:
+            return False
+        with self._lock:
+            if self._broken_reason is not None:
+                return False
+            self._compensating += 1
+            if (
+                not self._idle_workers
+                and len(self._workers) < self._max_workers + self._compensating
+                and not self._queue.empty()
+            ):
+                try:
+                    self._start_worker_locked(None)
+                except Exception:  # noqa: BLE001 - no thread to spare: just wait
+                    pass
+        return True
+
+    def _compensate_end(self) -> None:
+        with self._lock:
+            self._compensating -= 1
+            # An added thread already parked leaves now; a busy one leaves
+            # when it finds the queue empty.
+            idle = self._idle_workers
+            if idle and len(self._workers) > self._max_workers + self._compensating:
+                worker = idle[-1]
+                worker.handoff = None
+                del idle[-1]
+                worker.sleeper.release()
 
     def _cancelled_one(self, future: PoolFuture[Any]) -> None:
         """Account for a future cancelled before it started."""
@@ -955,7 +999,8 @@ class WorkerPool(ThreadPoolExecutor):
         s = self.stats()
         with self._lock:
             assert 0 <= len(self._idle_workers) <= len(self._workers)
-            assert len(self._workers) <= self._max_workers
+            assert len(self._workers) <= self._max_workers + self._compensating
+            assert self._compensating >= 0
             assert all(w in self._workers for w in self._idle_workers)
             assert self._queued >= 0
             if self._max_pending is not None:
@@ -1114,7 +1159,12 @@ def _work(pool_ref: weakref.ref[WorkerPool], worker: _Worker) -> None:  # noqa: 
                 try:
                     future = pool._queue.get_nowait()
                 except queue.Empty:
-                    if pool._shutdown or pool._broken_reason is not None:
+                    if (
+                        pool._shutdown
+                        or pool._broken_reason is not None
+                        or len(pool._workers) > pool._max_workers + pool._compensating
+                    ):
+                        # Stopped, or a thread added for a wait that ended.
                         pool._worker_exit_locked(worker)
                     else:
                         pool._idle_workers.append(worker)
