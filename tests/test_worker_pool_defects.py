@@ -118,29 +118,42 @@ class TestHandOff:
 
 class TestShutdownWaits:
     @pytest.mark.usefixtures("fast_switching")
+    @pytest.mark.usefixtures("fast_switching")
     def test_shutdown_waits_for_a_task_whose_worker_is_starting(self) -> None:
         """#2: shutdown(wait=True) never returns before an accepted task ran."""
-        early = 0
-        for _ in range(200):
+        early = spin = 0
+        for _ in range(300):
             pool = WorkerPool(2)
             go = threading.Barrier(2)
             accepted: list[cf.Future[None]] = []
+            finished = threading.Event()
+
+            def task(finished: threading.Event = finished) -> None:
+                time.sleep(0.01)  # the task's own work, not a synchronisation
+                finished.set()
 
             def submitter(
                 pool: WorkerPool = pool,
                 go: threading.Barrier = go,
                 accepted: list[cf.Future[None]] = accepted,
+                task: Callable[[], None] = task,
             ) -> None:
                 go.wait(TIMEOUT)
                 with contextlib.suppress(RuntimeError):  # refused: shutdown first
-                    accepted.append(pool.submit(time.sleep, 0.001))
+                    accepted.append(pool.submit(task))
 
             t = threading.Thread(target=submitter)
             t.start()
             go.wait(TIMEOUT)
+            for _ in range(spin):  # land the shutdown at varying points of submit
+                pass
+            spin = (spin + 37) % 8000
             pool.shutdown(wait=True)
             t.join(TIMEOUT)
-            early += sum(not f.done() for f in accepted)
+            # The task takes 10 ms: had shutdown returned before it, the
+            # submit (which returns once the thread started) came first.
+            if accepted and not finished.is_set():
+                early += 1
             pool.shutdown(wait=True)
         assert early == 0
 
@@ -780,12 +793,14 @@ class TestTimedNestedWaits:
         with WorkerPool(1) as pool:
             me: list[threading.Thread] = []
 
+            def child() -> tuple[threading.Thread, int]:
+                return threading.current_thread(), pool.stats().workers
+
             def parent() -> int:
                 me.append(threading.current_thread())
-                child = pool.submit(threading.current_thread)
-                ran_in = child.result(timeout=TIMEOUT)
+                ran_in, workers = pool.submit(child).result(timeout=TIMEOUT)
                 assert ran_in is not me[0]  # not inline: another thread ran it
-                return pool.stats().workers
+                return workers
 
             assert pool.submit(parent).result(TIMEOUT) == 2
             # The thread added for the wait leaves once the wait is over.

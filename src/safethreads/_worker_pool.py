@@ -688,6 +688,8 @@ class WorkerPool(ThreadPoolExecutor):
                 worker.handoff = None
                 del idle[-1]
                 worker.sleeper.release()
+                # Uncounted at once, so that no other worker leaves for it.
+                self._worker_exit_locked(worker)
 
     def _cancelled_one(self, future: PoolFuture[Any]) -> None:
         """Account for a future cancelled before it started."""
