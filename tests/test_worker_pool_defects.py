@@ -497,6 +497,22 @@ class TestCallbacks:
                 queued.cancel()
             assert seen == [queued]
             assert queued.cancelled()
+            gate.set()
+
+
+    def test_raising_callback_does_not_stop_shutdown_cancelling_the_rest(
+        self, gate: threading.Event
+    ) -> None:
+        """#10: shutdown(cancel_futures=True) cancels every task, then raises."""
+        with WorkerPool(1) as pool:
+            hold_workers(pool, 1, gate)
+            queued = [pool.submit(add, i) for i in range(4)]
+            queued[0].add_done_callback(raise_boom)
+            with pytest.raises(Boom):
+                pool.shutdown(wait=False, cancel_futures=True)
+            assert all(f.cancelled() for f in queued)
+            gate.set()
+        assert pool.stats().cancelled == 4
 
 
 class TestFork:

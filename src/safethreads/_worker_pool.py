@@ -93,6 +93,7 @@ from __future__ import annotations
 
 import _thread
 import atexit
+import contextlib
 import contextvars
 import functools
 import itertools
@@ -188,7 +189,7 @@ class _Worker:
 
     __slots__ = ("abandoned", "forked", "handoff", "progress", "sleeper", "thread")
 
-    def __init__(self, first: PoolFuture[Any]) -> None:
+    def __init__(self, first: PoolFuture[Any] | None) -> None:
         # The next task, put here by `submit` (or a stop, None) before it
         # releases `sleeper`; the first task is put here before the start.
         self.handoff: PoolFuture[Any] | None = first
@@ -671,10 +672,9 @@ class WorkerPool(ThreadPoolExecutor):
                 and len(self._workers) < self._max_workers + self._compensating
                 and not self._queue.empty()
             ):
-                try:
+                # No thread to spare (RuntimeError): the caller just waits.
+                with contextlib.suppress(RuntimeError):
                     self._start_worker_locked(None)
-                except Exception:  # noqa: BLE001 - no thread to spare: just wait
-                    pass
         return True
 
     def _compensate_end(self) -> None:
@@ -713,13 +713,16 @@ class WorkerPool(ThreadPoolExecutor):
             self._room_all_locked()
         if first is not None:
             drained.insert(0, first)
-        failed = 0
-        for f in drained:
+
+        def fail(f: PoolFuture[Any]) -> bool:
             exc = BrokenWorkerPool(reason)
             exc.__cause__ = cause
-            failed += f._fail_pending(exc)
+            return f._fail_pending(exc)
+
+        failed, escaped = _settle(drained, fail)
         with self._lock:
             self._extra_failed += failed
+        _reraise(escaped)
 
     def _drain_locked(self) -> list[PoolFuture[Any]]:
         """Empty the queue and stop the idle workers (lock held)."""
@@ -902,8 +905,7 @@ class WorkerPool(ThreadPoolExecutor):
                 drained = []
                 self._stop_idle_locked()
             self._room_all_locked()
-        for f in drained:
-            f.cancel()
+        _reraise(_settle(drained, PoolFuture.cancel)[1])
         if wait:
             self._wait_for_workers()
 
@@ -1081,7 +1083,11 @@ class WorkerPool(ThreadPoolExecutor):
         for f in futures:
             f._reset_after_fork()
             f._in_queue = False
-            self._extra_failed += f._fail_pending(BrokenWorkerPool(reason))
+        failed, escaped = _settle(
+            futures, lambda f: f._fail_pending(BrokenWorkerPool(reason))
+        )
+        self._extra_failed += failed
+        _reraise(escaped)
 
 
 def _work(pool_ref: weakref.ref[WorkerPool], worker: _Worker) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpose
@@ -1364,6 +1370,36 @@ class _UnorderedIterator(Iterator[R]):
 
     def __del__(self) -> None:
         self.close()
+
+
+def _settle(
+    futures: Iterable[PoolFuture[Any]], action: Callable[[PoolFuture[Any]], bool]
+) -> tuple[int, BaseException | None]:
+    """Apply `action` to every future, even if a done-callback raises.
+
+    Returns:
+        How many futures `action` changed (a callback that raised counts:
+        it ran after the change), and the first exception a callback let
+        escape, for the caller to raise once all are settled.
+    """
+    changed = 0
+    escaped: BaseException | None = None
+    for f in futures:
+        try:
+            changed += action(f)
+        except BaseException as exc:
+            changed += 1
+            if escaped is None:
+                escaped = exc
+    return changed, escaped
+
+
+def _reraise(exc: BaseException | None) -> None:
+    if exc is not None:
+        try:
+            raise exc
+        finally:
+            exc = None
 
 
 def _abandon(futures: Iterable[Future[Any]]) -> None:
