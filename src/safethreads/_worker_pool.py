@@ -1292,8 +1292,12 @@ class _MapIterator(Iterator[R]):
             if args is None or pool is None:
                 self._args_iter = None
             else:
-                # Newest goes first in the list, so insert at the front.
-                futures.insert(0, pool._submit_args(self._fn, args))
+                try:
+                    # Newest goes first in the list, so insert at the front.
+                    futures.insert(0, pool._submit_args(self._fn, args))
+                except BaseException:
+                    self.close()
+                    raise
         return value
 
     def close(self) -> None:
@@ -1357,7 +1361,11 @@ class _UnorderedIterator(Iterator[R]):
             if item is sentinel or pool is None:
                 self._inputs = None
             else:
-                nxt = pool.submit(self._fn, item)
+                try:
+                    nxt = pool.submit(self._fn, item)
+                except BaseException:
+                    self.close()
+                    raise
                 in_flight.add(nxt)
                 nxt.add_done_callback(self._done.put)
         return value
