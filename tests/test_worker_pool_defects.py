@@ -29,6 +29,7 @@ from safethreads import WorkerPool
 from safethreads._future import PoolFuture
 
 if TYPE_CHECKING:
+    import random
     from collections.abc import Callable, Iterator
 
 TIMEOUT = 10.0  # every wait in these tests is bounded
@@ -499,7 +500,6 @@ class TestCallbacks:
             assert queued.cancelled()
             gate.set()
 
-
     def test_raising_callback_does_not_stop_shutdown_cancelling_the_rest(
         self, gate: threading.Event
     ) -> None:
@@ -822,3 +822,53 @@ class TestTimedNestedWaits:
             # The thread added for the wait leaves once the wait is over.
             wait_until(lambda: pool.stats().workers == 1, "the extra thread to exit")
             pool._check()
+
+
+@pytest.mark.stress
+@pytest.mark.usefixtures("fast_switching")
+def test_shutdown_races_submitters_and_loses_nothing(
+    stress_rng: random.Random,
+) -> None:
+    """Every accepted task ends done, whatever shutdown(cancel_futures) races.
+
+    Also pins the bounded queue's count: cancelling the queue must not
+    forget a task a worker took off it an instant before.
+    """
+    for _ in range(150):
+        pool = WorkerPool(
+            stress_rng.choice([1, 2, 3]),
+            max_pending=stress_rng.choice([None, 0, 1, 3]),
+            on_full=stress_rng.choice(["block", "raise", "caller_runs"]),
+        )
+        accepted: list[cf.Future[None]] = []
+        go = threading.Barrier(4)
+
+        def submit_some(
+            pool: WorkerPool = pool,
+            go: threading.Barrier = go,
+            accepted: list[cf.Future[None]] = accepted,
+        ) -> None:
+            go.wait(TIMEOUT)
+            for i in range(30):
+                try:
+                    f = pool.submit(time.sleep, 0)
+                except RuntimeError:  # shut down, or PoolFull
+                    continue
+                accepted.append(f)
+                if i % 4 == 0:
+                    f.cancel()
+
+        threads = [threading.Thread(target=submit_some) for _ in range(3)]
+        for t in threads:
+            t.start()
+        go.wait(TIMEOUT)
+        for _ in range(stress_rng.randrange(3000)):  # vary where shutdown lands
+            pass
+        pool.shutdown(wait=True, cancel_futures=stress_rng.random() < 0.5)
+        for t in threads:
+            t.join(TIMEOUT)
+        pool._check()
+        assert all(f.done() for f in accepted)
+        s = pool.stats()
+        assert (s.workers, s.queued, s.running) == (0, 0, 0), s
+        assert s.submitted == s.completed + s.failed + s.cancelled, s

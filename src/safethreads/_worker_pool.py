@@ -733,9 +733,12 @@ class WorkerPool(ThreadPoolExecutor):
                 f = get_nowait()
             except queue.Empty:
                 break
-            f._in_queue = False
+            if f._in_queue:
+                # Not reset to 0: a future a worker has just taken off the
+                # queue is still counted, and that worker uncounts it.
+                f._in_queue = False
+                self._queued -= 1
             drained.append(f)
-        self._queued = 0
         self._stop_idle_locked()
         return drained
 
