@@ -44,6 +44,9 @@ without a timeout on a future of any `WorkerPool` that is still PENDING, it
 claims and runs it inline instead of blocking, so tasks waiting on each
 other's subtasks, across pools too, cannot deadlock.  A call with a timeout
 never helps: running the task could take longer than the caller allowed.
+Instead, for as long as such a timed wait lasts, the task's pool may run
+one thread beyond `max_workers` (`_compensating`), which leaves when it
+finds the queue empty and the wait over.
 
 Backpressure.  `max_pending` bounds the futures that wait in the queue.  The
 count (`_queued`, only kept when there is a bound) is changed under the pool
@@ -51,10 +54,11 @@ lock by whoever takes a future out of the "queued" state: the worker that
 dequeues it, `cancel()`, or a helping worker; the future's `_in_queue` flag
 (also under the pool lock) makes sure exactly one of them does.  Futures
 handed to an idle worker or to a new thread are never queued, which also
-makes `max_pending=0` an exact hand-off.  Submitters blocked on a full pool
-wait on a `Condition` over the pool lock, notified when room may have
-appeared.  A worker that would block on its own full pool runs the task
-inline instead.
+makes `max_pending=0` an exact hand-off.  A submitter blocked on a full pool
+parks on a raw lock of its own (through `_waiting.acquire`, in slices), in a
+list that whoever makes room (a dequeue, a cancel, a parked or exiting
+worker, shutdown) pops and releases.  A worker that would block on its own
+full pool runs the task inline instead.
 
 Shutdown and exit.  `shutdown()` sets `_shutdown` and hands a stop (`None`)
 to every idle worker, under the lock; busy workers drain the queue and,
