@@ -108,7 +108,6 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures._base import PENDING, RUNNING
 from dataclasses import dataclass
@@ -119,7 +118,7 @@ from ._future import PoolFuture
 from ._waiting import acquire, check_callable, check_timeout
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Generator, Iterable, Iterator
     from types import TracebackType
     from typing import Self
 
@@ -820,12 +819,14 @@ class WorkerPool(ThreadPoolExecutor):
             _abandon(futures)
             raise
         futures.reverse()  # popped from the end, oldest first
-        return _MapIterator(
-            futures,
-            None if buffersize is None else args_iter,
-            fn,
-            deadline,
-            self._ref,
+        return _primed(
+            _map_results(
+                futures,
+                None if buffersize is None else args_iter,
+                fn,
+                deadline,
+                self._ref,
+            )
         )
 
     def imap_unordered(
@@ -878,13 +879,15 @@ class WorkerPool(ThreadPoolExecutor):
         except BaseException:
             _abandon(in_flight)
             raise
-        return _UnorderedIterator(
-            done,
-            in_flight,
-            None if buffersize is None else inputs,
-            fn,
-            deadline,
-            self._ref,
+        return _primed(
+            _unordered_results(
+                done,
+                in_flight,
+                None if buffersize is None else inputs,
+                fn,
+                deadline,
+                self._ref,
+            )
         )
 
     # --- shutdown --------------------------------------------------------------
@@ -1255,136 +1258,103 @@ def _end_forked_child(worker: _Worker) -> None:
         os._exit(code)
 
 
-class _MapIterator(Iterator[R]):
-    """`WorkerPool.map`'s iterator: cancels on close or drop, keeps no result."""
+_PRIMED: Final = object()
 
-    __slots__ = ("_args_iter", "_deadline", "_fn", "_futures", "_pool_ref")
 
-    def __init__(
-        self,
-        futures: list[Future[R]],
-        args_iter: Iterator[tuple[Any, ...]] | None,
-        fn: Callable[..., R],
-        deadline: float | None,
-        pool_ref: weakref.ref[WorkerPool],
-    ) -> None:
-        # Newest first: the next result is popped from the end.
-        self._futures = futures
-        self._args_iter = args_iter
-        self._fn = fn
-        self._deadline = deadline
-        self._pool_ref = pool_ref
+def _primed(gen: Generator[Any, None, None]) -> Iterator[Any]:
+    """Run `gen` to its first (dummy) yield, inside its `try`.
 
-    def __next__(self) -> R:
-        futures = self._futures
-        if not futures:
-            self._args_iter = None
-            raise StopIteration
-        future = futures.pop()
-        deadline = self._deadline
-        try:
-            if deadline is None:
-                value = future.result()
-            else:
-                value = future.result(deadline - time.monotonic())
-        except BaseException:
-            # A late task is not left to run (one that failed is done).
-            _abandon((future,))
-            self.close()
-            raise
-        args_iter = self._args_iter
-        if args_iter is not None:
-            args = next(args_iter, None)
-            pool = self._pool_ref()
-            if args is None or pool is None:
-                self._args_iter = None
-            else:
-                try:
+    A generator that was never started ignores `close()` and its collection
+    (its `finally` never runs); one that was primed runs it for both, so
+    closing or dropping the iterator before the first `next()` cancels.
+    """
+    first = next(gen)
+    assert first is _PRIMED
+    return gen
+
+
+def _map_results(
+    futures: list[Future[R]],
+    args_iter: Iterator[tuple[Any, ...]] | None,
+    fn: Callable[..., R],
+    deadline: float | None,
+    pool_ref: weakref.ref[WorkerPool],
+) -> Generator[Any, None, None]:
+    """`WorkerPool.map`'s iterator (primed); `futures` is newest first."""
+    out: list[R] = []  # empty while suspended: no result is kept
+    try:
+        yield _PRIMED
+        if args_iter is None and deadline is None:
+            # The common case, lean: a failure raised here is observed and
+            # there is nothing late to cancel; no local keeps the result.
+            while futures:
+                yield futures.pop().result()
+            return
+        while futures:
+            future = futures.pop()
+            try:
+                if deadline is None:
+                    out.append(future.result())
+                else:
+                    out.append(future.result(deadline - time.monotonic()))
+            except BaseException:
+                # A late task is not left to run (one that failed is done).
+                _abandon((future,))
+                raise
+            del future
+            if args_iter is not None:
+                args = next(args_iter, None)
+                pool = pool_ref()
+                if args is None or pool is None:
+                    args_iter = None
+                else:
                     # Newest goes first in the list, so insert at the front.
-                    futures.insert(0, pool._submit_args(self._fn, args))
-                except BaseException:
-                    self.close()
-                    raise
-        return value
-
-    def close(self) -> None:
-        """Stop: cancel every task not started, ignore the others' outcome."""
-        futures, self._futures = self._futures, []
-        self._args_iter = None
+                    futures.insert(0, pool._submit_args(fn, args))
+                del pool, args
+            yield out.pop()
+    finally:
         _abandon(futures)
 
-    def __del__(self) -> None:
-        self.close()
 
-
-class _UnorderedIterator(Iterator[R]):
-    """`WorkerPool.imap_unordered`'s iterator: cancels on close or drop."""
-
-    __slots__ = ("_deadline", "_done", "_fn", "_in_flight", "_inputs", "_pool_ref")
-
-    def __init__(  # noqa: PLR0917 - private plumbing of imap_unordered
-        self,
-        done: queue.SimpleQueue[Future[R]],
-        in_flight: set[Future[R]],
-        inputs: Iterator[Any] | None,
-        fn: Callable[[Any], R],
-        deadline: float | None,
-        pool_ref: weakref.ref[WorkerPool],
-    ) -> None:
-        self._done = done
-        self._in_flight = in_flight
-        self._inputs = inputs
-        self._fn = fn
-        self._deadline = deadline
-        self._pool_ref = pool_ref
-
-    def __next__(self) -> R:
-        in_flight = self._in_flight
-        if not in_flight:
-            self._inputs = None
-            raise StopIteration
-        deadline = self._deadline
-        try:
+def _unordered_results(  # noqa: PLR0917 - private plumbing of imap_unordered
+    done: queue.SimpleQueue[Future[R]],
+    in_flight: set[Future[R]],
+    inputs: Iterator[Any] | None,
+    fn: Callable[[Any], R],
+    deadline: float | None,
+    pool_ref: weakref.ref[WorkerPool],
+) -> Generator[Any, None, None]:
+    """`WorkerPool.imap_unordered`'s iterator (primed)."""
+    out: list[R] = []  # empty while suspended: no result is kept
+    sentinel = object()
+    try:
+        yield _PRIMED
+        while in_flight:
             if deadline is None:
-                future = self._done.get()
+                future = done.get()
             else:
                 try:
-                    future = self._done.get(
-                        timeout=max(0.0, deadline - time.monotonic())
-                    )
+                    future = done.get(timeout=max(0.0, deadline - time.monotonic()))
                 except queue.Empty:
                     msg = f"{len(in_flight)} tasks unfinished at the deadline"
                     raise TimeoutError(msg) from None
             in_flight.discard(future)
-            value = future.result()
-        except BaseException:
-            self.close()
-            raise
-        inputs = self._inputs
-        if inputs is not None:
-            sentinel = object()
-            item = next(inputs, sentinel)
-            pool = self._pool_ref()
-            if item is sentinel or pool is None:
-                self._inputs = None
-            else:
-                try:
-                    nxt = pool.submit(self._fn, item)
-                except BaseException:
-                    self.close()
-                    raise
-                in_flight.add(nxt)
-                nxt.add_done_callback(self._done.put)
-        return value
-
-    def close(self) -> None:
-        """Stop: cancel every task not started, ignore the others' outcome."""
-        in_flight, self._in_flight = self._in_flight, set()
-        self._inputs = None
+            out.append(future.result())
+            del future
+            if inputs is not None:
+                item = next(inputs, sentinel)
+                pool = pool_ref()
+                if item is sentinel or pool is None:
+                    inputs = None
+                else:
+                    nxt = pool.submit(fn, item)
+                    in_flight.add(nxt)
+                    nxt.add_done_callback(done.put)
+                    del nxt
+                del pool, item
+            yield out.pop()
+    finally:
         _abandon(in_flight)
-
-    def __del__(self) -> None:
-        self.close()
 
 
 def _settle(
