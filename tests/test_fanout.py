@@ -276,17 +276,8 @@ class TestExecutorMap:
         assert got == [0, 1]
         counting.assert_nothing_left_pending()
 
-    def test_no_result_kept_after_yield(
-        self, executor: cf.Executor, engine: str, request: pytest.FixtureRequest
-    ) -> None:
+    def test_no_result_kept_after_yield(self, executor: cf.Executor) -> None:
         """Once handed out, a result is referenced only by the consumer."""
-        if engine == "WorkerPool":
-            # An idle WorkerPool worker still holds its last future (and so
-            # its result) until it takes another task: a pool defect, fixed
-            # separately; remove this mark once that fix is merged.
-            request.applymarker(
-                pytest.mark.xfail(reason="WorkerPool keeps a worker's last future")
-            )
         refs: list[weakref.ref[tasks.Payload]] = []
         stream = executor_map(executor, tasks.make_payload, range(12), buffersize=2)
         for payload in stream:

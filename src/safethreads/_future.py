@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import _thread
 import threading
+import weakref
 from concurrent.futures import CancelledError, Future, InvalidStateError
 from concurrent.futures._base import (
     CANCELLED,
@@ -32,6 +33,7 @@ from concurrent.futures._base import (
 )
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
+from ._errors import BrokenWorkerPool
 from ._unobserved import FailureReport
 from ._waiting import acquire, check_timeout, new_sleeper
 
@@ -78,6 +80,34 @@ def _with_item(holder: Any, item: Any) -> Any:
     return [holder, item]
 
 
+class _ObservedCondition(threading.Condition):
+    """The `Condition` of a `PoolFuture`, for `wait()` and `as_completed()`.
+
+    Those functions acquire it to look at the future's state, and return
+    every future they find done in their `done` set (or yield it).  A failed
+    future they look at has therefore been seen by the caller: acquiring it
+    marks the failure as observed, so it is never reported as unobserved.
+    """
+
+    def __init__(self, future: PoolFuture[Any]) -> None:
+        super().__init__(future._lock)
+        # `Condition.__init__` binds the lock's own `acquire` on the instance;
+        # drop it so that the method below is used.
+        del self.acquire
+        self._future_ref = weakref.ref(future)
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        """Acquire the future's lock; a failure seen under it is observed."""
+        got = bool(self._lock.acquire(blocking, timeout))  # type: ignore[attr-defined]
+        if got:
+            future = self._future_ref()
+            if future is not None and future._state is FINISHED:
+                report = future._report
+                if report is not None:
+                    report.dismiss()
+        return got
+
+
 class PoolFuture(Future[R]):
     """A `concurrent.futures.Future` whose common path avoids the `Condition`.
 
@@ -119,6 +149,8 @@ class PoolFuture(Future[R]):
     _in_queue: bool = False
     # Its owner gave up on the outcome: a failure is not worth reporting.
     _quiet: bool = False
+    # set_running_or_notify_cancel() has reported the cancellation.
+    _notified: bool = False
 
     _state: str
     _result: Any
@@ -154,13 +186,18 @@ class PoolFuture(Future[R]):
     def _condition(self) -> threading.Condition:  # type: ignore[override]
         cond = self._cond
         if cond is None:
+            pool = self._pool
+            if pool is not None and pool._fork_child:
+                # In a forked child, `wait()` must not sleep on a task whose
+                # thread did not survive the fork.
+                self._fail_if_orphaned(pool)
             with _LAZY_LOCK:
                 cond = self._cond
                 if cond is None:
                     self._waiter_list = []
                     # The Condition is over the future's own lock, so holding
                     # it excludes every state change.
-                    cond = self._cond = threading.Condition(self._lock)
+                    cond = self._cond = _ObservedCondition(self)
         return cond
 
     @property
@@ -200,10 +237,28 @@ class PoolFuture(Future[R]):
         """Return once FINISHED; raise CancelledError or TimeoutError otherwise."""
         check_timeout(timeout)
         pool = self._pool
-        if pool is not None and self._state is PENDING:
-            # Work-helping: a worker of the same pool runs the task itself
-            # rather than block on a queue it is supposed to drain.
-            pool._help(self)
+        compensated = False
+        if pool is not None:
+            if pool._fork_child:
+                self._fail_if_orphaned(pool)
+            elif self._state is PENDING:
+                if timeout is None:
+                    # Work-helping: a worker of any pool runs the task itself
+                    # rather than block on a queue somebody must drain.
+                    pool._help(self)
+                elif timeout > 0:
+                    # Running it could outlast the timeout: the pool may
+                    # start one more thread for the length of the wait.
+                    compensated = pool._compensate_begin()
+        try:
+            self._park(timeout)
+        finally:
+            if compensated:
+                assert pool is not None
+                pool._compensate_end()
+
+    def _park(self, timeout: float | None) -> None:
+        """Wait, without helping, until done or `timeout` passes."""
         lock = self._lock
         with lock:
             state = self._state
@@ -212,7 +267,7 @@ class PoolFuture(Future[R]):
             if state in _CANCELLED_STATES:
                 raise CancelledError
             if timeout is not None and timeout <= 0:
-                raise TimeoutError
+                raise self._timeout_error(timeout)
             sleeper = new_sleeper()  # a Parker if a token is bound: see _waiting
             self._sleepers = _with_item(self._sleepers, sleeper)
         woken = False
@@ -227,7 +282,26 @@ class PoolFuture(Future[R]):
                 return
             if state in _CANCELLED_STATES:
                 raise CancelledError
-        raise TimeoutError
+        raise self._timeout_error(timeout)
+
+    def _timeout_error(self, timeout: float | None) -> TimeoutError:
+        fn = self._fn
+        if fn is None:
+            what = "the task"
+        else:
+            name = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+            what = f"task {name if isinstance(name, str) else repr(fn)}"
+        return TimeoutError(
+            f"{what} did not finish within {timeout} seconds; it is still "
+            f"{_STATE_NAMES[self._state]}, wait again or cancel it"
+        )
+
+    def _fail_if_orphaned(self, pool: WorkerPool) -> None:
+        """In a forked child, fail a future whose runner did not survive."""
+        if any(w.forked is self for w in pool._workers):
+            return  # the task the forking worker still runs in this process
+        reason = pool._broken_reason or "the pool was inherited through os.fork()"
+        self._fail_pending(BrokenWorkerPool(reason))
 
     def _forget(self, sleeper: Any) -> None:
         """Remove a waiter that stopped waiting (timeout or interrupt)."""
@@ -313,7 +387,13 @@ class PoolFuture(Future[R]):
             LOGGER.exception("exception calling callback for %r", self)
 
     def _after_done(self, sleepers: Any, callbacks: Any) -> None:
-        """Wake the parked waiters, then run the callbacks (no lock held)."""
+        """Wake the parked waiters, then run the callbacks (no lock held).
+
+        A callback that raises a `BaseException` that is not an `Exception`
+        (`KeyboardInterrupt`, `SystemExit`) does not stop the others: it is
+        raised once they all ran, in the thread that completed the future
+        (a pool worker logs it and goes on).
+        """
         if sleepers is not None:
             if type(sleepers) is list:
                 for sleeper in sleepers:
@@ -321,11 +401,21 @@ class PoolFuture(Future[R]):
             else:
                 sleepers.release()
         if callbacks is not None:
-            if type(callbacks) is list:
-                for fn in callbacks:
-                    self._run_callback(fn)
-            else:
+            if type(callbacks) is not list:
                 self._run_callback(callbacks)
+                return
+            escaped: BaseException | None = None
+            for fn in callbacks:
+                try:
+                    self._run_callback(fn)
+                except BaseException as exc:
+                    if escaped is None:
+                        escaped = exc
+            if escaped is not None:
+                try:
+                    raise escaped
+                finally:
+                    escaped = None
 
     # --- completion --------------------------------------------------------------
 
@@ -343,6 +433,7 @@ class PoolFuture(Future[R]):
             if self._state is not RUNNING:
                 # Failed by the pool meanwhile (fork, broken pool): keep that.
                 return
+            self._fn = self._pool = None
             if exc is None:
                 self._result = value
                 self._state = FINISHED
@@ -369,7 +460,13 @@ class PoolFuture(Future[R]):
 
     def _notify_waiters(self, ok: bool) -> None:
         # Called with the lock held, once `_condition` exists.
-        for waiter in self._waiters:
+        waiters = self._waiters
+        if not ok and waiters:
+            # A `wait()` or `as_completed()` call is handed the failure.
+            report = self._report
+            if report is not None:
+                report.dismiss()
+        for waiter in waiters:
             if ok:
                 waiter.add_result(self)
             else:
@@ -415,7 +512,14 @@ class PoolFuture(Future[R]):
         return sleepers, callbacks
 
     def _drop_work(self) -> None:
-        self._fn = self._args = self._kwargs = self._context = None
+        self._fn = self._args = self._kwargs = self._context = self._pool = None
+
+    def _reset_after_fork(self) -> None:
+        """In a forked child: a fresh lock; the parent's waiters are gone."""
+        self._lock = _allocate_lock()
+        self._cond = None
+        self._waiter_list = None
+        self._sleepers = None
 
     def cancel(self) -> bool:
         """Cancel the task if it has not started.
@@ -436,13 +540,13 @@ class PoolFuture(Future[R]):
             # Straight to the notified state: the pool skips cancelled items
             # without calling set_running_or_notify_cancel().
             self._state = CANCELLED_AND_NOTIFIED
+            pool = self._pool
             self._drop_work()
             sleepers, callbacks = self._detach_locked()
             if self._cond is not None:
                 for waiter in self._waiters:
                     waiter.add_cancelled(self)
                 self._cond.notify_all()
-        pool = self._pool
         if pool is not None:
             pool._cancelled_one(self)
         self._after_done(sleepers, callbacks)
@@ -463,8 +567,9 @@ class PoolFuture(Future[R]):
         """
         with self._lock:
             state = self._state
-            if state in _CANCELLED_STATES:
-                self._state = CANCELLED_AND_NOTIFIED
+            if state in _CANCELLED_STATES and not self._notified:
+                # Once only, as for a stock future: the second call raises.
+                self._notified = True
                 return False
             if state is PENDING:
                 self._state = RUNNING

@@ -19,14 +19,20 @@ __all__ = ["WorkerPoolStats"]
 class WorkerPoolStats:
     """A snapshot of a `WorkerPool`, taken under its lock by `stats()`.
 
+    The task counts always add up:
+    `submitted == queued + running + completed + failed + cancelled`.
+
     Attributes:
         workers: Worker threads alive.
-        idle: Workers waiting for a task.
-        queued: Tasks queued and not started.
+        idle: Workers parked, waiting for a task.
+        queued: Tasks accepted and not yet started, finished or cancelled
+            (a task a worker is about to start or has just finished is
+            counted here for an instant).
         running: Tasks running now (in workers, helping workers or callers).
         completed: Tasks that returned.
-        failed: Tasks that raised.
+        failed: Tasks that raised, or that the pool failed (broken pool).
         cancelled: Tasks cancelled before they started.
+        submitted: Tasks accepted by `submit`, `try_submit` and `map`.
     """
 
     workers: int
@@ -36,6 +42,7 @@ class WorkerPoolStats:
     completed: int
     failed: int
     cancelled: int
+    submitted: int = 0
 
 
 # Whichever imports this module first, reprs and pickles name the public path.

@@ -13,102 +13,111 @@ lock.  The future is also the work item (it holds the callable, its
 arguments and the captured context), so a task costs one future, one lock,
 the argument tuple and, by default, one `contextvars.Context`.
 
-The queue.  Futures travel through a `queue.SimpleQueue`, whose `put` and
-`get` are single C calls: a worker takes its next task with `get_nowait()`
-without touching the pool's lock, which is what lets one submitting thread
-and several workers share the GIL (or run side by side without it) with
-little contention.  (An earlier design popped a `deque` under the pool lock
-and handed tasks directly to parked workers; measured, it was about half as
-fast, because every pop contended with `submit` for the same lock.)
+Two ways to a worker.  A busy pool queues futures in a `queue.SimpleQueue`,
+whose `put` and `get_nowait` are single C calls: a worker that finishes a
+task takes the next one without touching the pool lock.  A worker that finds
+the queue empty takes the pool lock, looks again (submitters put while
+holding it, so an empty queue under the lock is really empty), and then
+pushes itself on the idle stack and parks on a raw lock of its own.
+`submit`, under the pool lock, pops an idle worker, stores the future in the
+worker's hand-off slot and releases its lock: the task goes to exactly that
+worker, so no other worker can take it and no promise can go stale (the
+earlier design counted "promised" idle workers that a busy worker could rob).
+Otherwise, below `max_workers`, `submit` starts a thread whose first task is
+the future; otherwise the future is queued, subject to `max_pending`.
 
-Every other piece of state (the worker count, the idle count, the pending
-count, the shutdown and broken flags) lives under one raw lock, `_lock`.
-`submit` takes it once and also puts the future while holding it, so a
-future can never land behind the stop signals that `shutdown` queues (one
-`None` per worker, also under the lock).  Under the lock, `submit` decides:
-if a worker is idle and not already promised a task, it promises it this one
-(`_reserved += 1`) and no thread is started; otherwise, below
-`max_workers`, it starts a thread whose first task is this future; otherwise
-the future waits in the queue, subject to `max_pending`.  A worker that
-finds the queue empty counts itself idle under the lock and blocks in
-`get()`; when it wakes it uncounts itself and consumes one promise.  Idle
-workers are counted exactly; the promises are exact too, except that a busy
-worker finishing its task may take a promised future first, leaving the
-idle worker counted as promised until the next task wakes it: then a
-thread may be started although a worker is idle, never more than
-`max_workers` in all.  (The standard library's idle semaphore had a
-counting bug in that spot, gh-88354; here every count changes under the
-lock.)
+Every piece of pool state (the live workers, the idle stack, the pending
+count, the counters, the shutdown and broken flags) lives under one raw lock,
+`_lock`.  A worker is one `_Worker` record in `_workers`; the record is the
+only count of threads, so the count and the set of threads can never
+disagree.  A thread is started under the lock, after its record is in the
+list; if starting fails or is interrupted (Ctrl-C inside `Thread.start`),
+the record is marked abandoned and removed in the same critical section, and
+a thread that did start sees the mark under the lock and leaves without
+running anything.
 
 Claiming.  Whoever runs a task first moves its future PENDING -> RUNNING
 under the future's lock; a worker that pops a cancelled or already-claimed
 future skips it.  That one atomic claim makes cancellation and work-helping
-simple: when a worker of this pool calls `result()` or `exception()` on a
-future of this pool that is still PENDING, it claims and runs it inline
-instead of blocking, so a task waiting on a subtask can never deadlock the
-pool, even with one worker.
+simple: when a worker of any `WorkerPool` calls `result()` or `exception()`
+without a timeout on a future of any `WorkerPool` that is still PENDING, it
+claims and runs it inline instead of blocking, so tasks waiting on each
+other's subtasks, across pools too, cannot deadlock.  A call with a timeout
+never helps: running the task could take longer than the caller allowed.
+Instead, for as long as such a timed wait lasts, the task's pool may run
+one thread beyond `max_workers` (`_compensating`), which leaves when it
+finds the queue empty and the wait over.
 
-Backpressure.  `max_pending` bounds the futures that wait for a busy
-worker.  The count (`_queued`, only kept when there is a bound) is changed
-under the pool lock by whoever takes a future out of the "queued" state: the
-worker that dequeues it, `cancel()`, or a helping worker; the future's
-`_in_queue` flag (also under the pool lock) makes sure exactly one of them
-does, so a cancelled task frees its place at once.  Futures promised to an
-idle worker or given to a new thread are not counted, which also makes
-`max_pending=0` a hand-off.  Submitters blocked on a full pool wait on a
-`Condition` over the pool lock, notified (only when somebody is blocked)
-whenever room may have appeared: a future was dequeued or cancelled, a
-worker became idle or exited, or the pool shut down or broke.  A worker
-that would block on its own full pool runs the task inline instead.
+Backpressure.  `max_pending` bounds the futures that wait in the queue.  The
+count (`_queued`, only kept when there is a bound) is changed under the pool
+lock by whoever takes a future out of the "queued" state: the worker that
+dequeues it, `cancel()`, or a helping worker; the future's `_in_queue` flag
+(also under the pool lock) makes sure exactly one of them does.  Futures
+handed to an idle worker or to a new thread are never queued, which also
+makes `max_pending=0` an exact hand-off.  A submitter blocked on a full pool
+parks on a raw lock of its own (through `_waiting.acquire`, in slices), in a
+list that whoever makes room (a dequeue, a cancel, a parked or exiting
+worker, shutdown) pops and releases.  A worker that would block on its own
+full pool runs the task inline instead.
 
-Shutdown, Ctrl-C and exit.  `shutdown()` flips `_shutdown` and queues one
-stop signal per worker, under the lock; workers drain the futures ahead of
-the signals, then exit.  `cancel_futures=True` first empties the queue and
-cancels what it held.  Workers are daemon threads; the pool registers
-with `threading._register_atexit` (the hook the standard executors use, run
-before non-daemon threads are joined) a function that lets every live pool
-finish its queued work (it calls `shutdown(wait=True)`), so a program that never calls
-`shutdown()` still completes its work and exits cleanly.  Daemon threads let
-a pool whose waiting was interrupted by a second Ctrl-C be abandoned at
-exit instead of holding the process.  All waits (joins, a future's
-`result()`, a `submit` blocked on a full queue) are loops of timed waits so
-that signals are serviced on every platform.
+Shutdown and exit.  `shutdown()` sets `_shutdown` and hands a stop (`None`)
+to every idle worker, under the lock; busy workers drain the queue and,
+finding it empty under the lock with `_shutdown` set, leave.  Waiting for
+them is a wait on a latch (a raw lock released when the last worker record
+is removed), through `_waiting.acquire`, never `Thread.join`, which on
+3.11/3.12 corrupts a thread's state when Ctrl-C interrupts it (gh-90882).
+Every pool registers at construction; the exit hook (run by `threading`
+before it joins non-daemon threads, like the standard executors') marks the
+interpreter as exiting, then shuts down every live pool and waits for it.
+A pool created or submitted to after that point refuses the task with
+`RuntimeError`, as `ThreadPoolExecutor` does: a task is run or refused, never
+accepted and dropped.
+
+Dropped pools.  Workers never hold their pool while parked: they keep only
+a weak reference, whose callback, when the pool is collected, hands a stop
+to every idle worker.  A busy worker holds the pool until it goes idle, so a
+pool with work left lives until the work is done.
 
 Fork.  `os.register_at_fork` marks every pool inherited by a child process
-as broken: its locks are replaced, its queued and running futures fail with
-`BrokenWorkerPool`, and `submit` raises it.  No thread of the parent exists
-in the child, so this is the only answer that cannot hang.
+as broken: its locks are replaced, every future it can see (queued, in a
+hand-off slot, running in a dead thread) fails with `BrokenWorkerPool`, and
+`submit` raises it; a future it cannot see (taken off the queue an instant
+before the fork) fails when the child waits for it.  A worker that forked
+finishes its task in the child and then ends the child process as a main
+thread would (exit handlers, flushed streams, the task's `SystemExit` code).
 
 Free-threading.  Nothing relies on the GIL: every check-then-act happens
-under the pool lock or a future's lock, and counters shared between threads
-are only changed under a lock (per-worker counters are written by their own
-worker only).  Reads without a lock are limited to a future's `_state`,
-written last, under the future's lock, when the outcome is published (a
-reader that sees a terminal state then reads the outcome stored before it),
-and to statistics documented as snapshots.
+under the pool lock or a future's lock.  The only values written without the
+pool lock are a worker's progress record, one tuple replaced whole, so a
+snapshot reads each worker's counts consistently; `stats()` derives `queued`
+from the others, so its counts always add up to `submitted`.
 """
 
 from __future__ import annotations
 
 import _queue as queue  # the C module: `queue` also imports heapq
 import _thread
-import collections
+import atexit
+import contextlib
 import contextvars
+import functools
 import itertools
+import logging
 import os
+import sys
 import threading
 import time
 import weakref
-from concurrent.futures import Executor, Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures._base import PENDING, RUNNING
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, final
 
 from ._errors import BrokenWorkerPool, PoolFull
 from ._future import PoolFuture
-from ._waiting import check_callable, check_timeout
+from ._waiting import acquire, check_callable, check_timeout
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Generator, Iterable, Iterator
     from types import TracebackType
     from typing import Self
 
@@ -132,58 +141,94 @@ _allocate_lock = _thread.allocate_lock
 _copy_context = contextvars.copy_context
 _PENDING: Final = PENDING
 _RUNNING: Final = RUNNING
+_LOGGER: Final = logging.getLogger("concurrent.futures")
 
 # How long one timed wait lasts in loops that must stay responsive to signals.
 _POLL_SECONDS: Final = 0.25
 
-# Which pool, if any, the current thread works for (work-helping, nested
-# submits).  Set once per worker thread.
+# Per thread: `pool_ref`, a weak reference to the pool the thread works for
+# (set once per worker thread; work-helping and nested submits read it).
 _local = threading.local()
 
-# Every pool with live workers, for the exit hook and the fork hook.
+# Every pool not yet collected, for the exit hook and the fork hook.
 _pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
-# Guards _pools (WeakSet is not safe to mutate and iterate concurrently).
+# Guards _pools (a WeakSet is not safe to mutate and iterate concurrently)
+# and _exiting.
 _pools_lock = threading.Lock()
+# Set once by the exit hook: pools created from then on refuse every task.
+_exiting = False
 _pool_counter = itertools.count(1)
+
+_EXIT_MSG: Final = "cannot schedule new futures after interpreter shutdown"
 
 
 class _Worker:
     """One worker thread's bookkeeping."""
 
-    __slots__ = ("completed", "current", "failed", "thread")
+    __slots__ = ("abandoned", "forked", "handoff", "progress", "sleeper", "thread")
 
-    def __init__(self) -> None:
-        # Written by the worker thread only; read for statistics.
-        self.current: PoolFuture[Any] | None = None
-        self.completed = 0
-        self.failed = 0
+    def __init__(self, first: PoolFuture[Any] | None) -> None:
+        # The next task, put here by `submit` (or a stop, None) before it
+        # releases `sleeper`; the first task is put here before the start.
+        self.handoff: PoolFuture[Any] | None = first
+        # Held while the worker does not sleep; the worker parks on it.
+        self.sleeper = _allocate_lock()
+        self.sleeper.acquire()
+        # (completed, failed, running future or None): written by the worker
+        # only, replaced whole so that a reader sees one consistent triple.
+        self.progress: tuple[int, int, PoolFuture[Any] | None] = (0, 0, None)
         self.thread: threading.Thread | None = None
+        # Set under the pool lock: the start failed, the thread must not run.
+        self.abandoned = False
+        # In a child process, on the worker that called os.fork(): the
+        # future it was running (or True).
+        self.forked: PoolFuture[Any] | bool = False
+
+    def take(self) -> PoolFuture[Any] | None:
+        """Return and clear the hand-off slot (the worker itself calls it)."""
+        future = self.handoff
+        self.handoff = None
+        return future
 
 
 def _default_max_workers() -> int:
     return min(32, (os.cpu_count() or 1) + 4)
 
 
+def _wake_idle(box: list[_thread.LockType], idle: list[_Worker], _ref: object) -> None:
+    """Weak-reference callback: the pool was collected; stop its idle workers.
+
+    `box` holds the pool's lock (replaced in a child process after a fork).
+    """
+    with box[0]:
+        while idle:
+            worker = idle.pop()
+            worker.handoff = None
+            worker.sleeper.release()
+
+
 @final
-class WorkerPool(Executor):
+class WorkerPool(ThreadPoolExecutor):
     """A pool of reusable worker threads: a faster `ThreadPoolExecutor`.
 
-    It is a `concurrent.futures.Executor` and can replace a
-    `ThreadPoolExecutor` anywhere; what it adds:
+    It is a `concurrent.futures.ThreadPoolExecutor` (a subclass that shares
+    none of its machinery) and can replace one anywhere, including
+    `asyncio`'s `loop.set_default_executor()`; what it adds:
 
     - backpressure: `max_pending` bounds the queued tasks, and `on_full`
       chooses what a full pool does (`"block"`, `"raise"` or `"caller_runs"`);
       `try_submit` never blocks;
     - `map(..., buffersize=N)` with Python 3.14's lazy, bounded semantics on
       every supported version, and `imap_unordered`;
-    - nested waits do not deadlock: a worker waiting on a queued task of its
-      own pool runs it itself;
+    - nested waits do not deadlock: a worker of any `WorkerPool` that waits
+      without a timeout on a queued task of any `WorkerPool` runs it itself;
     - each task runs in a copy of the submitter's `contextvars` context;
     - a failed task whose future nobody looks at is reported when the future
       is garbage-collected;
     - Ctrl-C in a `with` block cancels the queued tasks and waits for the
       running ones; a second Ctrl-C stops the wait;
-    - `stats()`; a pool inherited through `os.fork()` fails predictably.
+    - `stats()`; a pool inherited through `os.fork()` fails predictably;
+      a pool dropped without `shutdown()` lets its idle workers exit.
 
     ```python
     from safethreads import WorkerPool
@@ -220,7 +265,10 @@ class WorkerPool(Executor):
         TypeError: if an argument has the wrong type.
     """
 
-    def __init__(
+    # `ThreadPoolExecutor.__init__` is deliberately not called: none of its
+    # machinery (work queue, thread set, exit registration) is used.
+
+    def __init__(  # noqa: PLR0915 - validation, then one attribute per piece of state
         self,
         max_workers: int | None = None,
         *,
@@ -254,42 +302,56 @@ class WorkerPool(Executor):
         if init is not None and not callable(init):
             msg = "initializer must be callable or None"
             raise TypeError(msg)
-        self._max_workers: Final = max_workers
+        self._max_workers = max_workers
         self._max_pending: Final = max_pending
         self._on_full: Final = on_full
         self._prefix: Final = thread_name_prefix or f"WorkerPool-{next(_pool_counter)}"
-        self._initializer: Final = initializer
-        self._initargs: Final = tuple(initargs)
+        self._init = initializer
+        self._init_args = tuple(initargs)
         self._copy_context: Final = copy_context
 
-        # The work queue: futures, then one None per worker at shutdown.
-        # Workers take from it without the pool lock; submitters put into
-        # it while holding the lock, so nothing lands after the sentinels.
-        self._queue: queue.SimpleQueue[PoolFuture[Any] | None] = queue.SimpleQueue()
-        # Guards everything below, and each queued future's `_in_queue`.
+        # The work queue: futures only.  Workers take from it without the
+        # pool lock; submitters put into it while holding the lock, so a
+        # worker that finds it empty under the lock knows it is empty.
+        self._queue: queue.SimpleQueue[PoolFuture[Any]] = queue.SimpleQueue()
+        # Guards everything below, each queued future's `_in_queue`, and
+        # each worker's `handoff`, `abandoned` and `forked`.
         self._lock = _allocate_lock()
-        # Submitters blocked on a full queue wait here (over `_lock`).
-        self._not_full = threading.Condition(self._lock)
         self._queued = 0  # with max_pending: futures queued with _in_queue set
-        self._idle = 0  # workers blocked on the empty queue
-        self._reserved = 0  # idle workers already promised a queued future
-        self._sentinels = 0  # stop signals queued and not yet taken
-        self._workers: list[_Worker] = []
-        # Every worker thread started and not yet seen dead by a join.
-        self._threads: list[threading.Thread] = []
-        self._blocked = 0  # submitters waiting on _not_full
-        self._thread_count = 0  # workers started and not yet exited
+        self._idle_workers: list[_Worker] = []  # parked workers, a stack
+        self._workers: list[_Worker] = []  # every worker thread not yet exited
+        # shutdown(wait=True) callers: (workers allowed to remain, latch).
+        self._exit_waiters: list[tuple[int, _thread.LockType]] = []
+        # Submitters blocked on a full pool, each parked on its own lock.
+        self._blocked: list[_thread.LockType] = []
+        # Workers (of any pool) blocked in a timed wait on a queued future of
+        # this pool: each may add one thread above max_workers.
+        self._compensating = 0
         self._started = 0  # for thread names
         self._shutdown = False
+        self._exit_refused = False  # shut down by the interpreter's exit hook
         self._abandoned = False  # a second Ctrl-C: do not wait at exit
-        self._broken: str | None = None
+        self._broken_reason: str | None = None
         self._broken_cause: BaseException | None = None
-        # Tasks run outside worker loops (caller_runs, helping), and the
-        # counts of workers that exited.
+        self._fork_child = False  # inherited through os.fork()
+        # Task counts not kept by live workers: tasks run outside worker
+        # loops (caller_runs, helping), those of workers that exited, and
+        # those failed by the pool itself.
+        self._submitted = 0
         self._extra_running = 0
         self._extra_completed = 0
         self._extra_failed = 0
         self._cancelled = 0
+        # Workers hold only this; when the pool is collected, its callback
+        # stops the idle workers.
+        self._box = [self._lock]
+        self._ref = weakref.ref(
+            self, functools.partial(_wake_idle, self._box, self._idle_workers)
+        )
+        with _pools_lock:
+            _pools.add(self)
+            if _exiting:
+                self._shutdown = self._exit_refused = True
 
     # --- submitting ---------------------------------------------------------------
 
@@ -308,7 +370,8 @@ class WorkerPool(Executor):
 
         Raises:
             RuntimeError: if the pool has been shut down (also when it is
-                shut down while `submit` waits for room).
+                shut down while `submit` waits for room), or the interpreter
+                is exiting.
             BrokenWorkerPool: if the pool is broken (a worker initializer
                 raised, or the pool was inherited through `os.fork()`).
             PoolFull: if the queue is full and `on_full="raise"`.
@@ -373,212 +436,149 @@ class WorkerPool(Executor):
 
     def _closed_error(self) -> BaseException:
         # With the lock held.
-        if self._broken is not None:
-            exc = BrokenWorkerPool(self._broken)
+        if self._broken_reason is not None:
+            exc = BrokenWorkerPool(self._broken_reason)
             exc.__cause__ = self._broken_cause
             return exc
+        if self._exit_refused:
+            return RuntimeError(_EXIT_MSG)
         return RuntimeError("cannot schedule new futures after shutdown")
 
-    def _place(self, future: PoolFuture[Any], policy: str | None) -> bool:  # noqa: C901 - one critical section, on purpose
-        """Queue `future` or start a worker for it; apply `policy` when full."""
-        start = run_here = False
-        with self._lock:
-            if self._shutdown or self._broken is not None:
-                raise self._closed_error()
-            if self._idle > self._reserved:
-                # An idle worker will take it: no new thread, not "pending".
-                self._reserved += 1
-            elif self._thread_count < self._max_workers:
-                self._thread_count += 1
-                start = True
-            elif self._max_pending is not None:
-                if self._queued < self._max_pending:
-                    future._in_queue = True
-                    self._queued += 1
-                elif policy is None:
-                    return False
-                elif policy == "block" and not self._is_own_worker():
-                    start = self._wait_for_room(future)
-                elif policy == "raise":
-                    msg = (
-                        f"the pool's queue is full ({self._max_pending} tasks "
-                        "pending); retry later, or choose on_full='block' or "
-                        "'caller_runs'"
-                    )
-                    raise PoolFull(msg)
-                else:
-                    # caller_runs, or "block" from one of the pool's own
-                    # workers, which would otherwise risk every worker
-                    # waiting for room that only a worker can make.
-                    run_here = True
-            if not (start or run_here):
-                self._queue.put(future)
-                return True
-        if run_here:
-            self._run_here(future)
-        else:
-            self._start_worker(future)
+    def _place(self, future: PoolFuture[Any], policy: str | None) -> bool:  # noqa: C901, PLR0912 - one critical section, on purpose
+        """Hand `future` to a worker or queue it; apply `policy` when full.
+
+        Every state change below is one step that a Ctrl-C (which arrives
+        only after a call returns) cannot split: the idle worker is taken
+        off the stack by a statement followed only by plain stores and its
+        wake-up call.  A submitter blocked on a full pool parks on a lock
+        of its own, outside the pool lock, through `_waiting.acquire`.
+        """
+        sleeper: _thread.LockType | None = None
+        while True:
+            run_here = False
+            with self._lock:
+                if sleeper is not None and sleeper in self._blocked:
+                    self._blocked.remove(sleeper)  # timed out, not woken
+                sleeper = None
+                if self._shutdown or self._broken_reason is not None:
+                    raise self._closed_error()
+                idle = self._idle_workers
+                if idle:
+                    worker = idle[-1]
+                    worker.handoff = future
+                    self._submitted += 1
+                    del idle[-1]
+                    worker.sleeper.release()
+                    return True
+                if len(self._workers) < self._max_workers + self._compensating:
+                    self._start_worker_locked(future)
+                    return True
+                if self._max_pending is not None:
+                    if self._queued < self._max_pending:
+                        future._in_queue = True
+                        self._queued += 1
+                    elif policy is None:
+                        return False
+                    elif policy == "block" and not self._is_own_worker():
+                        sleeper = _allocate_lock()
+                        sleeper.acquire()
+                        self._blocked.append(sleeper)
+                    elif policy == "raise":
+                        msg = (
+                            f"the pool's queue is full ({self._max_pending} tasks "
+                            "pending); retry later, or choose on_full='block' or "
+                            "'caller_runs'"
+                        )
+                        raise PoolFull(msg)
+                    else:
+                        # caller_runs, or "block" from one of the pool's own
+                        # workers, which would otherwise risk every worker
+                        # waiting for room that only a worker can make.
+                        run_here = True
+                if sleeper is None:
+                    self._submitted += 1
+                    if not run_here:
+                        self._queue.put(future)
+                        return True
+            if sleeper is None:
+                break
+            try:
+                # Timed: a wake-up lost to an interrupted submitter costs the
+                # others one slice at most.
+                acquire(sleeper, _POLL_SECONDS)
+            except BaseException:
+                with self._lock:
+                    if sleeper in self._blocked:
+                        self._blocked.remove(sleeper)
+                    else:
+                        self._room_one_locked()  # pass on the wake-up given
+                raise
+        self._run_here(future)
         return True
 
-    def _wait_for_room(self, future: PoolFuture[Any]) -> bool:
-        """Wait (lock held) until `future` can be placed; True: start a thread."""
-        assert self._max_pending is not None
-        self._blocked += 1
-        try:
-            while True:
-                # Timed, so that a waiting main thread services Ctrl-C; the
-                # loop re-checks the state after every wake-up anyway.
-                self._not_full.wait(_POLL_SECONDS)
-                if self._shutdown or self._broken is not None:
-                    raise self._closed_error()  # noqa: TRY301 - under the lock
-                if self._idle > self._reserved:
-                    self._reserved += 1
-                    return False
-                if self._thread_count < self._max_workers:
-                    self._thread_count += 1
-                    return True
-                if self._queued < self._max_pending:
-                    future._in_queue = True
-                    self._queued += 1
-                    return False
-        except BaseException:
-            # Pass on a wake-up this submitter may have consumed.
-            if self._blocked > 1:
-                self._not_full.notify()
-            raise
-        finally:
-            self._blocked -= 1
+    def _room_one_locked(self) -> None:
+        """Wake one submitter blocked on the full pool (lock held)."""
+        blocked = self._blocked
+        if blocked:
+            blocked.pop(0).release()
 
-    def _start_worker(self, first: PoolFuture[Any]) -> None:
-        """Start a worker thread whose first task is `first` (counted already)."""
-        worker = _Worker()
-        with self._lock:
-            self._started += 1
-            name = f"{self._prefix}_{self._started - 1}"
-            thread = threading.Thread(
-                target=self._work, args=(worker, first), name=name, daemon=True
-            )
-            worker.thread = thread
-            self._workers.append(worker)
-            self._threads.append(thread)
-        with _pools_lock:
-            _pools.add(self)
+    def _room_all_locked(self) -> None:
+        """Wake every submitter blocked on the full pool (lock held)."""
+        blocked = self._blocked
+        while blocked:
+            blocked.pop().release()
+
+    def _start_worker_locked(self, first: PoolFuture[Any] | None) -> None:
+        """Start a worker thread whose first task is `first` (lock held)."""
+        worker = _Worker(first)
+        name = f"{self._prefix}_{self._started}"
+        thread = threading.Thread(
+            target=_work, args=(self._ref, worker), name=name, daemon=True
+        )
+        worker.thread = thread
+        workers = self._workers
         try:
+            workers.append(worker)
+            self._started += 1
             thread.start()
+            if first is not None:
+                self._submitted += 1
         except BaseException:
-            with self._lock:
-                self._thread_count -= 1
-                self._workers.remove(worker)
-                self._threads.remove(thread)
-                # A stop signal queued for this thread by a concurrent
-                # shutdown stays in the queue, harmless, but is not owed.
-                self._sentinels = min(self._sentinels, self._thread_count)
-                if self._blocked:
-                    self._not_full.notify()
-            first.cancel()
+            # Interrupted or failed: if the thread exists after all, it sees
+            # `abandoned` under this lock before doing anything.
+            worker.abandoned = True
+            worker.handoff = None
+            if worker in workers:
+                workers.remove(worker)
+                self._release_exit_waiters_locked()
+                self._room_one_locked()
             raise
 
     def _is_own_worker(self) -> bool:
-        return getattr(_local, "pool", None) is self
+        ref = getattr(_local, "pool_ref", None)
+        return ref is not None and ref() is self
 
     # --- running ------------------------------------------------------------------
 
-    def _work(  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpose
-        self, worker: _Worker, first: PoolFuture[Any] | None
-    ) -> None:
-        """The worker thread's loop."""
-        _local.pool = self
-        if self._initializer is not None:
-            try:
-                self._initializer(*self._initargs)
-            except BaseException as exc:
-                self._break(
-                    "a worker initializer raised; the pool is broken, "
-                    "create a new pool with a working initializer",
-                    exc,
-                    first,
-                )
-                self._worker_exit(worker, stopped=False)
-                return
-        lock = self._lock
-        get_nowait = self._queue.get_nowait
-        bounded = self._max_pending is not None
-        future = first
-        while True:
-            if future is not None:
-                # Claim PENDING -> RUNNING; cancelled or helped futures are skipped.
-                with future._lock:
-                    claimed = future._state is _PENDING
-                    if claimed:
-                        future._state = _RUNNING
-                if claimed:
-                    worker.current = future
-                    fn = future._fn
-                    args = future._args
-                    kwargs = future._kwargs
-                    context = future._context
-                    future._fn = future._args = future._kwargs = future._context = None
-                    try:
-                        if context is not None:
-                            if kwargs is None:
-                                value = context.run(fn, *args)  # type: ignore[arg-type,misc]
-                            else:
-                                value = context.run(fn, *args, **kwargs)  # type: ignore[arg-type,misc]
-                        elif kwargs is None:
-                            value = fn(*args)  # type: ignore[misc]
-                        else:
-                            value = fn(*args, **kwargs)  # type: ignore[misc]
-                    except BaseException as exc:
-                        _trim(exc)
-                        future._complete(None, exc)
-                        worker.failed += 1
-                    else:
-                        future._complete(value, None)
-                        worker.completed += 1
-                    worker.current = None
-                    del fn, args, kwargs, context
-                    value = None
-            try:
-                future = get_nowait()
-            except queue.Empty:
-                future = self._wait_for_work()
-            if future is None:  # a stop signal
-                break
-            if bounded and future._in_queue:
-                with lock:
-                    if future._in_queue:
-                        future._in_queue = False
-                        self._queued -= 1
-                        if self._blocked:
-                            self._not_full.notify()
-        self._worker_exit(worker, stopped=True)
+    def _worker_exit_locked(self, worker: _Worker) -> None:
+        workers = self._workers
+        if worker in workers:
+            workers.remove(worker)
+            completed, failed, _ = worker.progress
+            self._extra_completed += completed
+            self._extra_failed += failed
+            worker.progress = (0, 0, None)
+            self._release_exit_waiters_locked()
+        if self._blocked:
+            self._room_all_locked()
 
-    def _wait_for_work(self) -> PoolFuture[Any] | None:
-        """Block on the empty queue, counted as idle."""
-        with self._lock:
-            self._idle += 1
-            if self._blocked:
-                self._not_full.notify()
-        try:
-            return self._queue.get()
-        finally:
-            with self._lock:
-                self._idle -= 1
-                if self._reserved:
-                    self._reserved -= 1
-
-    def _worker_exit(self, worker: _Worker, *, stopped: bool) -> None:
-        with self._lock:
-            self._thread_count -= 1
-            if stopped:
-                self._sentinels -= 1
-            if worker in self._workers:
-                self._workers.remove(worker)
-            self._extra_completed += worker.completed
-            self._extra_failed += worker.failed
-            worker.completed = worker.failed = 0
-            if self._blocked:
-                self._not_full.notify_all()
+    def _release_exit_waiters_locked(self) -> None:
+        waiters = self._exit_waiters
+        if waiters:
+            left = len(self._workers)
+            for entry in [e for e in waiters if e[0] >= left]:
+                waiters.remove(entry)
+                entry[1].release()
 
     def _run_here(self, future: PoolFuture[Any]) -> None:
         """Claim and run `future` in the calling thread, if still pending."""
@@ -588,22 +588,23 @@ class WorkerPool(Executor):
         args = future._args or ()
         kwargs = future._kwargs or {}
         context = future._context
-        future._drop_work()
+        future._args = future._kwargs = future._context = None
         assert fn is not None
         with self._lock:
             self._extra_running += 1
         ok = False
         try:
-            if context is not None:
-                value = context.run(fn, *args, **kwargs)
+            try:
+                if context is not None:
+                    value = context.run(fn, *args, **kwargs)
+                else:
+                    value = fn(*args, **kwargs)
+            except BaseException as exc:
+                _trim(exc)
+                future._complete(None, exc)
             else:
-                value = fn(*args, **kwargs)
-        except BaseException as exc:
-            _trim(exc)
-            future._complete(None, exc)
-        else:
-            ok = True
-            future._complete(value, None)
+                ok = True
+                future._complete(value, None)
         finally:
             with self._lock:
                 self._extra_running -= 1
@@ -613,16 +614,60 @@ class WorkerPool(Executor):
                     self._extra_failed += 1
 
     def _help(self, future: PoolFuture[Any]) -> None:
-        """Run a still-queued future of this pool in the waiting worker."""
-        if not self._is_own_worker():
+        """Run a still-queued future of this pool in a waiting worker.
+
+        Any `WorkerPool` worker helps, whichever pool the future belongs
+        to, so that waits across pools cannot deadlock either.
+        """
+        if getattr(_local, "pool_ref", None) is None:
             return
         with self._lock:
             if future._in_queue:
                 future._in_queue = False
                 self._queued -= 1
                 if self._blocked:
-                    self._not_full.notify()
+                    self._room_one_locked()
         self._run_here(future)
+
+    def _compensate_begin(self) -> bool:
+        """A worker is about to block in a timed wait on a queued future.
+
+        Helping could outlast the caller's timeout, so instead the pool may
+        run one more thread for as long as the wait lasts: the queued task
+        gets a thread although the waiting worker holds its own.
+
+        Returns:
+            Whether `_compensate_end` must be called after the wait.
+        """
+        if getattr(_local, "pool_ref", None) is None:
+            return False
+        with self._lock:
+            if self._broken_reason is not None:
+                return False
+            self._compensating += 1
+            if (
+                not self._idle_workers
+                and len(self._workers) < self._max_workers + self._compensating
+                and not self._queue.empty()
+            ):
+                # No thread to spare (RuntimeError): the caller just waits.
+                with contextlib.suppress(RuntimeError):
+                    self._start_worker_locked(None)
+        return True
+
+    def _compensate_end(self) -> None:
+        with self._lock:
+            self._compensating -= 1
+            # An added thread already parked leaves now; a busy one leaves
+            # when it finds the queue empty.
+            idle = self._idle_workers
+            if idle and len(self._workers) > self._max_workers + self._compensating:
+                worker = idle[-1]
+                worker.handoff = None
+                del idle[-1]
+                worker.sleeper.release()
+                # Uncounted at once, so that no other worker leaves for it.
+                self._worker_exit_locked(worker)
 
     def _cancelled_one(self, future: PoolFuture[Any]) -> None:
         """Account for a future cancelled before it started."""
@@ -632,27 +677,33 @@ class WorkerPool(Executor):
                 future._in_queue = False
                 self._queued -= 1
                 if self._blocked:
-                    self._not_full.notify()
+                    self._room_one_locked()
 
     def _break(
         self, reason: str, cause: BaseException | None, first: PoolFuture[Any] | None
     ) -> None:
         """Mark the pool broken and fail every future that will never run."""
         with self._lock:
-            if self._broken is None:
-                self._broken = reason
+            if self._broken_reason is None:
+                self._broken_reason = reason
                 self._broken_cause = cause
             drained = self._drain_locked()
-            self._not_full.notify_all()
+            self._room_all_locked()
         if first is not None:
             drained.insert(0, first)
-        for f in drained:
+
+        def fail(f: PoolFuture[Any]) -> bool:
             exc = BrokenWorkerPool(reason)
             exc.__cause__ = cause
-            f._fail_pending(exc)
+            return f._fail_pending(exc)
+
+        failed, escaped = _settle(drained, fail)
+        with self._lock:
+            self._extra_failed += failed
+        _reraise(escaped)
 
     def _drain_locked(self) -> list[PoolFuture[Any]]:
-        """Empty the queue and queue fresh stop signals (lock held)."""
+        """Empty the queue and stop the idle workers (lock held)."""
         drained = []
         get_nowait = self._queue.get_nowait
         while True:
@@ -660,20 +711,22 @@ class WorkerPool(Executor):
                 f = get_nowait()
             except queue.Empty:
                 break
-            if f is not None:
+            if f._in_queue:
+                # Not reset to 0: a future a worker has just taken off the
+                # queue is still counted, and that worker uncounts it.
                 f._in_queue = False
-                drained.append(f)
-        self._queued = 0
-        self._sentinels = 0
-        self._stop_workers_locked()
+                self._queued -= 1
+            drained.append(f)
+        self._stop_idle_locked()
         return drained
 
-    def _stop_workers_locked(self) -> None:
-        # One stop signal per worker that has none coming yet.
-        put = self._queue.put
-        while self._sentinels < self._thread_count:
-            put(None)
-            self._sentinels += 1
+    def _stop_idle_locked(self) -> None:
+        idle = self._idle_workers
+        while idle:
+            worker = idle[-1]
+            worker.handoff = None
+            del idle[-1]
+            worker.sleeper.release()
 
     # --- map -------------------------------------------------------------------
 
@@ -696,9 +749,11 @@ class WorkerPool(Executor):
         N + 1; this pool submits it right after, so the bound is exact; the
         inputs consumed by the time each result is yielded are the same.)
 
-        If the consumer stops early (closes or drops the iterator), a task
-        fails, or the deadline passes, every task not yet started is
-        cancelled.
+        If the consumer stops early (closes or drops the iterator, even
+        before its first `next()`), a task fails, or the deadline passes,
+        every task not yet started is cancelled, and the failures of tasks
+        nobody will look at are not reported.  The iterator keeps no
+        reference to a result it has returned.
 
         Args:
             fn: Called with one item of each iterable.
@@ -730,54 +785,24 @@ class WorkerPool(Executor):
         first = (
             args_iter if buffersize is None else itertools.islice(args_iter, buffersize)
         )
-        futures: collections.deque[Future[R]] = collections.deque()
+        futures: list[Future[R]] = []
         submit = self._submit_args
         try:
             for args in first:
-                futures.append(submit(fn, args))
+                futures.append(submit(fn, args))  # noqa: PERF401 - keeps what was submitted if the input raises
         except BaseException:
-            for future in futures:
-                future.cancel()
-            raise
-        return self._map_results(
-            futures,
-            None if buffersize is None else args_iter,
-            fn,
-            deadline,
-            weakref.ref(self),
-        )
-
-    @staticmethod
-    def _map_results(
-        futures: collections.deque[Future[R]],
-        args_iter: Iterator[tuple[Any, ...]] | None,
-        fn: Callable[..., R],
-        deadline: float | None,
-        pool_ref: weakref.ref[WorkerPool],
-    ) -> Iterator[R]:
-        try:
-            while futures:
-                future = futures.popleft()
-                try:
-                    if deadline is None:
-                        value = future.result()
-                    else:
-                        value = future.result(deadline - time.monotonic())
-                except BaseException:
-                    # A late task is not left to run (one that failed is done).
-                    future.cancel()
-                    raise
-                del future
-                if args_iter is not None:
-                    pool = pool_ref()
-                    args = next(args_iter, None)
-                    if pool is not None and args is not None:
-                        futures.append(pool._submit_args(fn, args))
-                    del pool
-                yield value
-                del value
-        finally:
             _abandon(futures)
+            raise
+        futures.reverse()  # popped from the end, oldest first
+        return _primed(
+            _map_results(
+                futures,
+                None if buffersize is None else args_iter,
+                fn,
+                deadline,
+                self._ref,
+            )
+        )
 
     def imap_unordered(
         self,
@@ -791,8 +816,9 @@ class WorkerPool(Executor):
 
         Submission works as for `map`: eager without `buffersize`, otherwise
         at most `buffersize` tasks in flight, the next input submitted each
-        time a result is yielded.  Early stop, a failure or the deadline
-        cancel every task not yet started.
+        time a result is yielded.  Early stop (also before the first
+        `next()`), a failure or the deadline cancel every task not yet
+        started.
 
         Args:
             fn: Called with each item.
@@ -826,54 +852,18 @@ class WorkerPool(Executor):
                 in_flight.add(future)
                 future.add_done_callback(done.put)
         except BaseException:
-            for future in in_flight:
-                future.cancel()
-            raise
-        return self._unordered_results(
-            done,
-            in_flight,
-            None if buffersize is None else inputs,
-            fn,
-            deadline,
-            weakref.ref(self),
-        )
-
-    @staticmethod
-    def _unordered_results(  # noqa: PLR0917 - private plumbing of imap_unordered
-        done: queue.SimpleQueue[Future[R]],
-        in_flight: set[Future[R]],
-        inputs: Iterator[T] | None,
-        fn: Callable[[T], R],
-        deadline: float | None,
-        pool_ref: weakref.ref[WorkerPool],
-    ) -> Iterator[R]:
-        sentinel = object()
-        try:
-            while in_flight:
-                if deadline is None:
-                    future = done.get()
-                else:
-                    try:
-                        future = done.get(timeout=max(0.0, deadline - time.monotonic()))
-                    except queue.Empty:
-                        msg = f"{len(in_flight)} tasks unfinished at the deadline"
-                        raise TimeoutError(msg) from None
-                in_flight.discard(future)
-                value = future.result()
-                del future
-                if inputs is not None:
-                    item = next(inputs, sentinel)
-                    pool = pool_ref()
-                    if item is not sentinel and pool is not None:
-                        nxt = pool.submit(fn, item)  # type: ignore[arg-type]
-                        in_flight.add(nxt)
-                        nxt.add_done_callback(done.put)
-                        del nxt
-                    del pool, item
-                yield value
-                del value
-        finally:
             _abandon(in_flight)
+            raise
+        return _primed(
+            _unordered_results(
+                done,
+                in_flight,
+                None if buffersize is None else inputs,
+                fn,
+                deadline,
+                self._ref,
+            )
+        )
 
     # --- shutdown --------------------------------------------------------------
 
@@ -881,11 +871,15 @@ class WorkerPool(Executor):
         """Stop accepting tasks; optionally cancel the queued ones and wait.
 
         Idempotent and safe to call from several threads, and from a task
-        (a worker never waits for itself).
+        (a worker never waits for itself).  The wait is on the pool's own
+        latch, never `Thread.join`: Ctrl-C interrupts it with
+        `KeyboardInterrupt` and leaves the pool intact, so a later
+        `shutdown(wait=True)` still waits for every task.
 
         Args:
-            wait: Return only after every worker thread has exited, i.e. all
-                queued (not cancelled) and running tasks are done.
+            wait: Return only after every worker thread has left its loop,
+                i.e. every queued (not cancelled) and running task is done
+                and its done-callbacks have run.
             cancel_futures: Cancel every task not yet started.
         """
         with self._lock:
@@ -894,25 +888,29 @@ class WorkerPool(Executor):
                 drained = self._drain_locked()
             else:
                 drained = []
-                self._stop_workers_locked()
-            self._not_full.notify_all()
-        for f in drained:
-            f.cancel()
+                self._stop_idle_locked()
+            self._room_all_locked()
+        _reraise(_settle(drained, PoolFuture.cancel)[1])
         if wait:
-            self._join_workers()
+            self._wait_for_workers()
 
-    def _join_workers(self) -> None:
-        me = threading.current_thread()
-        while True:
-            with self._lock:
-                threads = [t for t in self._threads if t is not me]
-            if not threads:
+    def _wait_for_workers(self) -> None:
+        # A worker calling shutdown(wait=True) waits for the others only.
+        allowed = 1 if self._is_own_worker() else 0
+        latch = _allocate_lock()
+        latch.acquire()
+        entry = (allowed, latch)
+        with self._lock:
+            if len(self._workers) <= allowed:
                 return
-            for thread in threads:
-                while thread.is_alive():
-                    thread.join(_POLL_SECONDS)
+            self._exit_waiters.append(entry)
+        try:
+            acquire(latch, None)
+        except BaseException:
             with self._lock:
-                self._threads = [t for t in self._threads if t not in threads]
+                if entry in self._exit_waiters:
+                    self._exit_waiters.remove(entry)
+            raise
 
     def __enter__(self) -> Self:
         return self
@@ -933,28 +931,32 @@ class WorkerPool(Executor):
         if exc_type is not None and issubclass(exc_type, KeyboardInterrupt):
             try:
                 self.shutdown(wait=False, cancel_futures=True)
-                self._join_workers()
+                self._wait_for_workers()
             except KeyboardInterrupt:
                 # The second Ctrl-C: stop waiting, and do not wait at exit.
-                self._abandoned = True
-                self.shutdown(wait=False, cancel_futures=True)
+                self._abandon_pool()
             return None
         try:
             self.shutdown(wait=True)
         except KeyboardInterrupt:
-            self.shutdown(wait=False, cancel_futures=True)
-            self._abandoned = True
+            self._abandon_pool()
             raise
         return None
+
+    def _abandon_pool(self) -> None:
+        with self._lock:
+            self._abandoned = True
+        self.shutdown(wait=False, cancel_futures=True)
 
     # --- introspection ---------------------------------------------------------
 
     def stats(self) -> WorkerPoolStats:
         """Return a snapshot of the pool's workers and task counts.
 
-        Taken under the pool lock; the per-worker counters are written by the
-        workers without it, so on a busy pool the snapshot may be a task or
-        two behind.  Exact once the pool is quiet.
+        Taken under the pool lock; each worker's own counts are read as one
+        record, so the task counts always add up to `submitted`.  A task
+        that a worker is just starting or has just finished is counted as
+        queued, or as running, for that instant.
 
         Returns:
             A frozen `WorkerPoolStats`.
@@ -962,41 +964,48 @@ class WorkerPool(Executor):
         from ._stats import WorkerPoolStats  # noqa: PLC0415 - slow to import
 
         with self._lock:
-            workers = self._workers
+            running = self._extra_running
+            completed = self._extra_completed
+            failed = self._extra_failed
+            for w in self._workers:
+                c, f, current = w.progress
+                completed += c
+                failed += f
+                running += current is not None
+            submitted = self._submitted
+            cancelled = self._cancelled
             return WorkerPoolStats(
-                workers=self._thread_count,
-                idle=self._idle,
-                queued=self._queued
-                if self._max_pending is not None
-                else max(0, self._queue.qsize() - self._sentinels),
-                running=sum(w.current is not None for w in workers)
-                + self._extra_running,
-                completed=sum(w.completed for w in workers) + self._extra_completed,
-                failed=sum(w.failed for w in workers) + self._extra_failed,
-                cancelled=self._cancelled,
+                workers=len(self._workers),
+                idle=len(self._idle_workers),
+                queued=submitted - running - completed - failed - cancelled,
+                running=running,
+                completed=completed,
+                failed=failed,
+                cancelled=cancelled,
+                submitted=submitted,
             )
 
     def _check(self) -> None:
         """Assert the pool's invariants (for tests)."""
+        s = self.stats()
         with self._lock:
-            assert 0 <= self._idle <= self._thread_count <= self._max_workers
-            assert 0 <= self._reserved <= self._idle
+            assert 0 <= len(self._idle_workers) <= len(self._workers)
+            assert len(self._workers) <= self._max_workers + self._compensating
+            assert self._compensating >= 0
+            assert all(w in self._workers for w in self._idle_workers)
             assert self._queued >= 0
-            assert self._blocked >= 0
-            assert 0 <= self._sentinels <= self._thread_count
             if self._max_pending is not None:
                 assert self._queued <= self._max_pending
             else:
                 assert self._queued == 0
-            if not self._shutdown and self._broken is None:
-                assert self._sentinels == 0
-            assert len(self._workers) == self._thread_count
+        assert s.queued >= 0, s
+        assert min(s.running, s.completed, s.failed, s.cancelled) >= 0, s
 
     def __repr__(self) -> str:
         s = self.stats()
         state = (
             "broken"
-            if self._broken is not None
+            if self._broken_reason is not None
             else "shut down"
             if self._shutdown
             else "running"
@@ -1009,53 +1018,358 @@ class WorkerPool(Executor):
     # --- exit and fork ---------------------------------------------------------
 
     def _drain_at_exit(self) -> None:
-        """Finish the queued work and join the workers (interpreter exit)."""
-        if not self._abandoned:
+        """Refuse new tasks, finish the accepted ones (interpreter exit)."""
+        with self._lock:
+            abandoned = self._abandoned
+            if not self._shutdown:
+                self._exit_refused = True
+        if not abandoned:
             self.shutdown(wait=True)
+        else:
+            self.shutdown(wait=False)
 
     def _after_fork_in_child(self) -> None:
         """Make an inherited pool fail predictably: nothing of it runs here."""
-        self._lock = _allocate_lock()
-        self._not_full = threading.Condition(self._lock)
+        self._lock = self._box[0] = _allocate_lock()
         old, self._queue = self._queue, queue.SimpleQueue()
         futures: list[PoolFuture[Any]] = []
         while True:
             try:
-                f = old.get_nowait()
+                futures.append(old.get_nowait())
             except queue.Empty:
                 break
-            if f is not None:
-                futures.append(f)
         me = threading.current_thread()
-        futures.extend(
-            w.current
-            for w in self._workers
-            if w.current is not None and w.thread is not me
-        )
-        self._queued = self._idle = self._reserved = self._sentinels = 0
-        self._blocked = 0
-        self._workers = [w for w in self._workers if w.thread is me]
-        self._threads = [t for t in self._threads if t is me]
-        self._thread_count = len(self._workers)
+        kept: list[_Worker] = []
+        for w in self._workers:
+            completed, failed, current = w.progress
+            if w.thread is me:
+                w.forked = True if current is None else current
+                kept.append(w)
+                if current is not None:
+                    # Still running here; its waiters were threads now gone.
+                    current._reset_after_fork()
+                continue
+            self._extra_completed += completed
+            self._extra_failed += failed
+            if current is not None:
+                futures.append(current)
+            if w.handoff is not None:
+                futures.append(w.handoff)
+        self._workers = kept
+        self._idle_workers.clear()
+        self._exit_waiters = []
+        self._queued = self._extra_running = 0
+        self._blocked = []
         reason = (
             "this WorkerPool was inherited through os.fork(); its threads do not "
             "exist in the child process, create a new pool there"
         )
-        self._broken = reason
+        self._broken_reason = reason
         self._broken_cause = None
+        self._fork_child = True
         for f in futures:
-            f._lock = _allocate_lock()
-            f._cond = None
-            f._waiter_list = None
+            f._reset_after_fork()
             f._in_queue = False
-            f._fail_pending(BrokenWorkerPool(reason))
+        failed, escaped = _settle(
+            futures, lambda f: f._fail_pending(BrokenWorkerPool(reason))
+        )
+        self._extra_failed += failed
+        _reraise(escaped)
+
+
+def _work(pool_ref: weakref.ref[WorkerPool], worker: _Worker) -> None:  # noqa: C901, PLR0912, PLR0915 - the hot loop is inlined on purpose
+    """A worker thread's loop; it holds its pool only while it has work."""
+    pool = pool_ref()
+    if pool is None:
+        return
+    with pool._lock:
+        if worker.abandoned:
+            return
+    _local.pool_ref = pool_ref
+    future = worker.take()
+    if pool._init is not None:
+        try:
+            pool._init(*pool._init_args)
+        except BaseException as exc:
+            pool._break(
+                "a worker initializer raised; the pool is broken, "
+                "create a new pool with a working initializer",
+                exc,
+                future,
+            )
+            with pool._lock:
+                pool._worker_exit_locked(worker)
+            return
+    get_nowait = pool._queue.get_nowait
+    bounded = pool._max_pending is not None
+    completed = failed = 0
+    while True:
+        if future is not None:
+            # Claim PENDING -> RUNNING; cancelled or helped futures are skipped.
+            with future._lock:
+                claimed = future._state is _PENDING
+                if claimed:
+                    future._state = _RUNNING
+            if claimed:
+                worker.progress = (completed, failed, future)
+                fn = future._fn
+                args = future._args
+                kwargs = future._kwargs
+                context = future._context
+                future._args = future._kwargs = future._context = None
+                try:
+                    if context is not None:
+                        if kwargs is None:
+                            value = context.run(fn, *args)  # type: ignore[arg-type,misc]
+                        else:
+                            value = context.run(fn, *args, **kwargs)  # type: ignore[arg-type,misc]
+                    elif kwargs is None:
+                        value = fn(*args)  # type: ignore[misc]
+                    else:
+                        value = fn(*args, **kwargs)  # type: ignore[misc]
+                except BaseException as exc:
+                    _trim(exc)
+                    failed += 1
+                    try:
+                        future._complete(None, exc)
+                    except BaseException as cb_exc:
+                        _callback_escaped(future, cb_exc)
+                    del exc
+                else:
+                    completed += 1
+                    try:
+                        future._complete(value, None)
+                    except BaseException as cb_exc:
+                        _callback_escaped(future, cb_exc)
+                worker.progress = (completed, failed, None)
+                del fn, args, kwargs, context
+                value = None
+        try:
+            future = get_nowait()
+        except queue.Empty:
+            # Slow path: look again under the lock, then park or leave.
+            future = None
+            parked = False
+            with pool._lock:
+                try:
+                    future = pool._queue.get_nowait()
+                except queue.Empty:
+                    if (
+                        pool._shutdown
+                        or pool._broken_reason is not None
+                        or len(pool._workers) > pool._max_workers + pool._compensating
+                    ):
+                        # Stopped, or a thread added for a wait that ended.
+                        pool._worker_exit_locked(worker)
+                    else:
+                        pool._idle_workers.append(worker)
+                        parked = True
+                        if pool._blocked:
+                            pool._room_one_locked()
+                else:
+                    if future._in_queue:
+                        future._in_queue = False
+                        pool._queued -= 1
+                        if pool._blocked:
+                            pool._room_one_locked()
+            if future is None:
+                if not parked:
+                    break
+                sleeper = worker.sleeper
+                del pool  # parked workers must not keep a dropped pool alive
+                sleeper.acquire()
+                future = worker.take()
+                pool = pool_ref()
+                if pool is None:
+                    return
+                if future is None:  # a stop
+                    with pool._lock:
+                        pool._worker_exit_locked(worker)
+                    break
+                get_nowait = pool._queue.get_nowait
+            continue
+        if bounded and future._in_queue:
+            with pool._lock:
+                if future._in_queue:
+                    future._in_queue = False
+                    pool._queued -= 1
+                    if pool._blocked:
+                        pool._room_one_locked()
+    if worker.forked:
+        _end_forked_child(worker)
+
+
+def _callback_escaped(future: Future[Any], exc: BaseException) -> None:
+    """A done-callback raised a BaseException in a worker: log it, go on."""
+    _LOGGER.error(
+        "exception calling callback for %r; the worker goes on",
+        future,
+        exc_info=(type(exc), exc, exc.__traceback__),
+    )
+
+
+def _end_forked_child(worker: _Worker) -> None:
+    """End a child process forked by a task, as its main thread would."""
+    forked = worker.forked
+    del worker
+    code: object = 0
+    exc = forked._exception if isinstance(forked, PoolFuture) else None
+    if isinstance(exc, SystemExit):
+        code = exc.code
+    elif exc is not None:
+        code = 1
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except Exception:  # noqa: S110 - nothing left to report to
+                pass
+        if code is None:
+            code = 0
+        elif not isinstance(code, int):
+            print(code, file=sys.stderr)  # noqa: T201 - what sys.exit(str) does
+            code = 1
+        os._exit(code)
+
+
+_PRIMED: Final = object()
+
+
+def _primed(gen: Generator[Any, None, None]) -> Iterator[Any]:
+    """Run `gen` to its first (dummy) yield, inside its `try`.
+
+    A generator that was never started ignores `close()` and its collection
+    (its `finally` never runs); one that was primed runs it for both, so
+    closing or dropping the iterator before the first `next()` cancels.
+    """
+    first = next(gen)
+    assert first is _PRIMED
+    return gen
+
+
+def _map_results(
+    futures: list[Future[R]],
+    args_iter: Iterator[tuple[Any, ...]] | None,
+    fn: Callable[..., R],
+    deadline: float | None,
+    pool_ref: weakref.ref[WorkerPool],
+) -> Generator[Any, None, None]:
+    """`WorkerPool.map`'s iterator (primed); `futures` is newest first."""
+    out: list[R] = []  # empty while suspended: no result is kept
+    try:
+        yield _PRIMED
+        if args_iter is None and deadline is None:
+            # The common case, lean: a failure raised here is observed and
+            # there is nothing late to cancel; no local keeps the result.
+            while futures:
+                yield futures.pop().result()
+            return
+        while futures:
+            future = futures.pop()
+            try:
+                if deadline is None:
+                    out.append(future.result())
+                else:
+                    out.append(future.result(deadline - time.monotonic()))
+            except BaseException:
+                # A late task is not left to run (one that failed is done).
+                _abandon((future,))
+                raise
+            del future
+            if args_iter is not None:
+                args = next(args_iter, None)
+                pool = pool_ref()
+                if args is None or pool is None:
+                    args_iter = None
+                else:
+                    # Newest goes first in the list, so insert at the front.
+                    futures.insert(0, pool._submit_args(fn, args))
+                del pool, args
+            yield out.pop()
+    finally:
+        _abandon(futures)
+
+
+def _unordered_results(  # noqa: PLR0917 - private plumbing of imap_unordered
+    done: queue.SimpleQueue[Future[R]],
+    in_flight: set[Future[R]],
+    inputs: Iterator[Any] | None,
+    fn: Callable[[Any], R],
+    deadline: float | None,
+    pool_ref: weakref.ref[WorkerPool],
+) -> Generator[Any, None, None]:
+    """`WorkerPool.imap_unordered`'s iterator (primed)."""
+    out: list[R] = []  # empty while suspended: no result is kept
+    sentinel = object()
+    try:
+        yield _PRIMED
+        while in_flight:
+            if deadline is None:
+                future = done.get()
+            else:
+                try:
+                    future = done.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    msg = f"{len(in_flight)} tasks unfinished at the deadline"
+                    raise TimeoutError(msg) from None
+            in_flight.discard(future)
+            out.append(future.result())
+            del future
+            if inputs is not None:
+                item = next(inputs, sentinel)
+                pool = pool_ref()
+                if item is sentinel or pool is None:
+                    inputs = None
+                else:
+                    nxt = pool.submit(fn, item)
+                    in_flight.add(nxt)
+                    nxt.add_done_callback(done.put)
+                    del nxt
+                del pool, item
+            yield out.pop()
+    finally:
+        _abandon(in_flight)
+
+
+def _settle(
+    futures: Iterable[PoolFuture[Any]], action: Callable[[PoolFuture[Any]], bool]
+) -> tuple[int, BaseException | None]:
+    """Apply `action` to every future, even if a done-callback raises.
+
+    Returns:
+        How many futures `action` changed (a callback that raised counts:
+        it ran after the change), and the first exception a callback let
+        escape, for the caller to raise once all are settled.
+    """
+    changed = 0
+    escaped: BaseException | None = None
+    for f in futures:
+        try:
+            changed += action(f)
+        except BaseException as exc:
+            changed += 1
+            if escaped is None:
+                escaped = exc
+    return changed, escaped
+
+
+def _reraise(exc: BaseException | None) -> None:
+    if exc is not None:
+        try:
+            raise exc
+        finally:
+            exc = None
 
 
 def _abandon(futures: Iterable[Future[Any]]) -> None:
     """Cancel what has not started; nobody will look at the rest's outcome."""
     for future in futures:
-        if not future.cancel() and isinstance(future, PoolFuture):
+        if isinstance(future, PoolFuture):
             future._silence()
+        future.cancel()
 
 
 def _trim(exc: BaseException) -> None:
@@ -1065,7 +1379,7 @@ def _trim(exc: BaseException) -> None:
         exc.__traceback__ = tb.tb_next
 
 
-_PLUMBING = frozenset({WorkerPool._work.__code__, WorkerPool._run_here.__code__})
+_PLUMBING = frozenset({_work.__code__, WorkerPool._run_here.__code__})
 
 
 def _check_int(name: str, value: object) -> None:
@@ -1091,16 +1405,18 @@ def _check_chunksize(chunksize: int) -> None:
 
 
 def _at_exit() -> None:
+    global _exiting  # noqa: PLW0603 - one flag, set once, under _pools_lock
     with _pools_lock:
+        _exiting = True
         pools = list(_pools)
     try:
         for pool in pools:
             pool._drain_at_exit()
     except KeyboardInterrupt:
-        # Ctrl-C while the interpreter waits for queued work: stop waiting;
-        # the daemon workers end with the process.
+        # Ctrl-C while the interpreter waits for accepted work: stop
+        # waiting; the daemon workers end with the process.
         for pool in pools:
-            pool._abandoned = True
+            pool._abandon_pool()
 
 
 def _after_fork_in_child() -> None:
@@ -1116,8 +1432,6 @@ _register_atexit: Callable[[Callable[[], object]], None] | None = getattr(
 if _register_atexit is not None:
     _register_atexit(_at_exit)
 else:  # pragma: no cover - every supported CPython has the hook
-    import atexit
-
     atexit.register(_at_exit)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
