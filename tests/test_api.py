@@ -132,6 +132,9 @@ class TestPublicApi:
 # Modules that cost several milliseconds to import, none of which a threading
 # library needs up front (issue 14): `importlib.metadata` (for `__version__`)
 # pulls in `email`, `zipfile` and `pathlib`; `dataclasses` pulls in `inspect`.
+# Not listed: `heapq` (through `queue`), which `concurrent.futures.thread`
+# needs and `WorkerPool` must import to be a `ThreadPoolExecutor` that
+# asyncio accepts; it costs well under a millisecond.
 HEAVY_MODULES = (
     "dataclasses",
     "email",
@@ -145,7 +148,6 @@ HEAVY_MODULES = (
     "dis",
     "asyncio",
     "logging.handlers",
-    "heapq",
     "numbers",
     "copy",
 )
