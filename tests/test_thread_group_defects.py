@@ -20,7 +20,7 @@ from child_process import SIGINT_PRELUDE
 from safethreads import ThreadGroup
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    import random
 
 TIMEOUT = 10.0  # every wait in these tests is bounded
 
@@ -57,7 +57,7 @@ class TestUnnotableFailures:
 
     def test_plain_thread_failure_without_notes_is_raised(self) -> None:
         """A plain member's exception that refuses notes still reaches the group."""
-        with (  # noqa: PT012
+        with (
             pytest.raises(ExceptionGroup) as info,
             ThreadGroup("n") as g,
         ):
@@ -168,7 +168,7 @@ class TestCtrlCInSpawn:
     """Issue 10, suspicion: Ctrl-C inside spawn after the thread started."""
 
     @pytest.fixture
-    def start_then_interrupt(self, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    def start_then_interrupt(self, monkeypatch: pytest.MonkeyPatch) -> None:
         """Make the next Thread.start() raise KeyboardInterrupt once it started."""
         original = threading.Thread.start
 
@@ -178,7 +178,6 @@ class TestCtrlCInSpawn:
             raise KeyboardInterrupt
 
         monkeypatch.setattr(threading.Thread, "start", start)
-        yield
 
     @pytest.mark.usefixtures("start_then_interrupt")
     def test_member_started_before_the_interrupt_is_waited_for(
@@ -213,7 +212,7 @@ class TestStuckReport:
         lock = _thread.allocate_lock()
         lock.acquire()
         try:
-            with (  # noqa: PT012
+            with (
                 pytest.raises(TimeoutError) as info,
                 ThreadGroup("c", exit_timeout=0.05) as g,
             ):
@@ -225,3 +224,78 @@ class TestStuckReport:
         assert "thread 'c-0' is stuck at:" in message
         assert "built-in method acquire" in message
         assert "in compute" not in message
+
+
+# Ctrl-C (simulated with _thread.interrupt_main) at a random point of each
+# round: in the body, in spawn(), or while the block's end waits.  After each
+# round every member must have finished and the group's bookkeeping must hold.
+ATTACK_SCRIPT = """
+import _thread, random, sys, threading, time
+from safethreads import ThreadGroup
+
+rounds, seed = int(sys.argv[1]), int(sys.argv[2])
+limit = None if sys.argv[3] == "none" else int(sys.argv[3])
+rng = random.Random(seed)
+problems = []
+def excepthook(args):
+    problems.append(f"{args.exc_type.__name__}: {args.exc_value} in {args.thread}")
+threading.excepthook = excepthook
+
+for r in range(rounds):
+    fired = threading.Event()
+    delay = rng.random() * 0.004
+    where = rng.choice(["body", "exit", "spawn"])
+    g = None
+    try:
+        try:
+            g = ThreadGroup(f"r{r}", max_concurrency=limit)
+            with g:
+                def interrupter(d=delay):
+                    time.sleep(d)
+                    _thread.interrupt_main()
+                    fired.set()
+                g.spawn(interrupter)
+                for _ in range(rng.randrange(1, 5)):
+                    g.spawn(time.sleep, rng.random() * 0.003)
+                if where == "body":
+                    time.sleep(0.01)
+                elif where == "spawn":
+                    for _ in range(40):
+                        g.spawn(int)
+        except KeyboardInterrupt:
+            pass
+        fired.wait(5)
+        time.sleep(0.001)
+    except KeyboardInterrupt:
+        pass
+    # absorb an interrupt still pending
+    try:
+        for _ in range(3):
+            time.sleep(0.001)
+    except KeyboardInterrupt:
+        pass
+    if g is not None:
+        if not g.join_all(5):
+            alive = [t.name for t in g.members if t.is_alive()]
+            problems.append(f"round {r}: members never finished: {alive}")
+            break
+        try:
+            if g._state.value != "new":
+                g._check()
+        except AssertionError as e:
+            problems.append(f"round {r}: invariant {e!r}")
+print("problems:", problems[:5], len(problems))
+sys.exit(1 if problems else 0)
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.stress
+@pytest.mark.parametrize("limit", ["none", "2"])
+def test_ctrl_c_anywhere_leaves_the_group_consistent(
+    limit: str, stress_rng: random.Random
+) -> None:
+    """Ctrl-C at any point of spawn, body or exit: members end, invariants hold."""
+    child = run_child(ATTACK_SCRIPT, "120", str(stress_rng.randrange(2**32)), limit)
+    assert child.returncode == 0, child.stdout + child.stderr[-2000:]
+    assert "problems: [] 0" in child.stdout

@@ -7,7 +7,6 @@ PT012 is silenced where a group's whole block is the code under test inside
 from __future__ import annotations
 
 import contextvars
-import random
 import threading
 import time
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -19,6 +18,7 @@ from hypothesis import strategies as st
 from safethreads import Cancelled, ResultThread, ThreadGroup
 
 if TYPE_CHECKING:
+    import random
     from collections.abc import Iterator
 
 TIMEOUT = 10.0  # every wait in these tests is bounded
@@ -26,6 +26,11 @@ TIMEOUT = 10.0  # every wait in these tests is bounded
 
 def fail_with(exc: BaseException) -> NoReturn:
     raise exc
+
+
+def opens(gate: threading.Event, i: int) -> int:
+    gate.wait(TIMEOUT)
+    return i
 
 
 class Gauge:
@@ -85,12 +90,19 @@ class TestMaxConcurrency:
     def test_failure_cancels_waiting_members_without_running_them(self) -> None:
         """On a failure, waiting members end with Cancelled, their function unrun."""
         ran: list[int] = []
+        go = threading.Event()
+
+        def fails_when_told() -> NoReturn:
+            go.wait(TIMEOUT)
+            raise ValueError("boom")
+
         with (  # noqa: PT012
             pytest.raises(ExceptionGroup) as info,
             ThreadGroup(max_concurrency=1) as g,
         ):
-            g.spawn(fail_with, ValueError("boom"))
+            g.spawn(fails_when_told)
             waiting = [g.spawn(ran.append, i) for i in range(5)]
+            go.set()
         assert [str(e) for e in info.value.exceptions] == ["boom"]
         assert ran == []
         assert all(isinstance(t.exception(timeout=0), Cancelled) for t in waiting)
@@ -170,7 +182,7 @@ class TestSpawnNamed:
 
     def test_name_is_in_the_failure_note(self) -> None:
         """The chosen name is the one the failure's note gives."""
-        with (  # noqa: PT012
+        with (
             pytest.raises(ExceptionGroup) as info,
             ThreadGroup("g") as g,
         ):
@@ -205,7 +217,7 @@ class TestCollecting:
         got: list[int] = []
         with ThreadGroup() as g:
             for i, gate in enumerate(gates):
-                g.spawn(lambda i=i, gate=gate: gate.wait(TIMEOUT) and i)
+                g.spawn(opens, gate, i)
             finished = g.as_completed(TIMEOUT)
             for i in (2, 0, 1):
                 gates[i].set()
@@ -259,11 +271,9 @@ class TestOneDeadline:
         assert not t.is_alive()
         assert t.result(timeout=0) is True
 
-    def test_exit_timeout_covers_daemon_members(
-        self, release: threading.Event
-    ) -> None:
+    def test_exit_timeout_covers_daemon_members(self, release: threading.Event) -> None:
         """exit_timeout names a stuck daemon member when daemons are waited for."""
-        with (  # noqa: PT012
+        with (
             pytest.raises(TimeoutError, match="thread 'd-0' is stuck"),
             ThreadGroup("d", exit_timeout=0.05, wait_for_daemons=True) as g,
         ):
@@ -296,31 +306,42 @@ def bounded_programs(draw: st.DrawFn) -> dict[str, Any]:
     }
 
 
-def run_bounded(program: dict[str, Any]) -> None:
-    kinds: list[str] = program["kinds"]
-    gauge = Gauge()
-    ran: list[int] = []
-    after_block = threading.Event()
-    ran_after: list[int] = []
-    go = threading.Event()
-    g = ThreadGroup(fail_fast=program["fail_fast"], max_concurrency=program["limit"])
+class BoundedRun:
+    """What one bounded program did: who ran, when, and how many at once."""
 
-    def member(kind: str, i: int) -> int:
-        with gauge:
-            ran.append(i)
+    def __init__(self, program: dict[str, Any]) -> None:
+        self.program = program
+        self.gauge = Gauge()
+        self.ran: list[int] = []
+        self.ran_after: list[int] = []
+        self.go = threading.Event()
+        self.after_block = threading.Event()
+        self.g = ThreadGroup(
+            fail_fast=program["fail_fast"], max_concurrency=program["limit"]
+        )
+
+    def member(self, kind: str, i: int) -> int:
+        with self.gauge:
+            self.ran.append(i)
             if kind == "hold":
-                go.wait(TIMEOUT)
-            if kind == "fail":
-                raise ValueError(i)
-            if kind == "base":
-                raise Abort(i)
+                self.go.wait(TIMEOUT)
+            if kind in FAILING:
+                raise FAILING[kind](i)
             if kind == "cancellable":
-                g.token.wait(TIMEOUT)
-                g.token.raise_if_cancelled()
-        if after_block.is_set():
-            ran_after.append(i)
+                self.g.token.wait(TIMEOUT)
+                self.g.token.raise_if_cancelled()
+        if self.after_block.is_set():
+            self.ran_after.append(i)
         return i
 
+
+FAILING: dict[str, type[BaseException]] = {"fail": ValueError, "base": Abort}
+
+
+def run_bounded(program: dict[str, Any]) -> None:
+    kinds: list[str] = program["kinds"]
+    run = BoundedRun(program)
+    g = run.g
     caught: BaseExceptionGroup[Any] | None = None
     threads: list[ResultThread[int]] = []
     try:
@@ -328,38 +349,44 @@ def run_bounded(program: dict[str, Any]) -> None:
             for i, kind in enumerate(kinds):
                 if program["cancel_at"] == i:
                     g.cancel()
-                threads.append(g.spawn(member, kind, i))
+                threads.append(g.spawn(run.member, kind, i))
             if program["cancel_at"] == len(kinds):
                 g.cancel()
-            go.set()
+            run.go.set()
             if "cancellable" in kinds and not g.token.cancelled:
                 g.cancel()  # or they would wait for the timeout
     except BaseExceptionGroup as group:
         caught = group
     finally:
-        go.set()
-    after_block.set()
-    # Nothing runs after the block, and never more than the limit at once.
+        run.go.set()
+    run.after_block.set()
+    check_bounded(run, threads, caught)
+
+
+def check_bounded(
+    run: BoundedRun,
+    threads: list[ResultThread[int]],
+    caught: BaseExceptionGroup[Any] | None,
+) -> None:
+    """Nothing ran after the block, the limit held, each failure came once."""
     assert not any(t.is_alive() for t in threads)
-    assert ran_after == []
-    assert gauge.peak <= program["limit"]
-    # Every failure is raised exactly once; nothing else is.
+    assert run.ran_after == []
+    assert run.gauge.peak <= run.program["limit"]
+    outcomes = [t.exception(timeout=0) for t in threads]
     failed = [
-        (type(t.exception(timeout=0)), i)
-        for i, t in enumerate(threads)
-        if isinstance(t.exception(timeout=0), (ValueError, Abort))
+        (type(e), i)
+        for i, e in enumerate(outcomes)
+        if isinstance(e, ValueError | Abort)
     ]
     got = [] if caught is None else [(type(e), e.args[0]) for e in caught.exceptions]
     assert got == failed
-    for i, t in enumerate(threads):
-        exc = t.exception(timeout=0)
-        if i not in ran:  # cancelled before it could start
+    for i, exc in enumerate(outcomes):
+        if i not in run.ran:  # cancelled before it could start
             assert isinstance(exc, Cancelled)
-        elif kinds[i] in {"ok", "hold"}:
+        elif run.program["kinds"][i] in {"ok", "hold"}:
             assert exc is None
-    outcomes = g.results(return_exceptions=True)
-    assert len(outcomes) == len(threads)
-    g._check()
+    assert len(run.g.results(return_exceptions=True)) == len(threads)
+    run.g._check()
 
 
 @settings(max_examples=60)
@@ -412,7 +439,7 @@ def test_stress_bounded_fail_fast(stress_rng: random.Random) -> None:
             raise ValueError(i)
         return i
 
-    with (  # noqa: PT012
+    with (
         pytest.raises(ExceptionGroup) as info,
         ThreadGroup(max_concurrency=4) as g,
     ):

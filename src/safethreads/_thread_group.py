@@ -72,6 +72,7 @@ import enum
 import itertools
 import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -140,7 +141,8 @@ def _wait_for_held_members() -> None:
     """At interpreter exit, wait for the non-daemon members still held."""
     while _HELD:
         for t in _HELD.copy():
-            t.join()
+            if _has_started(t):
+                t.join()
             _HELD.discard(t)
 
 
@@ -159,6 +161,36 @@ def _abandon(threads: list[threading.Thread]) -> None:
     """Let `threads` go: the interpreter's exit no longer waits for them."""
     for t in threads:
         _HELD.discard(t)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """In the main thread, hold a Ctrl-C back until the block is done.
+
+    The group's bookkeeping (registering and starting a member, ending the
+    block) must not be cut in the middle, and `Thread.start()` must not be
+    interrupted while it waits on a `threading.Condition` (module notes).
+    Only Python's own SIGINT handler is replaced, for the duration; a
+    program with a handler of its own keeps it.
+    """
+    if (
+        _thread.get_ident() != threading.main_thread().ident
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    pressed: list[int] = []
+    try:
+        signal.signal(signal.SIGINT, lambda signum, _: pressed.append(signum))
+    except ValueError:  # not the main interpreter: signals are not ours
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if pressed:
+            raise KeyboardInterrupt
 
 
 def _add_note(exc: BaseException, note: str) -> None:
@@ -474,6 +506,18 @@ class ThreadGroup:
         with self._lock:
             self._state = _State.CLOSING
         interrupt, stuck = self._wait_at_exit(exc, reason)
+        with _interrupts_deferred():
+            return self._finish(exc, body_error, body_cancelled, interrupt, stuck)
+
+    def _finish(
+        self,
+        exc: BaseException | None,
+        body_error: BaseException | None,
+        body_cancelled: bool,
+        interrupt: BaseException | None,
+        stuck: list[threading.Thread],
+    ) -> bool:
+        """End the block after the wait: close it and raise what went wrong."""
         _abandon(stuck)
         timeout_error = None
         if stuck and interrupt is None:
@@ -695,7 +739,7 @@ class ThreadGroup:
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
     ) -> ResultThread[R]:
-        with self._lock:
+        with _interrupts_deferred(), self._lock:
             index = self._admit("spawn")
             limit = self._limit
             full = limit is not None and self._running >= limit
@@ -711,6 +755,7 @@ class ThreadGroup:
             )
             # Not started yet, so no lock is needed to install the hook.
             thread._done_hook = self._hook
+            counted = False
             try:
                 self._register(thread, index)
                 if limit is not None:
@@ -720,15 +765,18 @@ class ThreadGroup:
                 else:
                     if limit is not None:
                         self._running += 1
+                        counted = True
                     if full:  # and cancelled: it would wait for nothing
                         self._skipped.add(thread)
                     self._start_member(thread)
             except BaseException:
-                self._undo_spawn(thread, index)
+                self._undo_spawn(thread, index, counted=counted)
                 raise
         return thread
 
-    def _undo_spawn(self, thread: threading.Thread, index: int) -> None:
+    def _undo_spawn(
+        self, thread: threading.Thread, index: int, *, counted: bool = False
+    ) -> None:
         """Forget a member whose spawn failed before it started (lock held).
 
         A member that started (`start()` raised after starting it, as a
@@ -738,21 +786,21 @@ class ThreadGroup:
             return
         if len(self._members) > index and self._members[index] is thread:
             del self._members[index]
-            del self._index[thread]
+            self._index.pop(thread, None)
             if isinstance(thread, ResultThread):
                 self._result_members -= 1
         self._daemons.discard(thread)
-        if thread in self._spawned:
-            self._spawned.discard(thread)
-            self._skipped.discard(thread)
+        self._spawned.discard(thread)
+        self._skipped.discard(thread)
+        if counted:
             self._running -= 1
 
     def _register(self, thread: threading.Thread, index: int) -> None:
         """Record `thread` as member number `index` (lock held)."""
         self._members.append(thread)
-        self._index[thread] = index
         if isinstance(thread, ResultThread):
             self._result_members += 1
+        self._index[thread] = index
         if thread.daemon:
             self._daemons.add(thread)
 
@@ -764,6 +812,16 @@ class ThreadGroup:
             thread._daemonic = True  # type: ignore[attr-defined]
         try:
             thread.start()
+        except RuntimeError as error:
+            if held and not _has_started(thread):
+                _HELD.discard(thread)
+            interrupt = error.__context__
+            if isinstance(interrupt, KeyboardInterrupt) and _has_started(thread):
+                # Ctrl-C hit threading.Condition.wait inside start() as it took
+                # its lock back, and the wait then released a lock it did not
+                # hold: the Ctrl-C is what happened.
+                raise interrupt from None
+            raise
         except BaseException:
             if held and not _has_started(thread):
                 _HELD.discard(thread)
@@ -794,7 +852,7 @@ class ThreadGroup:
         if limit is None:
             return
         failed: list[tuple[ResultThread[Any], Exception]] = []
-        with self._lock:
+        with _interrupts_deferred(), self._lock:
             while self._pending:
                 cancelled = self._token.cancelled
                 if not cancelled and self._running >= limit:
@@ -855,7 +913,7 @@ class ThreadGroup:
                 the calling thread.
         """
         hooked = True
-        with self._lock:
+        with _interrupts_deferred(), self._lock:
             index = self._admit("add")
             self._check_adoptable(thread)
             started = thread.ident is not None
