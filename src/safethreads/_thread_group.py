@@ -103,6 +103,10 @@ _POLL: Final = 0.05
 
 _MAIN: Final = threading.main_thread()
 
+# Seconds a thread found in threading's `_limbo` gets to show it started
+# (only after start() raised, on 3.11 and 3.12; see _has_started).
+_START_GRACE: Final = 1.0
+
 # The Ctrl-C that makes the end of the block stop waiting for members.
 _PRESSES_TO_ABANDON: Final = 2
 
@@ -203,10 +207,31 @@ def _add_note(exc: BaseException, note: str) -> None:
 def _has_started(t: threading.Thread) -> bool:
     """Whether `t.start()` got as far as starting the thread.
 
-    `Thread.start()` puts the thread in `_limbo`, starts it, then waits for
-    it to set `_started`; it takes it out of `_limbo` only if starting failed.
+    Asked when `start()` raised, which a Ctrl-C can make it do after it
+    started the thread (it then waits for the thread to set `_started`), or
+    before.  From 3.13 the thread's handle knows; before, `start()` puts the
+    thread in `_limbo` just before starting it, and a thread that started
+    sets `_started` at once, so a thread in `_limbo` is given a moment.
     """
-    return t._started.is_set() or t in threading._limbo  # type: ignore[attr-defined]
+    if t._started.is_set():  # type: ignore[attr-defined]
+        return True
+    handle = getattr(t, "_handle", None)
+    if handle is not None:
+        return bool(handle.ident)
+    if t not in threading._limbo:  # type: ignore[attr-defined]
+        return False
+    deadline = time.monotonic() + _START_GRACE
+    while time.monotonic() < deadline:
+        if t._started.is_set():  # type: ignore[attr-defined]
+            return True
+        time.sleep(0.001)
+    return False
+
+
+def _forget_unstarted(t: threading.Thread) -> None:
+    """Take a thread whose start() was interrupted out of threading's books."""
+    with threading._active_limbo_lock:  # type: ignore[attr-defined]
+        threading._limbo.pop(t, None)  # type: ignore[attr-defined]
 
 
 def _member_stack(frame: FrameType) -> str:
@@ -739,7 +764,9 @@ class ThreadGroup:
         args: tuple[Any, ...],
         kwargs: Mapping[str, Any],
     ) -> ResultThread[R]:
-        with _interrupts_deferred(), self._lock:
+        # No _interrupts_deferred() here: it costs two system calls, and the
+        # steps below are undone if a Ctrl-C cuts them short.
+        with self._lock:
             index = self._admit("spawn")
             limit = self._limit
             full = limit is not None and self._running >= limit
@@ -784,6 +811,7 @@ class ThreadGroup:
         """
         if (self._pending and self._pending[-1] is thread) or _has_started(thread):
             return
+        _forget_unstarted(thread)
         if len(self._members) > index and self._members[index] is thread:
             del self._members[index]
             self._index.pop(thread, None)
@@ -881,9 +909,11 @@ class ThreadGroup:
         except Exception as error:
             if _has_started(thread):
                 raise
+            _forget_unstarted(thread)
             failed.append((thread, error))  # it becomes the member's failure
         except BaseException:
             if not _has_started(thread):  # a Ctrl-C: keep it waiting
+                _forget_unstarted(thread)
                 self._pending.appendleft(thread)
                 self._running -= 1
                 self._skipped.discard(thread)
@@ -1047,8 +1077,11 @@ class ThreadGroup:
         with self._lock:
             if self._state is _State.CLOSED:
                 return False
+            index = self._index.get(thread)
+            if index is None:  # a member whose spawn was undone: not ours
+                return False
             if not expected:
-                self._failures.append((self._index[thread], exc))
+                self._failures.append((index, exc))
         if not expected and self._fail_fast:
             self._cancel_quietly(
                 f"member {thread.name!r} of group {self._name!r} raised "
