@@ -7,6 +7,7 @@ regression fails the test instead of stopping the suite.
 from __future__ import annotations
 
 import _thread
+import os
 import signal
 import subprocess
 import sys
@@ -299,3 +300,47 @@ def test_ctrl_c_anywhere_leaves_the_group_consistent(
     child = run_child(ATTACK_SCRIPT, "120", str(stress_rng.randrange(2**32)), limit)
     assert child.returncode == 0, child.stdout + child.stderr[-2000:]
     assert "problems: [] 0" in child.stdout
+
+
+@pytest.mark.subprocess
+class TestExitAndFork:
+    """What holding non-daemon members for the interpreter must not change."""
+
+    def test_interpreter_waits_for_a_member_of_an_open_group(self) -> None:
+        """A non-daemon member nobody abandoned still holds up interpreter exit."""
+        child = run_child(
+            """
+            import threading
+            from safethreads import ThreadGroup
+
+            g = ThreadGroup("open")
+            g.__enter__()  # never left: the interpreter's exit must wait
+            g.spawn(lambda: threading.Event().wait(0.3) or print("finished"))
+            print("main returns")
+            """
+        )
+        assert child.returncode == 0, child.stderr
+        assert child.stdout.split() == ["main", "returns", "finished"]
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_fork_child_leaves_the_block(self) -> None:
+        """In a fork child, the parent's members do not exist: the block ends."""
+        child = run_child(
+            """
+            import os, threading
+            from safethreads import ThreadGroup
+
+            go = threading.Event()
+            with ThreadGroup("f") as g:
+                g.spawn(go.wait, 10)
+                pid = os.fork()
+                if pid:
+                    go.set()
+            if pid == 0:
+                print("child done", flush=True)
+                os._exit(0)
+            print("parent", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+            """
+        )
+        assert child.returncode == 0, child.stderr
+        assert sorted(child.stdout.splitlines()) == ["child done", "parent 0"]
