@@ -184,15 +184,20 @@ def _interrupts_deferred() -> Iterator[None]:
         yield
         return
     pressed: list[int] = []
+
+    def hold(signum: int, _: object) -> None:
+        pressed.append(signum)
+
     try:
-        signal.signal(signal.SIGINT, lambda signum, _: pressed.append(signum))
+        signal.signal(signal.SIGINT, hold)
     except ValueError:  # not the main interpreter: signals are not ours
         yield
         return
     try:
         yield
     finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        if signal.getsignal(signal.SIGINT) is hold:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         if pressed:
             raise KeyboardInterrupt
 
@@ -531,23 +536,33 @@ class ThreadGroup:
         with self._lock:
             self._state = _State.CLOSING
         interrupt, stuck = self._wait_at_exit(exc, reason)
+        _abandon(stuck)
+        timeout_error = None
+        if stuck and interrupt is None:
+            # Before deferring Ctrl-C: the token's callbacks are user code.
+            self._cancel_quietly(f"group {self._name!r} exceeded its exit_timeout")
+            timeout_error = self._stuck_error(stuck)
         with _interrupts_deferred():
-            return self._finish(exc, body_error, body_cancelled, interrupt, stuck)
+            return self._finish(
+                exc,
+                body_error,
+                body_cancelled,
+                interrupt=interrupt,
+                stuck=stuck,
+                timeout_error=timeout_error,
+            )
 
     def _finish(
         self,
         exc: BaseException | None,
         body_error: BaseException | None,
         body_cancelled: bool,
+        *,
         interrupt: BaseException | None,
         stuck: list[threading.Thread],
+        timeout_error: TimeoutError | None,
     ) -> bool:
         """End the block after the wait: close it and raise what went wrong."""
-        _abandon(stuck)
-        timeout_error = None
-        if stuck and interrupt is None:
-            self._cancel_quietly(f"group {self._name!r} exceeded its exit_timeout")
-            timeout_error = self._stuck_error(stuck)
         failures = self._close()
         if interrupt is not None or isinstance(exc, SystemExit):
             propagating = interrupt if interrupt is not None else exc
