@@ -228,7 +228,8 @@ class TestStuckReport:
 
 
 # Ctrl-C (simulated with _thread.interrupt_main) at a random point of each
-# round: in the body, in spawn(), or while the block's end waits.  After each
+# round: in the body, in spawn(), join_all(), as_completed(), or while the
+# block's end waits.  After each
 # round every member must have finished and the group's bookkeeping must hold.
 ATTACK_SCRIPT = """
 import _thread, random, sys, threading, time
@@ -245,7 +246,7 @@ threading.excepthook = excepthook
 for r in range(rounds):
     fired = threading.Event()
     delay = rng.random() * 0.004
-    where = rng.choice(["body", "exit", "spawn"])
+    where = rng.choice(["body", "exit", "spawn", "join_all", "as_completed"])
     g = None
     try:
         try:
@@ -263,6 +264,11 @@ for r in range(rounds):
                 elif where == "spawn":
                     for _ in range(40):
                         g.spawn(int)
+                elif where == "join_all":
+                    g.join_all(5)
+                elif where == "as_completed":
+                    for _ in g.as_completed(5):
+                        pass
         except KeyboardInterrupt:
             pass
         fired.wait(5)
