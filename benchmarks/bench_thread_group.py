@@ -18,6 +18,7 @@ from ._harness import Case, compare, format_time, progress, table
 N_MEMBERS = 1_000
 N_STUCK = 100
 JOIN_TIMEOUT = 0.1
+BOUND = 16
 
 
 def _work(i: int) -> int:
@@ -61,6 +62,14 @@ def thread_group() -> None:
     g.results()
 
 
+def bounded_group() -> None:
+    """Spawn every member in a group that runs at most 16 at once."""
+    with ThreadGroup(max_concurrency=BOUND) as g:
+        for i in range(N_MEMBERS):
+            g.spawn(_work, i)
+    g.results()
+
+
 def overshoot(rounds: int, *, in_main: bool) -> list[float]:
     """Seconds join_all(JOIN_TIMEOUT) overshoots its timeout, per round."""
     release = threading.Event()
@@ -96,6 +105,7 @@ def run(rounds: int) -> None:
         [
             Case("spawn() + result() by hand", by_hand),
             Case("ThreadGroup spawn + block exit", thread_group),
+            Case(f"ThreadGroup(max_concurrency={BOUND})", bounded_group),
             Case("ResultThreads created first, then started", by_hand_precreated),
             Case("bare Threads by hand (no values)", bare_threads),
         ],

@@ -23,6 +23,17 @@ class TestTour:
         assert main(["tour", "thread"]) == 0
         assert "Countdown(5).result() -> [5, 4, 3, 2, 1]" in capsys.readouterr().out
 
+    def test_group_section_shows_bounded_collecting_group(
+        self, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        """The group section runs a bounded batch and collects its outcomes."""
+        assert main(["tour", "group"]) == 0
+        out = capsys.readouterr().out
+        assert "raised at the end: ValueError('job 25 failed')" in out
+        peak = int(out.split("most jobs running at once: ")[1].split()[0])
+        assert 1 <= peak <= 4
+        assert "results(return_exceptions=True): " in out
+
     def test_unknown_section_is_an_error(self) -> None:
         """An unknown section name is rejected with usage exit status 2."""
         with pytest.raises(SystemExit) as info:

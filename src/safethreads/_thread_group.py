@@ -8,41 +8,76 @@ member failed with `fail_fast`, the body raised, Ctrl-C), cancels the group's
 
 How the group learns what its members do:
 
-- Members made by `spawn()` are `ResultThread`s.  Each gets a done-hook,
-  called in the member thread right after its outcome is stored, before the
-  thread ends.  The hook records a failure under the group lock (and marks
-  it observed, so the thread's unobserved-failure report stays silent: the
-  group raises it instead), and with `fail_fast` cancels the token.  A
-  successful member only adds itself to a set: no group lock is taken.
+- Members made by `spawn()` are `ResultThread`s running `_run_member`, which
+  calls the user's function.  Each gets a done-hook, called in the member
+  thread right after its outcome is stored, before the thread ends.  The
+  hook records a failure under the group lock (and marks it observed, so the
+  thread's unobserved-failure report stays silent: the group raises it
+  instead), with `fail_fast` cancels the token, and then (whatever happened
+  before) marks the member ended and wakes whoever waits.  Nothing that
+  publishes an outcome depends on a step that can fail: notes are added
+  after the failure is recorded, and a note that cannot be added is left out.
 - A plain `threading.Thread` given to `add()` before it started gets its
   `run` wrapped the same way.  One that is already running can only be
   waited for: its exception goes to `threading.excepthook` as usual.
 - Failures arriving after the block has ended (daemon members) are not the
   group's any more; they fall back to the thread's own reporting.
 
-Waiting: `join_all()` and the block exit use one monotonic deadline for all
-members.  Off the main thread they use `Thread.join(remaining)`.  In the
-main thread they never block inside `Thread.join`: on CPython 3.11 and 3.12,
-a `KeyboardInterrupt` that interrupts `join` releases the thread's state lock
-while the thread still holds it (`Thread._wait_for_tstate_lock`), marking a
-live thread as finished.  The main thread instead waits, in short slices, on
-the group's condition variable, which a member's hook notifies when someone
-waits, so Ctrl-C is serviced promptly and harmlessly; a member already known
-to be done is then waited out by yielding (`time.sleep(0)`) while its thread
-runs its last instructions.
+Bounded groups (`max_concurrency`): a member spawned while the limit is
+reached is registered but not started; it waits in `_pending`, without a
+thread of its own, and is started by the member whose end frees a slot.
+Once the token is cancelled, every waiting member is started at once and
+ends with `Cancelled` without calling its function.
+
+Registration and start happen under the group lock, and a failure (or a
+Ctrl-C) in between is undone: a member is either registered and started (or
+pending), or not registered at all.  `Thread.start()` can raise
+`KeyboardInterrupt` after the thread started (it waits for the thread to
+signal that it runs); such a member is kept, so it is waited for.
+
+Waiting: `join_all()`, `as_completed()` and the block exit park on a private
+raw lock per wait (`_parked`), released by `_wake()` when a member ends or a
+member starts waiting itself.  The waiter never blocks on a lock it shares:
+a `KeyboardInterrupt` can land anywhere in the main thread, and one landing
+in `threading.Condition.wait` while it re-acquires its lock leaves the
+condition's lock in a wrong state (the free-threaded failures of issue 10).
+The waits are timed slices besides, so a missed wake-up costs one slice, and
+members the group cannot hook are noticed when they end.  The main thread
+never blocks inside `Thread.join`: on CPython 3.11 and 3.12, a
+`KeyboardInterrupt` that interrupts `join` marks a live thread as finished
+(gh-90882); a member already known to be done is waited out by yielding.
+
+A member that calls `join_all()` (or iterates `as_completed()`) is in
+`_joining` while it waits, and such waiters skip each other: two members
+waiting for the whole group would otherwise wait for each other forever.
+
+Interpreter exit: the group, not the interpreter, waits for its non-daemon
+members.  They are started as daemon threads (the flag is set back at once,
+so `daemon` reads `False`) and kept in `_HELD` while they run; a
+`threading` exit hook waits for the held ones, so the interpreter still
+waits for a non-daemon member nobody else waits for.  When the group stops
+waiting for a member (a second Ctrl-C, or `exit_timeout`), the member is
+abandoned: dropped from `_HELD`, it no longer holds up the interpreter's
+exit, like a daemon thread.  Python offers no other way to release a
+running non-daemon thread on 3.13 and later.
 """
 
 from __future__ import annotations
 
+import _thread
+import collections
 import contextlib
 import contextvars
 import enum
 import itertools
+import os
 import re
+import signal
 import sys
 import threading
 import time
 import traceback
+from functools import partial
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, Self, TypeVar, final
 
 from . import _result_thread as _result_thread_module
@@ -58,7 +93,7 @@ from ._waiting import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator, Mapping
     from types import FrameType, TracebackType
 
 
@@ -68,12 +103,16 @@ R = TypeVar("R")
 P = ParamSpec("P")
 ThreadT = TypeVar("ThreadT", bound=threading.Thread)
 
-# Longest single wait of the main thread, so that Ctrl-C is serviced and
-# members the group cannot hook (threads already running when adopted) are
-# noticed when they end.
+# Longest single wait of a waiter, so that Ctrl-C is serviced and members
+# the group cannot hook (threads already running when adopted) are noticed
+# when they end.
 _POLL: Final = 0.05
 
 _MAIN: Final = threading.main_thread()
+
+# Seconds a thread found in threading's `_limbo` gets to show it started
+# (only after start() raised, on 3.11 and 3.12; see _has_started).
+_START_GRACE: Final = 1.0
 
 # The Ctrl-C that makes the end of the block stop waiting for members.
 _PRESSES_TO_ABANDON: Final = 2
@@ -92,16 +131,142 @@ _numbers = itertools.count(1)
 
 
 # Frames of thread start-up plumbing, left out of stuck-thread reports.
-_PLUMBING_FILES: Final = frozenset({threading.__file__, _result_thread_module.__file__})
+_PLUMBING_FILES: Final = frozenset(
+    {threading.__file__, _result_thread_module.__file__, __file__}
+)
+
+# Non-daemon members running as daemon threads, that the interpreter's exit
+# waits for (see the module notes).  A set is safe to add to and discard
+# from in several threads at once, with or without a GIL; it is only ever
+# copied whole.
+_HELD: set[threading.Thread] = set()
+
+# Whether non-daemon members can be started as daemon threads here (a
+# subinterpreter may refuse daemon threads).
+_daemon_threads_allowed: Callable[[], bool] = getattr(
+    threading, "_daemon_threads_allowed", lambda: True
+)
 
 
-def _member_stack(frame: FrameType) -> traceback.StackSummary:
+def _wait_for_held_members() -> None:
+    """At interpreter exit, wait for the non-daemon members still held."""
+    while _HELD:
+        for t in _HELD.copy():
+            if _has_started(t):
+                t.join()
+            _HELD.discard(t)
+
+
+def _forget_held_members() -> None:
+    """In a fork child: the parent's threads do not exist here."""
+    _HELD.clear()
+
+
+with contextlib.suppress(AttributeError, RuntimeError):  # shutting down already
+    threading._register_atexit(_wait_for_held_members)  # type: ignore[attr-defined]
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_held_members)
+
+
+def _abandon(threads: list[threading.Thread]) -> None:
+    """Let `threads` go: the interpreter's exit no longer waits for them."""
+    for t in threads:
+        _HELD.discard(t)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """In the main thread, hold a Ctrl-C back until the block is done.
+
+    The group's bookkeeping (registering and starting a member, ending the
+    block) must not be cut in the middle, and `Thread.start()` must not be
+    interrupted while it waits on a `threading.Condition` (module notes).
+    Only Python's own SIGINT handler is replaced, for the duration; a
+    program with a handler of its own keeps it.
+    """
+    if (
+        _thread.get_ident() != threading.main_thread().ident
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+    pressed: list[int] = []
+
+    def hold(signum: int, _: object) -> None:
+        pressed.append(signum)
+
+    try:
+        signal.signal(signal.SIGINT, hold)
+    except ValueError:  # not the main interpreter: signals are not ours
+        yield
+        return
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is hold:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+        if pressed:
+            raise KeyboardInterrupt
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    """Add `note` to `exc` if it takes notes; a note is never worth losing it."""
+    # An exception whose __notes__ is not a list refuses add_note().
+    with contextlib.suppress(Exception):
+        exc.add_note(note)
+
+
+def _has_started(t: threading.Thread) -> bool:
+    """Whether `t.start()` got as far as starting the thread.
+
+    Asked when `start()` raised, which a Ctrl-C can make it do after it
+    started the thread (it then waits for the thread to set `_started`), or
+    before.  From 3.13 the thread's handle knows; before, `start()` puts the
+    thread in `_limbo` just before starting it, and a thread that started
+    sets `_started` at once, so a thread in `_limbo` is given a moment.
+    """
+    if t._started.is_set():  # type: ignore[attr-defined]
+        return True
+    handle = getattr(t, "_handle", None)
+    if handle is not None:
+        return bool(handle.ident)
+    if t not in threading._limbo:  # type: ignore[attr-defined]
+        return False
+    deadline = time.monotonic() + _START_GRACE
+    while time.monotonic() < deadline:
+        if t._started.is_set():  # type: ignore[attr-defined]
+            return True
+        time.sleep(0.001)
+    return False
+
+
+def _forget_unstarted(t: threading.Thread) -> None:
+    """Take a thread whose start() was interrupted out of threading's books."""
+    with threading._active_limbo_lock:  # type: ignore[attr-defined]
+        threading._limbo.pop(t, None)  # type: ignore[attr-defined]
+
+
+def _release_quietly(lock: _thread.LockType) -> None:
+    """Release a parked waiter's lock; another waker may have done it first."""
+    with contextlib.suppress(RuntimeError):
+        lock.release()
+
+
+def _member_stack(frame: FrameType) -> str:
     """The stack of a member from its own code on, without start-up frames."""
     frames = traceback.extract_stack(frame)
+    for i in range(len(frames) - 1, -1, -1):
+        if frames[i].filename == __file__ and frames[i].name == "_run_member":
+            own = frames[i + 1 :]
+            if own:
+                return "".join(traceback.StackSummary.from_list(own).format())
+            # The member's function has no Python frame: it is C code.
+            fn = frame.f_locals.get("fn")
+            return f"  in {fn!r} (C code, no Python frame)\n"
     start = 0
     while start < len(frames) - 1 and frames[start].filename in _PLUMBING_FILES:
         start += 1
-    return traceback.StackSummary.from_list(frames[start:])
+    return "".join(traceback.StackSummary.from_list(frames[start:]).format())
 
 
 def _next_group_name() -> str:
@@ -140,8 +305,8 @@ class ThreadGroup:
 
     - Scope: leaving the block waits for every non-daemon member, including
       members spawned by members while the owner waits.  Daemon members are
-      not waited for; the failures of those that have already finished are
-      raised with the others.
+      not waited for (unless `wait_for_daemons=True`); the failures of those
+      that have already finished are raised with the others.
     - Errors: member failures are gathered, in spawn order, into an
       `ExceptionGroup` (a `BaseExceptionGroup` if one is not an
       `Exception`), each carrying a note naming its thread.  If the body
@@ -155,12 +320,20 @@ class ThreadGroup:
       `Cancelled` once the token is cancelled has not failed, and a body
       that raises `Cancelled` for the group's own cancellation leaves the
       block quietly.
+    - Bounded concurrency: with `max_concurrency=N`, at most N members made
+      by `spawn()` run at once; the others wait, without a thread, and start
+      in spawn order as running members end.  Once the token is cancelled,
+      waiting members end with `Cancelled` without calling their function.
     - Ctrl-C in the body or during the final wait cancels the token and
-      keeps waiting; a second Ctrl-C stops waiting.  `KeyboardInterrupt`
-      propagates either way.
+      keeps waiting; a second Ctrl-C stops waiting and abandons the members
+      still running.  `KeyboardInterrupt` propagates either way.
     - `exit_timeout` bounds the final wait: when it expires, the token is
-      cancelled and `TimeoutError` is raised naming every member still
-      running with its current stack.
+      cancelled, the members still running are abandoned and `TimeoutError`
+      is raised naming each with its current stack.
+    - Abandoned members are not stopped (Python cannot stop a thread), but
+      they no longer hold up the interpreter's exit, as if they were daemon
+      threads: if one is still running when the program ends, it is stopped
+      where it is, without running its `finally` blocks.
     - Who may spawn: the thread that entered the block, and the group's own
       members, while the block runs or the owner waits at its end.
     - Nesting: a group created inside another group's block, or inside one
@@ -168,9 +341,9 @@ class ThreadGroup:
       outer group reaches the inner one.  Pass `token=` to choose the parent
       yourself (`token=CancelToken()` detaches the group).
 
-    Thread safety: `spawn()`, `add()`, `cancel()`, `join_all()` and the
-    properties may be called from several threads at once; `members` is a
-    snapshot.
+    Thread safety: `spawn()`, `add()`, `cancel()`, `join_all()`,
+    `as_completed()` and the properties may be called from several threads
+    at once; `members` is a snapshot.
 
     Args:
         name: The group's name; members are named `"{name}-{index}"`.  By
@@ -181,31 +354,46 @@ class ThreadGroup:
             `None` waits as long as it takes.
         token: The parent of the group's token; by default the token of the
             enclosing group, if any.
+        max_concurrency: How many members made by `spawn()` may run at once;
+            `None` for no limit.  Members given to `add()` do not count.
+        wait_for_daemons: Whether the block's end waits for daemon members
+            too, under the same `exit_timeout` as the others.
 
     Raises:
-        ValueError: if `exit_timeout` is negative or NaN.
-        TypeError: if `exit_timeout` is not `None` or a number.
+        ValueError: if `exit_timeout` is negative or NaN, or if
+            `max_concurrency` is less than 1.
+        TypeError: if `exit_timeout` is not `None` or a number, or if
+            `max_concurrency` is not `None` or an `int`.
     """
 
     __slots__ = (
         "_callback_errors",
-        "_cond",
+        "_completed",
         "_context_reset",
         "_daemon",
+        "_daemons",
         "_ended",
         "_exit_timeout",
         "_fail_fast",
         "_failures",
         "_hook",
         "_index",
+        "_joining",
+        "_limit",
         "_lock",
         "_members",
         "_name",
         "_owner",
         "_parent",
+        "_parked",
+        "_pending",
+        "_result_members",
+        "_running",
+        "_skipped",
+        "_spawned",
         "_state",
         "_token",
-        "_waiters",
+        "_wait_for_daemons",
     )
 
     def __init__(
@@ -216,33 +404,65 @@ class ThreadGroup:
         fail_fast: bool = True,
         exit_timeout: float | None = None,
         token: CancelToken | None = None,
+        max_concurrency: int | None = None,
+        wait_for_daemons: bool = False,
     ) -> None:
         """Create a group; enter it with `with` to spawn members."""
         check_timeout(exit_timeout, "exit_timeout")
         if exit_timeout is not None and exit_timeout < 0:
             msg = f"exit_timeout must be None or at least 0, not {exit_timeout!r}"
             raise ValueError(msg)
+        if max_concurrency is not None:
+            if isinstance(max_concurrency, bool) or not isinstance(
+                max_concurrency, int
+            ):
+                msg = (
+                    "max_concurrency must be None or an int, "
+                    f"not {type(max_concurrency).__name__}"
+                )
+                raise TypeError(msg)
+            if max_concurrency < 1:
+                msg = (
+                    f"max_concurrency must be None or at least 1, not {max_concurrency}"
+                )
+                raise ValueError(msg)
         self._name = _next_group_name() if name is None else name
         self._daemon = daemon
         self._fail_fast = fail_fast
         self._exit_timeout = exit_timeout
+        self._limit = max_concurrency
+        self._wait_for_daemons = wait_for_daemons
         parent = _CURRENT_TOKEN.get() if token is None else token
         self._parent = parent
         self._token = CancelToken() if parent is None else parent.child()
-        # Guards _state, _owner, _members, _index, _failures, _callback_errors
-        # and _waiters; _cond (on the same lock) is notified when a member's
-        # outcome is stored while someone waits.
+        # Guards _state, _owner, _members, _index, _daemons, _failures,
+        # _callback_errors, _parked, _joining, _pending, _running, _spawned,
+        # _result_members and _skipped.
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
         self._state = _State.NEW
         self._owner: threading.Thread | None = None
         self._members: list[threading.Thread] = []
         self._index: dict[threading.Thread, int] = {}
-        # Members whose outcome is stored.  Added to without the lock (a set
-        # is safe to mutate from several threads, with or without a GIL), so
-        # that a member's success costs the group no lock round-trip.
+        # Members created daemon; read instead of Thread.daemon, which a
+        # non-daemon member reads as True while it starts (module notes).
+        self._daemons: set[threading.Thread] = set()
+        # Members whose outcome is stored, as a set and in completion order.
+        # Added to without the lock (a set or list is safe to add to from
+        # several threads, with or without a GIL), so that a member's success
+        # costs the group no lock round-trip.
         self._ended: set[threading.Thread] = set()
-        self._waiters = 0  # threads in _wait_member's condition wait
+        self._completed: list[threading.Thread] = []
+        self._parked: list[_thread.LockType] = []  # one raw lock per waiter
+        self._joining: set[threading.Thread] = set()  # members in join_all()
+        # Bounded groups: members made by spawn() (which count against the
+        # limit), how many of them have started and not ended, those waiting
+        # for a slot, and those started after cancellation, which must not
+        # call their function.
+        self._spawned: set[threading.Thread] = set()
+        self._result_members = 0  # members that are ResultThreads
+        self._running = 0
+        self._pending: collections.deque[ResultThread[Any]] = collections.deque()
+        self._skipped: set[threading.Thread] = set()
         self._failures: list[tuple[int, BaseException]] = []
         self._callback_errors: list[BaseException] = []
         self._context_reset: contextvars.Token[CancelToken | None] | None = None
@@ -262,7 +482,7 @@ class ThreadGroup:
 
     @property
     def members(self) -> tuple[threading.Thread, ...]:
-        """The members in spawn order (a snapshot)."""
+        """The members in spawn order (a snapshot), waiting ones included."""
         with self._lock:
             return tuple(self._members)
 
@@ -290,6 +510,9 @@ class ThreadGroup:
                 raise RuntimeError(msg)
             self._state = _State.OPEN
             self._owner = threading.current_thread()
+        if self._limit is not None:
+            # Waiting members end at once, with Cancelled, on cancellation.
+            self._token.add_callback(self._start_pending)
         self._context_reset = _CURRENT_TOKEN.set(self._token)
         return self
 
@@ -326,10 +549,33 @@ class ThreadGroup:
         with self._lock:
             self._state = _State.CLOSING
         interrupt, stuck = self._wait_at_exit(exc, reason)
+        _abandon(stuck)
         timeout_error = None
         if stuck and interrupt is None:
+            # Before deferring Ctrl-C: the token's callbacks are user code.
             self._cancel_quietly(f"group {self._name!r} exceeded its exit_timeout")
             timeout_error = self._stuck_error(stuck)
+        with _interrupts_deferred():
+            return self._finish(
+                exc,
+                body_error,
+                body_cancelled,
+                interrupt=interrupt,
+                stuck=stuck,
+                timeout_error=timeout_error,
+            )
+
+    def _finish(
+        self,
+        exc: BaseException | None,
+        body_error: BaseException | None,
+        body_cancelled: bool,
+        *,
+        interrupt: BaseException | None,
+        stuck: list[threading.Thread],
+        timeout_error: TimeoutError | None,
+    ) -> bool:
+        """End the block after the wait: close it and raise what went wrong."""
         failures = self._close()
         if interrupt is not None or isinstance(exc, SystemExit):
             propagating = interrupt if interrupt is not None else exc
@@ -366,7 +612,9 @@ class ThreadGroup:
             failures += self._callback_errors
             self._failures = []
             self._callback_errors = []
-            everyone_done = not any(t.is_alive() for t in self._members)
+            everyone_done = not self._pending and not any(
+                t.is_alive() for t in self._members
+            )
         if everyone_done:
             self._token.close()  # nothing left to cancel: unlink from the parent
         return failures
@@ -379,7 +627,7 @@ class ThreadGroup:
     def _wait_at_exit(
         self, exc: BaseException | None, reason: str | None
     ) -> tuple[BaseException | None, list[threading.Thread]]:
-        """Cancel with `reason` if given, wait for the non-daemon members.
+        """Cancel with `reason` if given, wait for the members.
 
         Returns:
             The `KeyboardInterrupt` to propagate (if any) and the members
@@ -389,6 +637,7 @@ class ThreadGroup:
         presses = 0 if interrupt is None else 1
         timeout = self._exit_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
+        include_daemon = self._wait_for_daemons
         while True:
             try:
                 # Cancelling inside the try: a Ctrl-C while the token's
@@ -398,7 +647,10 @@ class ThreadGroup:
                     self._cancel_quietly(pending)
                 if presses:
                     self._cancel_quietly(f"group {self._name!r} was interrupted")
-                return interrupt, self._wait_members(deadline, include_daemon=False)
+                if self._token.cancelled:
+                    # Again here: a Ctrl-C may have cut the token's callback short.
+                    self._start_pending()
+                running = self._wait_members(deadline, include_daemon=include_daemon)
             except KeyboardInterrupt as ki:
                 presses += 1
                 if interrupt is None:
@@ -406,8 +658,15 @@ class ThreadGroup:
                 if presses >= _PRESSES_TO_ABANDON:
                     with self._lock:
                         members = list(self._members)
-                    running = [t for t in members if t.is_alive() and not t.daemon]
+                        daemons = set(self._daemons)
+                    running = [
+                        t
+                        for t in members
+                        if t.is_alive() and (include_daemon or t not in daemons)
+                    ]
                     return interrupt, running
+            else:
+                return interrupt, running
 
     def _note_unraised(
         self,
@@ -418,14 +677,15 @@ class ThreadGroup:
         """Tell, on a propagating exception, what the group could not raise."""
         if failures:
             listed = "; ".join(f"{type(e).__name__}: {e}" for e in failures)
-            exc.add_note(
+            _add_note(
+                exc,
                 f"group {self._name!r} also had {len(failures)} member "
-                f"failure(s), not raised: {listed}"
+                f"failure(s), not raised: {listed}",
             )
         if running:
             names = ", ".join(repr(t.name) for t in running)
-            exc.add_note(
-                f"group {self._name!r} stopped waiting; still running: {names}"
+            _add_note(
+                exc, f"group {self._name!r} stopped waiting; still running: {names}"
             )
 
     def _stuck_error(self, stuck: list[threading.Thread]) -> TimeoutError:
@@ -444,7 +704,7 @@ class ThreadGroup:
             if frame is None:
                 where = "  (it ended while the report was being made)\n"
             else:
-                where = "".join(_member_stack(frame).format())
+                where = _member_stack(frame)
             parts.append(f"thread {t.name!r} is stuck at:\n{where.rstrip()}")
         del frames
         return TimeoutError("\n".join(parts))
@@ -458,7 +718,13 @@ class ThreadGroup:
 
         The member is a `ResultThread` named `"{group name}-{index}"`, a
         daemon if the group was created with `daemon=True`, running in a
-        copy of the caller's `contextvars` context.
+        copy of the caller's `contextvars` context.  Every keyword goes to
+        `fn`; use `spawn_named()` to choose the member's name.
+
+        In a group with `max_concurrency` that has reached its limit, the
+        member is returned before it starts: it waits for a slot.  Until it
+        starts, its `result()` raises `RuntimeError`; wait for it with
+        `join_all()` or `as_completed()`, or after the block.
 
         Args:
             fn: The callable the member runs.
@@ -466,7 +732,7 @@ class ThreadGroup:
             **kwargs: Keyword arguments for `fn`.
 
         Returns:
-            The started member.
+            The member, started unless it waits for a slot.
 
         Raises:
             RuntimeError: if the group's block has not been entered or has
@@ -475,22 +741,212 @@ class ThreadGroup:
             TypeError: if `fn` is not callable.
         """
         check_callable(fn, "fn")
+        return self._spawn(None, fn, args, kwargs)
+
+    def spawn_named(
+        self, name: str, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
+    ) -> ResultThread[R]:
+        """Like `spawn()`, naming the member `name`.
+
+        The name is the thread's name, used in the notes on its failures and
+        in reports of stuck members.  It is positional-only, so `fn` may take
+        a `name` keyword of its own:
+
+        ```python
+        from safethreads import ThreadGroup
+
+
+        def greet(name: str) -> str:
+            return f"hello {name}"
+
+
+        with ThreadGroup() as g:
+            t = g.spawn_named("greeter", greet, name="Ada")
+        assert (t.name, t.result(timeout=0)) == ("greeter", "hello Ada")
+        ```
+
+        Args:
+            name: The member's thread name.
+            fn: The callable the member runs.
+            *args: Positional arguments for `fn`.
+            **kwargs: Keyword arguments for `fn`.
+
+        Returns:
+            The member, started unless it waits for a slot.
+
+        Raises:
+            RuntimeError: as for `spawn()`.
+            TypeError: if `name` is not a `str` or `fn` is not callable.
+        """
+        given: object = name  # checked at run time whatever the annotation says
+        if not isinstance(given, str):
+            msg = f"name must be a str, not {type(given).__name__}"
+            raise TypeError(msg)
+        check_callable(fn, "fn")
+        return self._spawn(name, fn, args, kwargs)
+
+    def _spawn(
+        self,
+        name: str | None,
+        fn: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+    ) -> ResultThread[R]:
+        # No _interrupts_deferred() here: it costs two system calls, and the
+        # steps below are undone if a Ctrl-C cuts them short.
         with self._lock:
             index = self._admit("spawn")
+            limit = self._limit
+            full = limit is not None and self._running >= limit
+            wait = full and not self._token.cancelled
+            # A waiting member runs in the context of its spawner, not of the
+            # member whose end starts it.
+            context = contextvars.copy_context() if wait else None
             thread: ResultThread[R] = ResultThread(
-                target=fn,
-                args=args,
-                kwargs=kwargs,
-                name=f"{self._name}-{index}",
+                target=self._run_member,
+                args=(fn, args, kwargs, context),
+                name=f"{self._name}-{index}" if name is None else name,
                 daemon=self._daemon,
             )
             # Not started yet, so no lock is needed to install the hook.
             thread._done_hook = self._hook
             thread._bound_token = self._token  # its waits are cancellable
-            thread.start()
-            self._members.append(thread)
-            self._index[thread] = index
+            counted = False
+            try:
+                self._register(thread, index)
+                if limit is not None:
+                    self._spawned.add(thread)
+                if wait:
+                    self._pending.append(thread)
+                else:
+                    if limit is not None:
+                        self._running += 1
+                        counted = True
+                    if full:  # and cancelled: it would wait for nothing
+                        self._skipped.add(thread)
+                    self._start_member(thread)
+            except BaseException:
+                self._undo_spawn(thread, index, counted=counted)
+                raise
         return thread
+
+    def _undo_spawn(
+        self, thread: threading.Thread, index: int, *, counted: bool = False
+    ) -> None:
+        """Forget a member whose spawn failed before it started (lock held).
+
+        A member that started (`start()` raised after starting it, as a
+        Ctrl-C can make it do) or waits for a slot is kept.
+        """
+        if (self._pending and self._pending[-1] is thread) or _has_started(thread):
+            return
+        _forget_unstarted(thread)
+        if len(self._members) > index and self._members[index] is thread:
+            del self._members[index]
+            self._index.pop(thread, None)
+            if isinstance(thread, ResultThread):
+                self._result_members -= 1
+        self._daemons.discard(thread)
+        self._spawned.discard(thread)
+        self._skipped.discard(thread)
+        if counted:
+            self._running -= 1
+
+    def _register(self, thread: threading.Thread, index: int) -> None:
+        """Record `thread` as member number `index` (lock held)."""
+        self._members.append(thread)
+        if isinstance(thread, ResultThread):
+            self._result_members += 1
+        self._index[thread] = index
+        if thread.daemon:
+            self._daemons.add(thread)
+
+    def _start_member(self, thread: threading.Thread) -> None:
+        """Start a registered member (lock held); see the module notes on exit."""
+        held = thread not in self._daemons and _daemon_threads_allowed()
+        if held:
+            _HELD.add(thread)
+            thread._daemonic = True  # type: ignore[attr-defined]
+        try:
+            thread.start()
+        except RuntimeError as error:
+            if held and not _has_started(thread):
+                _HELD.discard(thread)
+            interrupt = error.__context__
+            if isinstance(interrupt, KeyboardInterrupt) and _has_started(thread):
+                # Ctrl-C hit threading.Condition.wait inside start() as it took
+                # its lock back, and the wait then released a lock it did not
+                # hold: the Ctrl-C is what happened.
+                raise interrupt from None
+            raise
+        except BaseException:
+            if held and not _has_started(thread):
+                _HELD.discard(thread)
+            raise
+        finally:
+            if held:
+                thread._daemonic = False  # type: ignore[attr-defined]
+
+    def _run_member(
+        self,
+        fn: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: Mapping[str, Any],
+        context: contextvars.Context | None,
+    ) -> R:
+        """The target of every member made by `spawn()`: run `fn` in the member."""
+        me = threading.current_thread()
+        if me in self._skipped:
+            # It waited for a slot and the group was cancelled meanwhile.
+            raise Cancelled(self._token.reason)
+        if context is None:
+            return fn(*args, **kwargs)
+        return context.run(fn, *args, **kwargs)
+
+    def _start_pending(self) -> None:
+        """Start waiting members while slots are free; all of them once cancelled."""
+        limit = self._limit
+        if limit is None:
+            return
+        failed: list[tuple[ResultThread[Any], Exception]] = []
+        with _interrupts_deferred(), self._lock:
+            while self._pending:
+                cancelled = self._token.cancelled
+                if not cancelled and self._running >= limit:
+                    break
+                self._start_next_pending(cancelled=cancelled, failed=failed)
+        for thread, error in failed:  # e.g. "can't start new thread"
+            try:
+                if self._member_failed(thread, error):
+                    thread._observe()
+            finally:
+                self._member_ended(thread)
+
+    def _start_next_pending(
+        self,
+        *,
+        cancelled: bool,
+        failed: list[tuple[ResultThread[Any], Exception]],
+    ) -> None:
+        """Start the first waiting member (lock held); collect a failed start."""
+        thread = self._pending.popleft()
+        self._running += 1
+        if cancelled:
+            self._skipped.add(thread)
+        try:
+            self._start_member(thread)
+        except Exception as error:
+            if _has_started(thread):
+                raise
+            _forget_unstarted(thread)
+            failed.append((thread, error))  # it becomes the member's failure
+        except BaseException:
+            if not _has_started(thread):  # a Ctrl-C: keep it waiting
+                _forget_unstarted(thread)
+                self._pending.appendleft(thread)
+                self._running -= 1
+                self._skipped.discard(thread)
+            raise
 
     def add(self, thread: ThreadT) -> ThreadT:
         """Adopt `thread` as a member, starting it if it has not started.
@@ -502,6 +958,7 @@ class ThreadGroup:
         if it has not started yet (its `run` is then wrapped); an exception
         in a plain thread that was already running goes to
         `threading.excepthook` as usual, and the group only waits for it.
+        Adopted threads start at once: `max_concurrency` does not apply.
 
         Args:
             thread: The thread to adopt.
@@ -515,39 +972,48 @@ class ThreadGroup:
                 the calling thread.
         """
         hooked = True
-        with self._lock:
+        with _interrupts_deferred(), self._lock:
             index = self._admit("add")
-            if thread in self._index:
-                msg = f"thread {thread.name!r} is already a member of {self._name!r}"
-                raise RuntimeError(msg)
-            if thread is threading.current_thread():
-                msg = (
-                    f"thread {thread.name!r} cannot add itself to group "
-                    f"{self._name!r}; the group would wait for its own waiter"
-                )
-                raise RuntimeError(msg)
+            self._check_adoptable(thread)
             started = thread.ident is not None
-            if isinstance(thread, ResultThread) and thread._done_hook is not None:
-                msg = (
-                    f"thread {thread.name!r} already belongs to a thread group; "
-                    "a thread can be a member of one group only"
-                )
-                raise RuntimeError(msg)
             if not started and _DEFAULT_THREAD_NAME.fullmatch(thread.name):
                 thread.name = f"{self._name}-{index}"
-            if isinstance(thread, ResultThread):
-                hooked = thread._set_done_hook(self._hook)
+            try:
+                if isinstance(thread, ResultThread):
+                    hooked = thread._set_done_hook(self._hook)
+                    if not started:
+                        thread._bound_token = self._token
+                elif not started:
+                    self._wrap_run(thread)
+                self._register(thread, index)
                 if not started:
-                    thread._bound_token = self._token
-            elif not started:
-                self._wrap_run(thread)
-            if not started:
-                thread.start()
-            self._members.append(thread)
-            self._index[thread] = index
+                    self._start_member(thread)
+            except BaseException:
+                self._undo_spawn(thread, index)
+                if isinstance(thread, ResultThread) and not _has_started(thread):
+                    thread._set_done_hook(None)  # type: ignore[arg-type]
+                raise
         if not hooked:  # it finished before we could hook it
             self._result_thread_done(thread)  # type: ignore[arg-type]
         return thread
+
+    def _check_adoptable(self, thread: threading.Thread) -> None:
+        """Refuse a thread that add() cannot adopt (lock held)."""
+        if thread in self._index:
+            msg = f"thread {thread.name!r} is already a member of {self._name!r}"
+            raise RuntimeError(msg)
+        if thread is threading.current_thread():
+            msg = (
+                f"thread {thread.name!r} cannot add itself to group "
+                f"{self._name!r}; the group would wait for its own waiter"
+            )
+            raise RuntimeError(msg)
+        if isinstance(thread, ResultThread) and thread._done_hook is not None:
+            msg = (
+                f"thread {thread.name!r} already belongs to a thread group; "
+                "a thread can be a member of one group only"
+            )
+            raise RuntimeError(msg)
 
     def _admit(self, action: str) -> int:
         """Check that a member may be added now; return its index (lock held)."""
@@ -584,8 +1050,10 @@ class ThreadGroup:
             try:
                 original()
             except BaseException as exc:  # the group gathers every failure
-                exc.add_note(f"raised in thread {me.name!r}")
-                if not self._member_failed(me, exc):
+                # Published first: the note is decoration and may fail.
+                taken = self._member_failed(me, exc)
+                _add_note(exc, f"raised in thread {me.name!r}")
+                if not taken:
                     raise  # the group has ended: threading.excepthook reports it
             finally:
                 # Break the thread -> run -> original -> thread cycle.
@@ -599,24 +1067,42 @@ class ThreadGroup:
 
     def _result_thread_done(self, thread: ResultThread[Any]) -> None:
         """Done-hook of a ResultThread member, called in the member thread."""
-        exc = thread._exception
-        if exc is not None and self._member_failed(thread, exc):
-            thread._observe()  # the group raises it: no unobserved report
-        self._member_ended(thread)
+        try:
+            exc = thread._exception
+            if exc is not None:
+                _trim_run_member(thread, exc)
+                if self._member_failed(thread, exc):
+                    thread._observe()  # the group raises it: no unobserved report
+        finally:
+            self._member_ended(thread)
 
     def _member_ended(self, thread: threading.Thread) -> None:
-        """Note that a member's outcome is stored; wake waiters if any.
+        """Note that a member's outcome is stored; free its slot; wake waiters.
 
-        A waiter counts itself in `_waiters` before it looks at `_ended`, and
-        this adds to `_ended` before it reads `_waiters`: either the waiter
-        sees the member ended, or this sees the waiter and notifies it (under
-        the lock, so after the waiter is waiting).  Waits are timed besides,
-        so even a missed wake-up would only delay the waiter by one slice.
+        A waiter parks its lock in `_parked` before it looks at `_ended`, and
+        this adds to `_ended` before it looks at `_parked`: either the waiter
+        sees the member ended, or this sees the waiter and wakes it.  Waits
+        are timed besides, so even a missed wake-up would only delay the
+        waiter by one slice.
         """
         self._ended.add(thread)
-        if self._waiters:
-            with self._cond:
-                self._cond.notify_all()
+        self._completed.append(thread)
+        _HELD.discard(thread)
+        if self._limit is not None and thread in self._spawned:
+            with self._lock:
+                self._running -= 1
+            self._start_pending()
+        if self._parked:
+            self._wake()
+
+    def _wake(self) -> None:
+        """Wake every parked waiter."""
+        with self._lock:
+            parked, self._parked = self._parked, []
+        for lock in parked:
+            # A waiter that timed out may have unlocked it already.
+            with contextlib.suppress(RuntimeError):
+                lock.release()
 
     def _member_failed(self, thread: threading.Thread, exc: BaseException) -> bool:
         """Record a member's failure; return whether the group took it."""
@@ -624,8 +1110,11 @@ class ThreadGroup:
         with self._lock:
             if self._state is _State.CLOSED:
                 return False
+            index = self._index.get(thread)
+            if index is None:  # a member whose spawn was undone: not ours
+                return False
             if not expected:
-                self._failures.append((self._index[thread], exc))
+                self._failures.append((index, exc))
         if not expected and self._fail_fast:
             self._cancel_quietly(
                 f"member {thread.name!r} of group {self._name!r} raised "
@@ -639,13 +1128,14 @@ class ThreadGroup:
             self._token.cancel(reason)
         except BaseExceptionGroup as group:
             errors = list(group.exceptions)
-            for e in errors:
-                e.add_note(f"raised by a cancel callback of group {self._name!r}")
             with self._lock:
                 if self._state is not _State.CLOSED:
                     self._callback_errors.extend(errors)
-                    return
-            raise  # the block has ended: whoever cancelled gets the errors
+                    errors = []
+            for e in group.exceptions:
+                _add_note(e, f"raised by a cancel callback of group {self._name!r}")
+            if errors:
+                raise  # the block has ended: whoever cancelled gets the errors
 
     # --- waiting --------------------------------------------------------------------
 
@@ -660,8 +1150,13 @@ class ThreadGroup:
 
         `timeout` bounds the whole call, not each member: with 100 members
         that never finish, `join_all(0.5)` returns after about 0.5 s.
-        Members spawned while it waits are waited for too.  The calling
-        thread is skipped if it is a member.  It does not cancel anything.
+        Members spawned while it waits are waited for too.  It does not
+        cancel anything.
+
+        Called from a member, it waits for every other member except those
+        that are themselves waiting in `join_all()` or `as_completed()`:
+        they wait for this one, and waiting for them back would never end.
+        Two members calling `join_all()` both return once the rest is done.
 
         Like every blocking wait of the library, it raises `Cancelled` when
         `cancel` or the token bound to the calling thread (a member's group
@@ -686,30 +1181,129 @@ class ThreadGroup:
         check_timeout(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         tokens = tokens_in_force(cancel)
-        if not tokens:
-            return not self._wait_members(deadline, include_daemon=include_daemon)
-        removers: list[Callable[[], bool]] = []
-        try:
-            for token in tokens:
-                # Appended one by one: those made before a failure are undone.
-                removers.append(token.add_callback(self._wake_waiters))  # noqa: PERF401
-            return not self._wait_members(
-                deadline, include_daemon=include_daemon, tokens=tokens
+        with self._joined() as member:
+            running = self._wait_members(
+                deadline,
+                include_daemon=include_daemon,
+                skip_joiners=member,
+                tokens=tokens,
             )
-        finally:
-            for remove in removers:
-                remove()
+        return not running
 
-    def _wake_waiters(self) -> None:
-        """Token callback of a cancellable join_all(): wake it up."""
-        with self._cond:
-            self._cond.notify_all()
+    @contextlib.contextmanager
+    def _joined(self) -> Iterator[bool]:
+        """Count the calling member in `_joining`; yield whether it is a member."""
+        me = threading.current_thread()
+        with self._lock:
+            added = me in self._index and me not in self._joining
+            if added:
+                self._joining.add(me)
+        if added:
+            self._wake()  # members waiting for this one skip it now
+        try:
+            yield me in self._index
+        finally:
+            if added:
+                with self._lock:
+                    self._joining.discard(me)
+
+    def as_completed(self, timeout: float | None = None) -> Iterator[ResultThread[Any]]:
+        """Yield the `ResultThread` members as they finish, first finished first.
+
+        Use it inside the block to handle outcomes as they arrive, or after
+        it.  Members spawned while it runs are yielded too; it stops once
+        every member has been yielded.  Each yielded member has its outcome:
+        `result(timeout=0)` returns or raises at once.  Plain threads given to
+        `add()` have no outcome and are not yielded, but are waited for.
+        Called from a member, it skips that member and, as `join_all()`
+        does, members that are themselves waiting for the group.
+
+        ```python
+        from safethreads import ThreadGroup
+
+        with ThreadGroup(max_concurrency=2) as g:
+            for n in (3, 1, 2):
+                g.spawn(pow, n, 2)
+            squares = sorted(t.result(timeout=0) for t in g.as_completed(5))
+        assert squares == [1, 4, 9]
+        ```
+
+        Args:
+            timeout: Seconds the whole iteration may take at most; `None`
+                waits as long as it takes.
+
+        Returns:
+            An iterator over the members in the order they finished.
+
+        Raises:
+            TypeError: if `timeout` is not `None` or a number.
+            ValueError: if `timeout` is NaN.
+            TimeoutError: from the iterator, if `timeout` expires before every
+                member finished.
+        """
+        check_timeout(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return self._iter_completed(timeout, deadline)
+
+    def _iter_completed(
+        self, timeout: float | None, deadline: float | None
+    ) -> Iterator[ResultThread[Any]]:
+        me = threading.current_thread()
+        seen = 0
+        yielded: set[threading.Thread] = set()
+        with self._joined() as member:
+            while True:
+                completed = self._completed
+                while seen < len(completed):
+                    t = completed[seen]
+                    seen += 1
+                    if t is not me and isinstance(t, ResultThread):
+                        yielded.add(t)
+                        yield t
+                left = self._left_to_complete(yielded, skip_joiners=member)
+                if not left:
+                    return
+                ready = self._completion_after(seen, member)
+                if not self._wait_for(ready, deadline, tokens_in_force(None)):
+                    msg = (
+                        f"{left} member(s) of group {self._name!r} did not "
+                        f"finish within {timeout} seconds; they are still running"
+                    )
+                    raise TimeoutError(msg)
+
+    def _left_to_complete(
+        self, yielded: set[threading.Thread], *, skip_joiners: bool
+    ) -> int:
+        """How many ResultThread members `as_completed()` has still to yield."""
+        with self._lock:
+            if not skip_joiners:
+                return self._result_members - len(yielded)
+            me = threading.current_thread()
+            return sum(
+                1
+                for t in self._members
+                if t is not me
+                and isinstance(t, ResultThread)
+                and t not in yielded
+                and t not in self._joining
+            )
+
+    def _completion_after(self, seen: int, skip_joiners: bool) -> Callable[[], bool]:
+        """A test of whether a member completed after the first `seen`."""
+        joining = self._joining
+        completed = self._completed
+        if not skip_joiners:
+            return lambda: len(completed) > seen
+        known = set(joining)
+        # A member that starts waiting for the group is not waited for.
+        return lambda: len(completed) > seen or not joining <= known
 
     def _wait_members(
         self,
         deadline: float | None,
         *,
         include_daemon: bool,
+        skip_joiners: bool = False,
         tokens: tuple[CancelToken, ...] = (),
     ) -> list[threading.Thread]:
         """Wait for members until `deadline`; return those still running."""
@@ -720,63 +1314,111 @@ class ThreadGroup:
             with self._lock:
                 batch = self._members[seen:]
                 seen = len(self._members)
+                daemons = set(self._daemons) if batch and not include_daemon else ()
             if not batch:
                 return running
             for t in batch:
-                if t is current or (t.daemon and not include_daemon):
+                if t is current or t in daemons:
                     continue
-                if not self._wait_member(t, deadline, tokens):
+                if skip_joiners:
+                    ready = self._ended_or_joining(t)
+                else:
+                    ready = self._ended_check(t)
+                if not self._wait_for(ready, deadline, tokens):
                     running.append(t)
+                elif t in self._ended and t.is_alive():
+                    self._wait_thread_end(t, deadline)
 
-    def _wait_member(
+    def _ended_check(self, t: threading.Thread) -> Callable[[], bool]:
+        """A test of whether member `t` has finished."""
+        ended = self._ended
+
+        def ready() -> bool:
+            # A thread that died without its hook: adopted while running, or
+            # a thread of the parent process in a fork child.
+            return t in ended or (t.ident is not None and not t.is_alive())
+
+        return ready
+
+    def _ended_or_joining(self, t: threading.Thread) -> Callable[[], bool]:
+        """A test of whether member `t` finished or waits for the group."""
+        ended = self._ended_check(t)
+        return lambda: ended() or t in self._joining
+
+    def _wait_for(
         self,
-        t: threading.Thread,
+        ready: Callable[[], bool],
         deadline: float | None,
         tokens: tuple[CancelToken, ...] = (),
     ) -> bool:
-        """Wait for one member until `deadline`; return whether it finished.
+        """Wait until `ready()` or `deadline`; return whether `ready()` held.
 
-        With `tokens`, the wait is on the condition, which their cancel
-        callback (`_wake_waiters`) notifies; raises `Cancelled`.
+        The waiter parks a raw lock of its own that `_wake()` releases, and
+        waits on nothing else (see the module notes on Ctrl-C).  The
+        cancellation of one of `tokens` releases it too, and the wait then
+        raises `Cancelled`.
         """
-        if not tokens and threading.current_thread() is not _MAIN:
-            # Signals are handled in the main thread only: join is safe here.
-            if deadline is None:
-                t.join()
-                return True
-            while t.is_alive():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                t.join(remaining)
+        if ready():
             return True
-        while t.is_alive():
+        wake = _thread.allocate_lock()
+        wake.acquire()
+        if not tokens:
+            return self._wait_parked(wake, ready, deadline)
+        removers: list[Callable[[], bool]] = []
+        try:
+            for token in tokens:
+                # One by one, so that those made before a failure are undone.
+                removers.append(token.add_callback(partial(_release_quietly, wake)))  # noqa: PERF401
+            return self._wait_parked(wake, ready, deadline, tokens)
+        finally:
+            for remove in removers:
+                remove()
+
+    def _wait_parked(
+        self,
+        wake: _thread.LockType,
+        ready: Callable[[], bool],
+        deadline: float | None,
+        tokens: tuple[CancelToken, ...] = (),
+    ) -> bool:
+        """The loop of `_wait_for()`: park `wake` until ready or the deadline."""
+        while True:
             raise_if_any_cancelled(tokens)
             if deadline is None:
                 chunk = _POLL
             else:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                chunk = min(remaining, _POLL)
-            with self._cond:
-                self._waiters += 1
-                try:
-                    ended = t in self._ended
-                    # The raw flag: `cancelled` may run callbacks, which
-                    # take this lock.  A cancel after this check notifies.
-                    if not ended and not any(k._cancelled for k in tokens):
-                        self._cond.wait(chunk)
-                finally:
-                    self._waiters -= 1
-            if ended:
-                # Only the last instructions of the thread's life are left:
-                # yield to it rather than block in join (see the module notes).
-                time.sleep(0)
-        return True
+                chunk = min(deadline - time.monotonic(), _POLL)
+                if chunk <= 0:
+                    return ready()
+            with self._lock:
+                self._parked.append(wake)
+            try:
+                if ready():
+                    return True
+                wake.acquire(timeout=chunk)
+            finally:
+                with self._lock, contextlib.suppress(ValueError):
+                    self._parked.remove(wake)
+            if ready():
+                return True
+            wake.acquire(blocking=False)  # locked again, for the next round
+
+    def _wait_thread_end(self, t: threading.Thread, deadline: float | None) -> None:
+        """Wait out the last instructions of a member whose outcome is stored."""
+        if threading.current_thread() is not _MAIN:
+            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            return
+        # Not Thread.join in the main thread (see the module notes).
+        while t.is_alive():
+            if deadline is not None and time.monotonic() >= deadline:
+                return
+            time.sleep(0)
 
     def cancel(self, reason: object = None) -> bool:
         """Cancel the group's token, asking cooperative members to stop.
+
+        In a group with `max_concurrency`, members still waiting for a slot
+        end with `Cancelled` without calling their function.
 
         Args:
             reason: Passed to `CancelToken.cancel()`.
@@ -791,20 +1433,40 @@ class ThreadGroup:
 
     # --- after the block ------------------------------------------------------------
 
-    def results(self) -> list[Any]:
+    def results(self, *, return_exceptions: bool = False) -> list[Any]:
         """Return the members' return values, in spawn order, after the block.
 
         A plain `threading.Thread` member contributes `None`.  For typed
         values, keep the `ResultThread`s that `spawn()` returns and call
         their `result()`.
 
+        ```python
+        from safethreads import ThreadGroup
+
+        g = ThreadGroup(fail_fast=False)
+        try:
+            with g:
+                g.spawn(int, "1")
+                g.spawn(int, "x")
+        except ExceptionGroup:
+            pass
+        one, bad = g.results(return_exceptions=True)
+        assert one == 1 and isinstance(bad, ValueError)
+        ```
+
+        Args:
+            return_exceptions: Put a failed member's exception in the list
+                in place of its value, instead of raising.
+
         Returns:
-            One value per member, in the order they were spawned or added.
+            One value (or exception) per member, in the order they were
+            spawned or added.
 
         Raises:
-            RuntimeError: if the block has not ended yet, or if a member has
-                no value: it failed or was cancelled (the exception is the
-                `__cause__`), or it is a daemon still running.
+            RuntimeError: if the block has not ended yet, if a member is a
+                daemon still running, or, without `return_exceptions`, if a
+                member has no value: it failed or was cancelled (the
+                exception is the `__cause__`).
         """
         with self._lock:
             if self._state is not _State.CLOSED:
@@ -816,25 +1478,32 @@ class ThreadGroup:
             members = list(self._members)
         values: list[Any] = []
         for t in members:
-            done = t.done() if isinstance(t, ResultThread) else not t.is_alive()
+            if isinstance(t, ResultThread):
+                done = t in self._ended or t.done()
+            else:
+                done = t.ident is not None and not t.is_alive()
             if not done:
                 msg = (
                     f"member {t.name!r} of group {self._name!r} is still running; "
                     "wait for it with join_all() before calling results()"
                 )
                 raise RuntimeError(msg)
-            if isinstance(t, ResultThread):
-                exc = t.exception(timeout=0)
-                if exc is not None:
-                    msg = (
-                        f"member {t.name!r} of group {self._name!r} raised "
-                        f"{type(exc).__name__} and has no result; "
-                        "handle the group's errors or ask the thread itself"
-                    )
-                    raise RuntimeError(msg) from exc
-                values.append(t.result(timeout=0))
-            else:
+            if not isinstance(t, ResultThread):
                 values.append(None)
+                continue
+            exc = t.exception(timeout=0)
+            if exc is None:
+                values.append(t.result(timeout=0))
+            elif return_exceptions:
+                values.append(exc)
+            else:
+                msg = (
+                    f"member {t.name!r} of group {self._name!r} raised "
+                    f"{type(exc).__name__} and has no result; handle the "
+                    "group's errors, ask the thread itself or pass "
+                    "return_exceptions=True"
+                )
+                raise RuntimeError(msg) from exc
         return values
 
     def _check(self) -> None:
@@ -843,7 +1512,20 @@ class ThreadGroup:
             assert len(self._members) == len(self._index)
             assert all(self._index[t] == i for i, t in enumerate(self._members))
             assert self._ended <= set(self._members)
+            assert len(self._completed) == len(self._ended)
+            assert self._daemons <= set(self._members)
+            assert self._spawned <= set(self._members)
+            assert set(self._pending) <= self._spawned
+            assert not (set(self._pending) & self._ended)
             assert all(0 <= i < len(self._members) for i, _ in self._failures)
+            if self._limit is None:
+                assert not self._pending
+                assert not self._spawned
+            else:
+                started = self._spawned - set(self._pending)
+                running = len(started - self._ended)
+                assert self._running == running, (self._running, running)
+                assert self._running <= self._limit or self._token.cancelled
             if self._state is _State.NEW:
                 assert not self._members
                 assert self._owner is None
@@ -851,3 +1533,16 @@ class ThreadGroup:
                 assert self._owner is not None
             if self._state is _State.CLOSED:
                 assert not self._failures, "failures are handed over at the end"
+
+
+_RUN_MEMBER_CODE: Final = ThreadGroup._run_member.__code__
+
+
+def _trim_run_member(thread: ResultThread[Any], exc: BaseException) -> None:
+    """Drop the `_run_member` frame from a member's traceback: it is plumbing."""
+    tb = exc.__traceback__
+    if tb is not None and tb.tb_frame.f_code is _RUN_MEMBER_CODE:
+        rest = tb.tb_next
+        exc.__traceback__ = rest
+        if getattr(thread, "_traceback", None) is tb:
+            thread._traceback = rest

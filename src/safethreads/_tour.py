@@ -11,7 +11,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from ._errors import PoolFull
+from ._errors import Cancelled, PoolFull
 from ._locked_dict import MISSING, LockedDict, Missing
 from ._result_thread import ResultThread, spawn
 from ._thread_group import ThreadGroup
@@ -171,6 +171,8 @@ def _thread_group_tour() -> None:
     print(f"join_all(0.2) over 20 stuck threads -> {finished} after {elapsed:.2f} s")
     print("  (a loop of Thread.join(0.2) would have taken 20 x 0.2 = 4 s)")
 
+    _bounded_group_tour()
+
     _heading("ThreadGroup: daemon members are not waited for")
     stop = threading.Event()
 
@@ -185,6 +187,43 @@ def _thread_group_tour() -> None:
     print(f"  the daemon member {beat.name!r} is still running -> {beat.is_alive()}")
     stop.set()
     beat.join(timeout=5)
+
+
+def _bounded_group_tour() -> None:
+    _heading("ThreadGroup: 40 jobs, at most 4 at a time, outcomes as they finish")
+    running = [0, 0]  # now, peak
+    count_lock = threading.Lock()
+
+    def job(i: int) -> int:
+        with count_lock:
+            running[0] += 1
+            running[1] = max(running[1], running[0])
+        time.sleep(0.002)
+        with count_lock:
+            running[0] -= 1
+        if i == 25:
+            msg = f"job {i} failed"
+            raise ValueError(msg)
+        return i * i
+
+    g = ThreadGroup("jobs", max_concurrency=4)
+    first: list[int] = []
+    try:
+        with g:
+            for i in range(40):
+                g.spawn_named(f"job-{i}", job, i)
+            for t in g.as_completed(timeout=30):
+                if t.exception(timeout=0) is None and len(first) < 3:
+                    first.append(t.result(timeout=0))
+    except* ValueError as group:
+        print(f"raised at the end: {group.exceptions[0]!r}")
+    outcomes = g.results(return_exceptions=True)
+    ran = sum(isinstance(o, int) for o in outcomes)
+    skipped = sum(isinstance(o, Cancelled) for o in outcomes)
+    print(f"first results, in the order they finished: {first}")
+    print(f"most jobs running at once: {running[1]} (max_concurrency=4)")
+    print(f"results(return_exceptions=True): {ran} values, 1 error, and {skipped} jobs")
+    print("  that never started: the failure cancelled them (fail_fast)")
 
 
 def _worker_pool_tour() -> None:

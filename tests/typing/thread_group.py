@@ -27,9 +27,14 @@ def check_thread_group() -> None:
         assert_type(g.token, CancelToken)
         assert_type(g.name, str)
         assert_type(g.members, tuple[threading.Thread, ...])
+        assert_type(g.spawn_named("parser", parse, "ff", base=16), ResultThread[int])
+        assert_type(next(g.as_completed(1.0)), ResultThread[Any])
+        g.spawn_named("parser", parse, 1)  # type: ignore[arg-type]
         g.spawn(parse, 1)  # type: ignore[arg-type]
         g.spawn(parse, "1", bas=2)  # type: ignore[call-arg]
     assert_type(g.results(), list[Any])
+    assert_type(g.results(return_exceptions=True), list[Any])
+    assert_type(ThreadGroup(max_concurrency=4, wait_for_daemons=True), ThreadGroup)
     assert_type(ThreadGroup(token=CancelToken()), ThreadGroup)
 
 

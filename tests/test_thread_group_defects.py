@@ -1,0 +1,352 @@
+"""ThreadGroup regressions from issue 10: each test failed on the code before its fix.
+
+Hangs are reproduced in a child interpreter with a timeout, so that a
+regression fails the test instead of stopping the suite.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+from typing import TYPE_CHECKING, Any, NoReturn
+
+import pytest
+
+from child_process import SIGINT_PRELUDE
+from safethreads import ThreadGroup
+
+if TYPE_CHECKING:
+    import random
+
+TIMEOUT = 10.0  # every wait in these tests is bounded
+
+
+class BadNotesError(Exception):
+    """An exception whose `__notes__` is not a list: `add_note` raises on it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.__notes__ = "not a list"  # type: ignore[assignment]
+
+
+def raise_bad_notes(message: str) -> NoReturn:
+    raise BadNotesError(message)
+
+
+def fail_with(exc: BaseException) -> NoReturn:
+    raise exc
+
+
+def run_child(code: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a child interpreter; a hang fails with TimeoutExpired."""
+    return subprocess.run(
+        [sys.executable, "-c", SIGINT_PRELUDE + textwrap.dedent(code), *args],
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT * 2,
+        check=False,
+    )
+
+
+class TestUnnotableFailures:
+    """Issue 10, defect 2: publishing a failure does not depend on add_note."""
+
+    def test_plain_thread_failure_without_notes_is_raised(self) -> None:
+        """A plain member's exception that refuses notes still reaches the group."""
+        with (
+            pytest.raises(ExceptionGroup) as info,
+            ThreadGroup("n") as g,
+        ):
+            g.add(threading.Thread(target=raise_bad_notes, args=("plain",)))
+        assert [str(e) for e in info.value.exceptions] == ["plain"]
+
+    def test_cancel_callback_error_without_notes_is_raised(self) -> None:
+        """A cancel callback's exception that refuses notes is raised at the end."""
+        with (  # noqa: PT012
+            pytest.raises(ExceptionGroup) as info,
+            ThreadGroup("c") as g,
+        ):
+            g.token.add_callback(lambda: raise_bad_notes("callback"))
+            g.spawn(fail_with, ValueError("member"))
+        assert [str(e) for e in info.value.exceptions] == ["member", "callback"]
+
+
+class TestJoinAllFromMembers:
+    """Issue 10, defect 5: members waiting in join_all do not wait for each other."""
+
+    def test_two_members_in_join_all_both_return(self) -> None:
+        """Two members each calling join_all() return once the others are done."""
+        child = run_child(
+            """
+            import threading
+            from safethreads import ThreadGroup
+
+            go = threading.Event()
+
+            def joiner(g):
+                return g.join_all()
+
+            with ThreadGroup("j") as g:
+                a = g.spawn(joiner, g)
+                b = g.spawn(joiner, g)
+                g.spawn(go.wait, 5)
+                go.set()
+            print(a.result(timeout=0), b.result(timeout=0))
+            """
+        )
+        assert child.returncode == 0, child.stderr
+        assert child.stdout.split() == ["True", "True"]
+
+    def test_join_all_from_member_still_waits_for_the_others(self) -> None:
+        """A member's join_all() returns only after the non-waiting members end."""
+        go = threading.Event()
+        with ThreadGroup() as g:
+            slow = g.spawn(go.wait, TIMEOUT)
+            joiner = g.spawn(lambda: (g.join_all(TIMEOUT), slow.done()))
+            other = g.spawn(lambda: g.join_all(TIMEOUT))
+            go.set()
+        assert joiner.result(timeout=0) == (True, True)
+        assert other.result(timeout=0) is True
+
+
+STUBBORN_SCRIPT = """
+import sys, threading
+from safethreads import ThreadGroup
+from safethreads._thread_group import _State
+
+never = threading.Event()
+g = ThreadGroup("cc")
+
+def ignores_token():
+    g.token.add_callback(lambda: print("cancelled", flush=True))
+    never.wait(60)
+
+def announce_when_waiting():
+    while g._state is not _State.CLOSING:
+        never.wait(0.001)
+    print("ready", flush=True)
+
+with g:
+    g.spawn(ignores_token)
+    g.spawn(announce_when_waiting)
+"""
+
+
+@pytest.mark.subprocess
+class TestSecondCtrlC:
+    """Issue 10, defect 6: a second Ctrl-C lets the program go."""
+
+    def test_second_ctrl_c_exits_despite_a_stubborn_member(self) -> None:
+        """After the second Ctrl-C the interpreter does not wait for the member."""
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SIGINT_PRELUDE + STUBBORN_SCRIPT],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().strip() == "ready"
+            proc.send_signal(signal.SIGINT)
+            assert proc.stdout.readline().strip() == "cancelled"
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=TIMEOUT)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(TIMEOUT)
+        assert "KeyboardInterrupt" in err
+        assert "group 'cc' stopped waiting; still running: 'cc-0'" in err
+        assert "Exception ignored" not in err
+
+
+class TestCtrlCInSpawn:
+    """Issue 10, suspicion: Ctrl-C inside spawn after the thread started."""
+
+    @pytest.fixture
+    def start_then_interrupt(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Make the next Thread.start() raise KeyboardInterrupt once it started."""
+        original = threading.Thread.start
+
+        def start(thread: threading.Thread) -> None:
+            monkeypatch.setattr(threading.Thread, "start", original)
+            original(thread)
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(threading.Thread, "start", start)
+
+    @pytest.mark.usefixtures("start_then_interrupt")
+    def test_member_started_before_the_interrupt_is_waited_for(
+        self, reported: list[Any]
+    ) -> None:
+        """The member is registered, waited for and its failure noted."""
+        go = threading.Event()
+
+        def fails_late() -> NoReturn:
+            go.wait(TIMEOUT)
+            raise ValueError("late")
+
+        g = ThreadGroup("k")
+        with pytest.raises(KeyboardInterrupt) as info, g:  # noqa: PT012
+            try:
+                g.spawn(fails_late)
+            finally:
+                go.set()
+        (member,) = g.members
+        assert not member.is_alive()
+        assert info.value.__notes__ == [
+            "group 'k' also had 1 member failure(s), not raised: ValueError: late"
+        ]
+        assert reported == []
+
+
+class TestStuckReport:
+    """Issue 10, small thing: a member blocked in C is named in the report."""
+
+    def test_member_blocked_in_c_names_the_function(self) -> None:
+        """The exit_timeout report names the C function a member is blocked in."""
+        lock = _thread.allocate_lock()
+        lock.acquire()
+        try:
+            with (
+                pytest.raises(TimeoutError) as info,
+                ThreadGroup("c", exit_timeout=0.05) as g,
+            ):
+                g.spawn(lock.acquire, True, TIMEOUT)
+        finally:
+            lock.release()
+        g.join_all(TIMEOUT)
+        message = str(info.value)
+        assert "thread 'c-0' is stuck at:" in message
+        assert "built-in method acquire" in message
+        assert "in compute" not in message
+
+
+# Ctrl-C (simulated with _thread.interrupt_main) at a random point of each
+# round: in the body, in spawn(), join_all(), as_completed(), or while the
+# block's end waits.  After each
+# round every member must have finished and the group's bookkeeping must hold.
+ATTACK_SCRIPT = """
+import _thread, random, sys, threading, time
+from safethreads import ThreadGroup
+
+rounds, seed = int(sys.argv[1]), int(sys.argv[2])
+limit = None if sys.argv[3] == "none" else int(sys.argv[3])
+rng = random.Random(seed)
+problems = []
+def excepthook(args):
+    problems.append(f"{args.exc_type.__name__}: {args.exc_value} in {args.thread}")
+threading.excepthook = excepthook
+
+for r in range(rounds):
+    fired = threading.Event()
+    delay = rng.random() * 0.004
+    where = rng.choice(["body", "exit", "spawn", "join_all", "as_completed"])
+    g = None
+    try:
+        try:
+            g = ThreadGroup(f"r{r}", max_concurrency=limit)
+            with g:
+                def interrupter(d=delay):
+                    time.sleep(d)
+                    _thread.interrupt_main()
+                    fired.set()
+                g.spawn(interrupter)
+                for _ in range(rng.randrange(1, 5)):
+                    g.spawn(time.sleep, rng.random() * 0.003)
+                if where == "body":
+                    time.sleep(0.01)
+                elif where == "spawn":
+                    for _ in range(40):
+                        g.spawn(int)
+                elif where == "join_all":
+                    g.join_all(5)
+                elif where == "as_completed":
+                    for _ in g.as_completed(5):
+                        pass
+        except KeyboardInterrupt:
+            pass
+        fired.wait(5)
+        time.sleep(0.001)
+    except KeyboardInterrupt:
+        pass
+    # absorb an interrupt still pending
+    try:
+        for _ in range(3):
+            time.sleep(0.001)
+    except KeyboardInterrupt:
+        pass
+    if g is not None:
+        if not g.join_all(5):
+            alive = [t.name for t in g.members if t.is_alive()]
+            problems.append(f"round {r}: members never finished: {alive}")
+            break
+        try:
+            if g._state.value != "new":
+                g._check()
+        except AssertionError as e:
+            problems.append(f"round {r}: invariant {e!r}")
+print("problems:", problems[:5], len(problems))
+sys.exit(1 if problems else 0)
+"""
+
+
+@pytest.mark.subprocess
+@pytest.mark.stress
+@pytest.mark.parametrize("limit", ["none", "2"])
+def test_ctrl_c_anywhere_leaves_the_group_consistent(
+    limit: str, stress_rng: random.Random
+) -> None:
+    """Ctrl-C at any point of spawn, body or exit: members end, invariants hold."""
+    child = run_child(ATTACK_SCRIPT, "120", str(stress_rng.randrange(2**32)), limit)
+    assert child.returncode == 0, child.stdout + child.stderr[-2000:]
+    assert "problems: [] 0" in child.stdout
+
+
+@pytest.mark.subprocess
+class TestExitAndFork:
+    """What holding non-daemon members for the interpreter must not change."""
+
+    def test_interpreter_waits_for_a_member_of_an_open_group(self) -> None:
+        """A non-daemon member nobody abandoned still holds up interpreter exit."""
+        child = run_child(
+            """
+            import threading
+            from safethreads import ThreadGroup
+
+            g = ThreadGroup("open")
+            g.__enter__()  # never left: the interpreter's exit must wait
+            g.spawn(lambda: threading.Event().wait(0.3) or print("finished"))
+            print("main returns")
+            """
+        )
+        assert child.returncode == 0, child.stderr
+        assert child.stdout.split() == ["main", "returns", "finished"]
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_fork_child_leaves_the_block(self) -> None:
+        """In a fork child, the parent's members do not exist: the block ends."""
+        child = run_child(
+            """
+            import os, threading
+            from safethreads import ThreadGroup
+
+            go = threading.Event()
+            with ThreadGroup("f") as g:
+                g.spawn(go.wait, 10)
+                pid = os.fork()
+                if pid:
+                    go.set()
+            if pid == 0:
+                print("child done", flush=True)
+                os._exit(0)
+            print("parent", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+            """
+        )
+        assert child.returncode == 0, child.stderr
+        assert sorted(child.stdout.splitlines()) == ["child done", "parent 0"]
