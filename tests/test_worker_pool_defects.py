@@ -119,6 +119,17 @@ class TestHandOff:
 
 class TestShutdownWaits:
     @pytest.mark.usefixtures("fast_switching")
+    def test_no_worker_thread_is_alive_after_shutdown_wait(self) -> None:
+        """shutdown(wait=True) returns only once its worker threads have ended."""
+        for _ in range(200):
+            pool = WorkerPool(4)
+            futures = [pool.submit(abs, -i) for i in range(8)]
+            workers = [w.thread for w in pool._workers if w.thread is not None]
+            pool.shutdown(wait=True)
+            assert [f.result(timeout=0) for f in futures] == list(range(8))
+            alive = [t.name for t in workers if t.is_alive()]
+            assert not alive, f"still alive after shutdown(wait=True): {alive}"
+
     @pytest.mark.usefixtures("fast_switching")
     def test_shutdown_waits_for_a_task_whose_worker_is_starting(self) -> None:
         """#2: shutdown(wait=True) never returns before an accepted task ran."""

@@ -90,6 +90,7 @@ from ._waiting import (
     check_timeout,
     raise_if_any_cancelled,
     tokens_in_force,
+    wait_thread_end,
 )
 
 if TYPE_CHECKING:
@@ -108,7 +109,6 @@ ThreadT = TypeVar("ThreadT", bound=threading.Thread)
 # when they end.
 _POLL: Final = 0.05
 
-_MAIN: Final = threading.main_thread()
 
 # Seconds a thread found in threading's `_limbo` gets to show it started
 # (only after start() raised, on 3.11 and 3.12; see _has_started).
@@ -1327,7 +1327,7 @@ class ThreadGroup:
                 if not self._wait_for(ready, deadline, tokens):
                     running.append(t)
                 elif t in self._ended and t.is_alive():
-                    self._wait_thread_end(t, deadline)
+                    wait_thread_end(t, deadline)
 
     def _ended_check(self, t: threading.Thread) -> Callable[[], bool]:
         """A test of whether member `t` has finished."""
@@ -1402,17 +1402,6 @@ class ThreadGroup:
             if ready():
                 return True
             wake.acquire(blocking=False)  # locked again, for the next round
-
-    def _wait_thread_end(self, t: threading.Thread, deadline: float | None) -> None:
-        """Wait out the last instructions of a member whose outcome is stored."""
-        if threading.current_thread() is not _MAIN:
-            t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
-            return
-        # Not Thread.join in the main thread (see the module notes).
-        while t.is_alive():
-            if deadline is not None and time.monotonic() >= deadline:
-                return
-            time.sleep(0)
 
     def cancel(self, reason: object = None) -> bool:
         """Cancel the group's token, asking cooperative members to stop.

@@ -50,6 +50,7 @@ __all__ = [
     "new_sleeper",
     "raise_if_any_cancelled",
     "tokens_in_force",
+    "wait_thread_end",
 ]
 
 # The longest single blocking acquire while waiting.  Signal handlers run in
@@ -214,6 +215,26 @@ def _acquire_slices(lock: Parker, timeout: float | None) -> bool:
             return lock.acquire(blocking=False)
         if lock.acquire(timeout=min(remaining, WAIT_SLICE)):
             return True
+
+
+def wait_thread_end(t: threading.Thread, deadline: float | None = None) -> None:
+    """Wait out the last instructions of a thread that has done its work.
+
+    For a thread known to be about to end (it released whatever its waiter
+    waited on), so that "waited for" also means "no longer alive".  The
+    main thread does not block in `Thread.join`: on CPython 3.11 and 3.12 a
+    `KeyboardInterrupt` interrupting `join` marks a live thread as finished
+    (gh-90882); it yields instead.
+    """
+    if t is threading.current_thread() or t.ident is None:
+        return
+    if threading.current_thread() is not threading.main_thread():
+        t.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        return
+    while t.is_alive():
+        if deadline is not None and time.monotonic() >= deadline:
+            return
+        time.sleep(0)
 
 
 def check_timeout(

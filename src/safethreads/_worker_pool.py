@@ -114,7 +114,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, final
 
 from ._errors import BrokenWorkerPool, PoolFull
 from ._future import PoolFuture
-from ._waiting import acquire, check_callable, check_timeout
+from ._waiting import acquire, check_callable, check_timeout, wait_thread_end
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterable, Iterator
@@ -901,6 +901,9 @@ class WorkerPool(ThreadPoolExecutor):
         latch.acquire()
         entry = (allowed, latch)
         with self._lock:
+            # Their last instructions are waited out too, so that no worker
+            # thread is alive once shutdown(wait=True) returns.
+            threads = [w.thread for w in self._workers if w.thread is not None]
             if len(self._workers) <= allowed:
                 return
             self._exit_waiters.append(entry)
@@ -911,6 +914,8 @@ class WorkerPool(ThreadPoolExecutor):
                 if entry in self._exit_waiters:
                     self._exit_waiters.remove(entry)
             raise
+        for t in threads:
+            wait_thread_end(t)
 
     def __enter__(self) -> Self:
         return self
