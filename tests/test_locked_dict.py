@@ -778,14 +778,24 @@ class TestCountingAndExpiring:
     def test_new_operations_refuse_bad_input(self) -> None:
         """Non-callables fail at the call, with the lock free and nothing changed."""
         d = LockedDict(a=1)
-        with pytest.raises(TypeError, match="fn"):
-            d.merge("a", 1, 3)  # type: ignore[arg-type]
+        for key in ("a", "absent"):  # fn is called, or not
+            with pytest.raises(TypeError, match="fn must be callable, not int"):
+                d.merge(key, 1, 3)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="fn"):
             d.compute_if_present("a", None)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="predicate"):
             d.remove_if("a")  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="unhashable"):
             d.merge([], 1, operator.add)  # type: ignore[arg-type]
+        assert d == {"a": 1}
+        assert lock_is_free(d)
+        d._check()
+
+    def test_merge_keeps_the_type_errors_of_fn(self) -> None:
+        """A callable fn that raises TypeError has its own error propagate."""
+        d = LockedDict(a=1)
+        with pytest.raises(TypeError, match="unsupported operand"):
+            d.merge("a", "x", operator.add)  # type: ignore[arg-type]
         assert d == {"a": 1}
         assert lock_is_free(d)
 

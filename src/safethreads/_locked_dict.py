@@ -217,6 +217,12 @@ def _refuse_missing(operation: str) -> NoReturn:
     )
 
 
+def _check_fn(fn: object) -> None:
+    """Raise `TypeError` if `fn` is not callable."""
+    if not callable(fn):
+        check_callable(fn, "fn")
+
+
 def _check_no_missing(values: Iterable[object], operation: str) -> None:
     """Refuse MISSING among `values`, by identity (no user `__eq__` runs)."""
     for value in values:
@@ -1030,9 +1036,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         """
         if value is MISSING:
             _refuse_missing("merge()")
-        given: object = fn  # typed callable, but checked at runtime
-        if not callable(given):
-            check_callable(given, "fn")
+        # `fn` is checked where it matters, not up front: a counter's hot
+        # path calls it, and a call that fails with TypeError is the check.
         lock = self._lock
         try:
             lock.acquire()
@@ -1046,19 +1051,24 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             # The hot path of every counter, kept lean: one test for the rare
             # states before the call, one after it (fn may cause them).
             data = self._data
-            current = data.get(key, MISSING)
+            try:
+                current = data[key]  # cheaper than get(); KeyError is rare
+            except KeyError:  # absent (or a key's __eq__ raised KeyError)
+                return self._merge_slowly(key, value, fn)
             rare = self._slow or self._cache is not None
             if rare:
                 return self._merge_slowly(key, value, fn)
-            if current is not MISSING:
-                self._frozen = self._slow = True
-                try:
-                    value = fn(current, value)
-                finally:
-                    self._frozen = False
-                    self._slow = self._iterating
-                if self._slow or self._cache is not None or value is MISSING:
-                    return self._merged(key, value)
+            self._frozen = self._slow = True
+            try:
+                value = fn(current, value)
+            except TypeError:
+                _check_fn(fn)  # not callable: say so; else fn's own error
+                raise
+            finally:
+                self._frozen = False
+                self._slow = self._iterating
+            if self._slow or self._cache is not None or value is MISSING:
+                return self._merged(key, value)
             data[key] = value
             return value
         finally:
@@ -1066,6 +1076,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
 
     def _merge_slowly(self, key: K, value: V, fn: Callable[[V, V], V]) -> V:
         """`merge` with every check; call with the lock held."""
+        _check_fn(fn)
         if self._frozen:
             _refuse_mutation("merge()")
         current = self._data.get(key, MISSING)
@@ -1209,11 +1220,11 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
                 # No `if` in the loop: on CPython 3.12 and 3.13 the backward
                 # jump of a skipped iteration lies outside the `try`, and a
                 # Ctrl-C landing there would skip the `finally` clauses.
-                chosen = [bool(predicate(k, v)) for k, v in data.items()]
+                chosen = [predicate(k, v) for k, v in data.items()]
+                removed = list(compress(data.items(), chosen))  # runs __bool__
             finally:
                 self._frozen = False
                 self._slow = self._iterating
-            removed = list(compress(data.items(), chosen))
             if not removed:
                 return removed
             # Remove from a copy and install it only when complete: a key's
@@ -1491,7 +1502,7 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
         owner: The dict to guard.
     """
 
-    __slots__ = ("_count", "_entered", "_level", "_owner", "_release", "_thread")
+    __slots__ = ("_count", "_entered", "_level", "_owner", "_thread")
 
     def __init__(self, owner: LockedDict[K, V]) -> None:
         """Prepare a guard for `owner`; the lock is taken by `__enter__`."""
@@ -1503,9 +1514,6 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
         # thread holds the lock one time fewer).  Never before the entry.
         self._count: Callable[[], int] = owner._lock._recursion_count
         self._level = _NEVER
-        # What `with` calls on leaving the block: the lock's own C-level
-        # __exit__, which releases it (see __exit__ below).
-        self._release: Callable[..., object] = owner._lock.__exit__
         # The ident of the thread that entered the block (for messages).
         self._thread: int | None = None
         self._entered = False
@@ -1558,12 +1566,12 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
         # raised as such a method starts, before it released anything.  `with`
         # looks __exit__ up before entering the block, and gets the lock's
         # own C-level __exit__ through C code only (a property whose getter
-        # is an attrgetter), so nothing can run between the block's end and
+        # is a C attrgetter), so nothing can run between the block's end and
         # the release.  Nothing else needs undoing: the guard works only
         # while its thread holds the lock, and the live-iteration flag is
         # cleared by the next write.
         __exit__ = property(
-            operator.attrgetter("_release"),
+            operator.attrgetter("_owner._lock.__exit__"),
             doc="Release the dict's lock; the guard is unusable from now on.",
         )
 
