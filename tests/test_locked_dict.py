@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import _thread
 import copy
 import inspect
 import operator
+import os
 import pickle
 import re
 import signal
@@ -776,14 +778,24 @@ class TestCountingAndExpiring:
     def test_new_operations_refuse_bad_input(self) -> None:
         """Non-callables fail at the call, with the lock free and nothing changed."""
         d = LockedDict(a=1)
-        with pytest.raises(TypeError, match="fn"):
-            d.merge("a", 1, 3)  # type: ignore[arg-type]
+        for key in ("a", "absent"):  # fn is called, or not
+            with pytest.raises(TypeError, match="fn must be callable, not int"):
+                d.merge(key, 1, 3)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="fn"):
             d.compute_if_present("a", None)  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="predicate"):
             d.remove_if("a")  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="unhashable"):
             d.merge([], 1, operator.add)  # type: ignore[arg-type]
+        assert d == {"a": 1}
+        assert lock_is_free(d)
+        d._check()
+
+    def test_merge_keeps_the_type_errors_of_fn(self) -> None:
+        """A callable fn that raises TypeError has its own error propagate."""
+        d = LockedDict(a=1)
+        with pytest.raises(TypeError, match="unsupported operand"):
+            d.merge("a", "x", operator.add)  # type: ignore[arg-type]
         assert d == {"a": 1}
         assert lock_is_free(d)
 
@@ -1005,6 +1017,347 @@ class TestRealCtrlC:
         # Keys 0-49 are gone; the signal lands before or just after `del m[50]`.
         assert list(d) in (list(range(50, 100)), list(range(51, 100)))
         assert_consistent(d)
+
+
+# A child process that sends itself Ctrl-C at random: a helper thread calls
+# interrupt_main() (what a SIGINT delivered to another thread amounts to)
+# while the main thread runs every kind of operation and a rival thread
+# contends for the lock.  After each operation the main thread must not own
+# the lock.  Prints the number of interrupts and of locks left held, by
+# operation, as JSON.
+KI_STRESS_CHILD = """
+import _thread, json, operator, random, signal, sys, threading, time
+from safethreads import LockedDict
+
+sys.setswitchinterval(1e-6)
+armed = False
+
+
+def handler(signum, frame):
+    if armed:  # only inside the operations under test
+        raise KeyboardInterrupt
+
+
+signal.signal(signal.SIGINT, handler)
+rng = random.Random(int(sys.argv[1]))
+seconds = float(sys.argv[2])
+d = LockedDict.fromkeys(range(20), 1)
+stop = threading.Event()
+
+
+def pester():
+    while not stop.is_set():
+        _thread.interrupt_main()
+        time.sleep(rng.random() * 1e-4)
+
+
+def rival():
+    while not stop.is_set():
+        with d.locked() as m:
+            m[0] = m.get(0, 0) + 1
+        d.merge(1, 1, operator.add)
+
+
+def block(d):
+    with d.locked() as m:
+        m[3] = 1
+
+
+def loop_block(d):
+    with d.locked() as m:
+        for k in m:
+            m[k] = 1
+
+
+ops = {
+    "get": lambda d: d.get(5),
+    "getitem": lambda d: d[5],
+    "setitem": lambda d: d.__setitem__(2, 2),
+    "contains": lambda d: 4 in d,
+    "len": len,
+    "pop": lambda d: d.pop(7, None),
+    "setdefault": lambda d: d.setdefault(7, 1),
+    "update": lambda d: d.update({8: 1}),
+    "items": lambda d: list(d.items()),
+    "snapshot": lambda d: d.snapshot(),
+    "merge": lambda d: d.merge(2, 1, operator.add),
+    "compute": lambda d: d.compute(2, lambda v: 1),
+    "compute_if_present": lambda d: d.compute_if_present(2, lambda v: v),
+    "get_or_set": lambda d: d.get_or_set(9, int),
+    "remove_if": lambda d: d.remove_if(lambda k, v: k == 8),
+    "compare_and_set": lambda d: d.compare_and_set(2, 1, 1),
+    "block": block,
+    "loop_block": loop_block,
+}
+names = list(ops)
+helpers = [threading.Thread(target=f, daemon=True) for f in (pester, rival)]
+for t in helpers:
+    t.start()
+interrupts = 0
+leaked = {}
+n = 0
+deadline = time.monotonic() + seconds
+while time.monotonic() < deadline:
+    name = names[n % len(names)]
+    n += 1
+    try:
+        armed = True
+        ops[name](d)
+    except KeyboardInterrupt:
+        interrupts += 1
+    finally:
+        armed = False
+    while d._lock._is_owned():  # the main thread is in no block: a leak
+        leaked[name] = leaked.get(name, 0) + 1
+        d._lock.release()
+stop.set()
+for t in helpers:
+    t.join(10)
+d._check()
+print(json.dumps({"interrupts": interrupts, "leaked": leaked}))
+"""
+
+
+def wait_until_blocked_on_the_lock(thread_id: int) -> None:
+    """Wait until thread `thread_id` waits in a LockedDict's `acquire()`."""
+    import linecache
+    import sys
+
+    from safethreads import _locked_dict
+
+    deadline = time.monotonic() + TIMEOUT
+    while time.monotonic() < deadline:
+        frame = sys._current_frames().get(thread_id)
+        if frame is not None and frame.f_code.co_filename == _locked_dict.__file__:
+            line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+            if ".acquire()" in line:
+                return
+        time.sleep(0.001)
+    raise AssertionError("the thread never waited for the lock")
+
+
+class TestCtrlCNeverLeavesTheLockHeld:
+    """Ctrl-C landing anywhere in an operation or a block releases the lock.
+
+    CPython runs a Python signal handler, and so raises KeyboardInterrupt, at
+    the points where the main thread checks for pending work: when a function
+    starts, after each call returns, and on backward jumps.  A lock taken by
+    `lock.acquire()` followed by `try:` is left held if the exception lands
+    just after the call; a Python `__exit__` leaves it held if the exception
+    lands as `__exit__` starts.
+    """
+
+    @pytest.mark.parametrize(
+        "operation",
+        [
+            lambda d: d["a"],
+            lambda d: d.__setitem__("a", 2),
+            len,
+            lambda d: list(d.items()),
+            lambda d: d.merge("a", 1, operator.add),
+            lambda d: d.remove_if(lambda *_: False),
+            lambda d: d.update(b=2),
+            lambda d: d.locked().__enter__(),
+        ],
+        ids=[
+            "getitem",
+            "setitem",
+            "len",
+            "items",
+            "merge",
+            "remove_if",
+            "update",
+            "locked",
+        ],
+    )
+    def test_ctrl_c_while_waiting_for_the_lock(
+        self, operation: Callable[[LockedDict[str, int]], object]
+    ) -> None:
+        """Ctrl-C that arrives while the lock is awaited leaves it free."""
+        d = LockedDict(a=1)
+        main = threading.get_ident()
+
+        def hold_then_interrupt() -> None:
+            with d.locked():
+                wait_until_blocked_on_the_lock(main)
+                # A SIGINT that the kernel hands to another thread: the main
+                # thread sees it once it has the lock and its call returns.
+                _thread.interrupt_main()
+
+        holder = start(hold_then_interrupt, name="holder")
+        with pytest.raises(KeyboardInterrupt):
+            operation(d)  # a Ctrl-C pending after it lands at this call
+        holder.result(timeout=TIMEOUT)
+        assert not d._lock._is_owned(), "Ctrl-C left the lock held"
+        assert lock_is_free(d)
+        assert_consistent(d)
+
+    def test_ctrl_c_pending_when_a_block_ends_still_releases_the_lock(self) -> None:
+        """A Ctrl-C raised as the block's exit code starts cannot skip the release."""
+        import sys
+
+        from safethreads import _locked_dict
+
+        d = LockedDict(a=1)
+        raised: list[str] = []
+
+        def tracer(frame: Any, event: str, arg: object) -> None:
+            # A pending signal is raised where a function starts: model it by
+            # raising from the first library function entered after the body.
+            if event == "call" and frame.f_code.co_filename == _locked_dict.__file__:
+                raised.append(frame.f_code.co_name)
+                sys.settrace(None)
+                raise KeyboardInterrupt
+
+        try:
+            with d.locked() as m:
+                m["a"] = 2
+                sys.settrace(tracer)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sys.settrace(None)
+        assert not d._lock._is_owned(), f"Ctrl-C in {raised} left the lock held"
+        assert lock_is_free(d)
+        assert d == {"a": 2}
+        assert_consistent(d)
+
+    def test_no_loop_can_jump_past_the_code_that_releases(self) -> None:
+        """Every backward jump (where Ctrl-C lands in a loop) has its handler.
+
+        CPython 3.12 and 3.13 leave the backward jump of a loop's skipped
+        iteration (`[x for x in xs if f(x)]`, `for ...: if f(x): ...`) out
+        of the enclosing `try`'s exception table: a KeyboardInterrupt raised
+        there leaves the function without running its `finally` (nor
+        releasing the lock it guarded).  3.11 is not affected, so this
+        checks the bytecode rather than waiting for the signal.
+        """
+        import dis
+        import types
+
+        def code_objects(code: types.CodeType) -> Iterable[types.CodeType]:
+            yield code
+            for const in code.co_consts:
+                if isinstance(const, types.CodeType):
+                    yield from code_objects(const)
+
+        def holes(code: types.CodeType) -> list[int | None]:
+            table = dis._parse_exception_table(code)  # type: ignore[attr-defined]
+            return [
+                ins.positions.lineno if ins.positions else None
+                for ins in dis.get_instructions(code)
+                if ins.opname.startswith("JUMP_BACKWARD")
+                and table
+                and not any(e.start <= ins.offset < e.end for e in table)
+            ]
+
+        found = {
+            f"{cls.__name__}.{name}": lines
+            for cls in (LockedDict, LockedDictGuard)
+            for name, attr in vars(cls).items()
+            if isinstance(attr, types.FunctionType)
+            for code in code_objects(attr.__code__)
+            if (lines := holes(code))
+        }
+        assert found == {}
+
+    @pytest.mark.stress
+    @pytest.mark.subprocess
+    def test_ctrl_c_at_random_points_never_leaves_the_lock_held(
+        self, stress_rng: random.Random
+    ) -> None:
+        """Thousands of Ctrl-Cs at random points: the lock is never left held."""
+        import json
+        import subprocess
+        import sys
+
+        seed = stress_rng.randrange(2**32)
+        done = subprocess.run(
+            [sys.executable, "-c", KI_STRESS_CHILD, str(seed), "2.0"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        result = json.loads(done.stdout)
+        assert result["interrupts"] > 100, "too few Ctrl-Cs landed to tell"
+        assert result["leaked"] == {}
+
+
+# A child process forks while another of its threads holds a LockedDict's
+# lock (inside a locked() block, and inside a merge callback); the grandchild
+# must be able to use both dicts, and prints what it sees.
+FORK_CHILD = """
+import operator, os, sys, threading
+from safethreads import LockedDict
+
+in_block = LockedDict(a=1)
+in_callback = LockedDict(n=1)
+ready = threading.Barrier(3)
+done = threading.Event()
+
+
+def hold_block():
+    with in_block.locked() as m:
+        m["a"] = 2
+        ready.wait()
+        done.wait()
+
+
+def hold_callback():
+    def combine(old, new):
+        ready.wait()
+        done.wait()
+        return old + new
+
+    in_callback.merge("n", 1, combine)
+
+
+threads = [threading.Thread(target=f) for f in (hold_block, hold_callback)]
+for t in threads:
+    t.start()
+ready.wait()
+pid = os.fork()
+if pid == 0:  # the grandchild: the holders do not exist here
+    import signal
+    signal.alarm(20)  # a grandchild that hangs must not outlive the test
+    in_block["b"] = 3
+    in_callback.merge("n", 10, operator.add)
+    with in_block.locked() as m:
+        m["c"] = 4
+    print(sorted(in_block.items()), sorted(in_callback.items()), flush=True)
+    in_block._check()
+    in_callback._check()
+    os._exit(0)
+done.set()
+for t in threads:
+    t.join()
+_, status = os.waitpid(pid, 0)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
+class TestFork:
+    @pytest.mark.subprocess
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork()")
+    def test_child_can_use_a_dict_locked_by_another_thread_at_fork(self) -> None:
+        """After fork(), a lock held by a thread the child lacks is free again."""
+        import subprocess
+        import sys
+
+        done = subprocess.run(
+            # Forking with threads is deprecated (3.12+), which is the point.
+            [sys.executable, "-W", "ignore::DeprecationWarning", "-c", FORK_CHILD],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        # The block had made one change when the process forked: the child
+        # has it, and nothing of the callback, which had changed nothing yet.
+        assert done.stdout.strip() == ("[('a', 2), ('b', 3), ('c', 4)] [('n', 11)]")
 
 
 class TestConsistencyAfterFailures:

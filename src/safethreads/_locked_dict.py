@@ -54,16 +54,34 @@ A change drops the shared snapshot but keeps a reference to it in a local
 variable until the lock is released, so the O(n) work of freeing an unused
 snapshot never happens while other threads wait for the lock.
 
-Speed.  The single-key methods bind the lock to a local and use
-`acquire()`/`try`/`finally` rather than a `with` statement: on CPython 3.11 the
-context-manager protocol costs more than the dict operation it protects.
+Ctrl-C.  CPython raises the KeyboardInterrupt of a signal in the main thread
+where that thread checks for pending work: when a Python function starts,
+after each call returns, and on a loop's backward jump (never between other
+instructions).  So `lock.acquire()` followed by `try:` can leave the lock
+held, the exception landing as `acquire()` returns, and so can a Python
+`__exit__`, the exception landing as it starts.  Every method therefore
+calls `acquire()` inside a `try` of its own, whose handler releases the lock
+if the call took it (`release()` raises `RuntimeError` if the signal
+interrupted the wait instead), and a guard's `__exit__` is the lock's own
+C-level `__exit__` (see `LockedDictGuard.__exit__`).  No loop that runs with
+the lock held has an `if` in it: CPython 3.12 and 3.13 place the backward
+jump of a skipped iteration outside the enclosing `try`.
+
+Speed.  The methods bind the lock to a local and use `acquire()`/`try`/
+`finally` rather than a `with` statement: on CPython 3.11 the context-manager
+protocol costs more than the dict operation it protects.  The `try` around
+`acquire()` costs nothing until an exception is raised.
 """
 
 from __future__ import annotations
 
 import enum
+import operator
+import os
 import reprlib
+import sys
 import threading
+import weakref
 from collections.abc import (
     ItemsView,
     Iterable,
@@ -73,6 +91,7 @@ from collections.abc import (
     MutableMapping,
     ValuesView,
 )
+from itertools import compress
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -80,8 +99,10 @@ from typing import (
     Final,
     Generic,
     NoReturn,
+    Protocol,
     SupportsIndex,
     TypeVar,
+    cast,
     final,
     overload,
 )
@@ -105,6 +126,54 @@ K2 = TypeVar("K2")
 V2 = TypeVar("V2")
 
 _get_ident = threading.get_ident
+
+
+class _RLock(Protocol):
+    """`threading.RLock`, with the private methods (C RLock, 3.11+) used here."""
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool: ...
+    def release(self) -> None: ...
+    def __exit__(self, *args: object) -> None: ...
+    def _is_owned(self) -> bool: ...
+    def _recursion_count(self) -> int: ...
+    def _at_fork_reinit(self) -> None: ...
+
+
+# Every LockedDict, by id (they are unhashable), for the fork handler below.
+_every_dict: weakref.WeakValueDictionary[int, LockedDict[Any, Any]] = (
+    weakref.WeakValueDictionary()
+)
+
+
+def _after_fork_in_child() -> None:
+    """Free the locks that threads which do not exist in the child held.
+
+    Only the thread that called `fork()` lives on in the child.  A lock held
+    by another thread at that moment would never be released, and the
+    child's first use of the dict would hang.  Such a dict is given a fresh
+    lock and flags; its contents are what they were at the fork (a
+    `locked()` block that other thread was in has made only the changes it
+    had made so far).  A lock held by the forking thread itself is left as
+    it is: that thread goes on, and releases it, in the child.
+    """
+    for d in list(_every_dict.values()):
+        lock = d._lock
+        if lock._is_owned():  # by the forking thread
+            continue
+        if lock.acquire(blocking=False):  # free
+            lock.release()
+            continue
+        lock._at_fork_reinit()
+        d._frozen = d._iterating = d._slow = False
+        d._cache = None
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+# A guard's `_level` before it is entered: no thread holds a lock this often.
+_NEVER: Final = sys.maxsize
 
 
 @final
@@ -146,6 +215,12 @@ def _refuse_missing(operation: str) -> NoReturn:
         "not a value; delete the key instead (del d[key], or return MISSING "
         "from a compute() function)"
     )
+
+
+def _check_fn(fn: object) -> None:
+    """Raise `TypeError` if `fn` is not callable."""
+    if not callable(fn):
+        check_callable(fn, "fn")
 
 
 def _check_no_missing(values: Iterable[object], operation: str) -> None:
@@ -236,7 +311,6 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         "__weakref__",
         "_cache",
         "_data",
-        "_depth",
         "_frozen",
         "_iterating",
         "_lock",
@@ -280,24 +354,25 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         # replace the dict object (copy-on-write for live iterators, and
         # remove_if), so no reference to it is kept across a write.
         self._data: dict[K, V] = _as_dict(other, kwargs, "LockedDict()")
-        # Guards _data, _cache, the flags and _depth.  Re-entrant: the owner of
-        # a locked() block and callbacks may call this dict's own methods.
-        self._lock = threading.RLock()
+        # Guards _data, _cache and the flags.  Re-entrant: the owner of a
+        # locked() block and callbacks may call this dict's own methods.
+        self._lock = cast("_RLock", threading.RLock())
         # A copy of _data for iteration, shared by every iterator and view
         # handed out since the last change, which sets it back to None.  Only
         # read-only views and iterators of it ever leave this object.
         self._cache: dict[K, V] | None = None
+        _every_dict[id(self)] = self  # so that a forked child can free the lock
         # The flags below are read and written only by the lock's owner.
         # True while a callback runs: the dict is read-only.
         self._frozen = False
         # True once a guard handed out a live iterator over _data: the next
-        # write copies _data first.
+        # write made while a locked() block is open copies _data first.
+        # Cleared by the next write, not when the block ends: a block's
+        # exit only releases the lock (see LockedDictGuard.__exit__).
         self._iterating = False
         # _frozen or _iterating, kept in step with them: the one test that
         # keeps every write's fast path as fast as a single flag allows.
         self._slow = False
-        # How many locked() blocks the lock's owner is inside.
-        self._depth = 0
 
     @classmethod
     def _wrap(cls, data: dict[K, V]) -> LockedDict[K, V]:
@@ -333,18 +408,22 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             _refuse_missing("fromkeys()")
         return cls._wrap(dict.fromkeys(iterable, value))
 
-    def _before_write(self, operation: str) -> None:
+    def _before_write(self, operation: str, held: int = 1) -> None:
         """Called, with the lock held, before a write when `_slow` is set.
 
-        Refuses the write from inside a callback; otherwise moves the
-        contents to a fresh dict, so that live iterators handed out by a
-        guard keep going over the old one, unchanged.
+        Refuses the write from inside a callback.  Otherwise, if a
+        `locked()` block is still open (the lock is held more than `held`
+        times: once by the calling method, none by a guard, which takes
+        nothing itself), moves the contents to a fresh dict, so that the
+        live iterators it handed out keep going over the old one, unchanged.
+        Once every block has ended, its iterators are dead (they must not be
+        kept past the block) and the flag is simply cleared.
         """
         if self._frozen:
             _refuse_mutation(operation)
-        self._data = self._data.copy()
-        self._iterating = False
-        self._slow = self._frozen
+        if self._lock._recursion_count() > held:
+            self._data = self._data.copy()
+        self._iterating = self._slow = False
 
     # --- single-key operations (the hot path) -------------------------------
 
@@ -356,7 +435,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             TypeError: if `key` is unhashable.
         """
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             return self._data[key]
         finally:
@@ -373,7 +459,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         if value is MISSING:
             _refuse_missing("d[key] = value")
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             if self._slow:
                 self._before_write("d[key] = value")
@@ -392,7 +485,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             RuntimeError: if called from a callback of this dict.
         """
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             if self._slow:
                 self._before_write("del d[key]")
@@ -410,7 +510,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             TypeError: if `key` is unhashable.
         """
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             return key in self._data
         finally:
@@ -419,7 +526,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
     def __len__(self) -> int:
         """Return the number of items."""
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             return len(self._data)
         finally:
@@ -438,7 +552,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             TypeError: if `key` is unhashable.
         """
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             return self._data.get(key, default)
         finally:
@@ -460,7 +581,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             RuntimeError: if called from a callback of this dict.
         """
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             if self._slow:
                 self._before_write("pop()")
@@ -478,7 +606,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             RuntimeError: if called from a callback of this dict.
         """
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             if self._slow:
                 self._before_write("popitem()")
@@ -508,7 +643,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         if default is MISSING:
             _refuse_missing("setdefault()")
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             if self._slow:
                 self._before_write("setdefault()")
@@ -560,7 +702,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         else:
             items = _as_dict(other, kwargs, "update()")
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             if self._slow:
                 self._before_write("update()")
@@ -577,7 +726,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             RuntimeError: if called from a callback of this dict.
         """
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             if self._frozen:
                 _refuse_mutation("clear()")
@@ -598,7 +754,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         Costs one `dict.copy()` (O(n)) under the lock.
         """
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             return self._data.copy()
         finally:
@@ -612,7 +775,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         copy once per change rather than once per iteration.
         """
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             cache = self._cache
             if cache is None:
@@ -714,7 +884,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         if not callable(given):
             check_callable(given, "factory")
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             if self._frozen:
                 _refuse_mutation("get_or_set()")
@@ -791,7 +968,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         if not callable(given):
             check_callable(given, "fn")
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             if self._frozen:
                 _refuse_mutation("compute()")
@@ -852,28 +1036,39 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         """
         if value is MISSING:
             _refuse_missing("merge()")
-        given: object = fn  # typed callable, but checked at runtime
-        if not callable(given):
-            check_callable(given, "fn")
+        # `fn` is checked where it matters, not up front: a counter's hot
+        # path calls it, and a call that fails with TypeError is the check.
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             # The hot path of every counter, kept lean: one test for the rare
             # states before the call, one after it (fn may cause them).
             data = self._data
-            current = data.get(key, MISSING)
+            try:
+                current = data[key]  # cheaper than get(); KeyError is rare
+            except KeyError:  # absent (or a key's __eq__ raised KeyError)
+                return self._merge_slowly(key, value, fn)
             rare = self._slow or self._cache is not None
             if rare:
                 return self._merge_slowly(key, value, fn)
-            if current is not MISSING:
-                self._frozen = self._slow = True
-                try:
-                    value = fn(current, value)
-                finally:
-                    self._frozen = False
-                    self._slow = self._iterating
-                if self._slow or self._cache is not None or value is MISSING:
-                    return self._merged(key, value)
+            self._frozen = self._slow = True
+            try:
+                value = fn(current, value)
+            except TypeError:
+                _check_fn(fn)  # not callable: say so; else fn's own error
+                raise
+            finally:
+                self._frozen = False
+                self._slow = self._iterating
+            if self._slow or self._cache is not None or value is MISSING:
+                return self._merged(key, value)
             data[key] = value
             return value
         finally:
@@ -881,6 +1076,7 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
 
     def _merge_slowly(self, key: K, value: V, fn: Callable[[V, V], V]) -> V:
         """`merge` with every check; call with the lock held."""
+        _check_fn(fn)
         if self._frozen:
             _refuse_mutation("merge()")
         current = self._data.get(key, MISSING)
@@ -939,7 +1135,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         if not callable(given):
             check_callable(given, "fn")
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             if self._frozen:
                 _refuse_mutation("compute_if_present()")
@@ -1000,14 +1203,25 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
         if not callable(given):
             check_callable(given, "predicate")
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             if self._frozen:
                 _refuse_mutation("remove_if()")
             data = self._data
             self._frozen = self._slow = True
             try:
-                removed = [(k, v) for k, v in data.items() if predicate(k, v)]
+                # No `if` in the loop: on CPython 3.12 and 3.13 the backward
+                # jump of a skipped iteration lies outside the `try`, and a
+                # Ctrl-C landing there would skip the `finally` clauses.
+                chosen = [predicate(k, v) for k, v in data.items()]
+                removed = list(compress(data.items(), chosen))  # runs __bool__
             finally:
                 self._frozen = False
                 self._slow = self._iterating
@@ -1055,7 +1269,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
                 "use compare_and_delete() to remove a key"
             )
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             if self._frozen:
                 _refuse_mutation("compare_and_set()")
@@ -1090,7 +1311,14 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
                 "an absent key has nothing to delete"
             )
         lock = self._lock
-        lock.acquire()
+        try:
+            lock.acquire()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
         try:
             if self._frozen:
                 _refuse_mutation("compare_and_delete()")
@@ -1235,8 +1463,6 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             assert slow == (frozen or iterating), "_slow is out of step"
             assert type(self._data) is dict
             assert not frozen, "a callback flag outlived its callback"
-            if self._depth == 0:
-                assert not iterating, "a live-iteration flag outlived its block"
             assert not any(v is MISSING for v in self._data.values())
             cache = self._cache
             if cache is not None:  # the shared snapshot is still current
@@ -1264,20 +1490,31 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
 
     A guard is good for one block, in the thread that entered it: using it
     before the block, after it, or from another thread raises `RuntimeError`,
-    and it cannot be pickled or copied (`TypeError`).  Views and iterators it
-    hands out belong to the block too; do not keep them past it.
+    and it cannot be pickled or copied (`TypeError`).  (A guard of a block
+    nested in another keeps working until the outer block ends, as the thread
+    still holds the lock.)  Views and iterators it hands out belong to the
+    block too; do not keep them past it.
+
+    Leaving the block releases the lock even if Ctrl-C lands at that moment:
+    the release is done by C code that a signal cannot interrupt.
 
     Args:
         owner: The dict to guard.
     """
 
-    __slots__ = ("_entered", "_owner", "_thread")
+    __slots__ = ("_count", "_entered", "_level", "_owner", "_thread")
 
     def __init__(self, owner: LockedDict[K, V]) -> None:
         """Prepare a guard for `owner`; the lock is taken by `__enter__`."""
         self._owner = owner
-        # The ident of the thread inside the block; None outside it.  Written
-        # only by the thread that holds the owner's lock.
+        # The guard works while the calling thread holds the owner's lock at
+        # least `_level` times: from its entry to its exit, in the thread
+        # that entered (`_recursion_count()` is 0 in other threads), and in
+        # no other block (after the exit of a block nested in another, the
+        # thread holds the lock one time fewer).  Never before the entry.
+        self._count: Callable[[], int] = owner._lock._recursion_count
+        self._level = _NEVER
+        # The ident of the thread that entered the block (for messages).
         self._thread: int | None = None
         self._entered = False
 
@@ -1292,31 +1529,51 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
                 "a LockedDict guard serves one 'with' block; "
                 "call d.locked() again for another"
             )
-        owner = self._owner
-        owner._lock.acquire()
-        owner._depth += 1
+        ident = _get_ident()
+        lock = self._owner._lock
+        try:
+            lock.acquire()
+            level = self._count()
+        except BaseException:  # Ctrl-C: see the module docstring
+            try:  # noqa: SIM105 - suppress() would run Python code first
+                lock.release()  # it landed after the lock was taken
+            except RuntimeError:  # it interrupted the wait: not taken
+                pass
+            raise
+        # Nothing below can be interrupted: no call, no loop.
         self._entered = True
-        self._thread = _get_ident()
+        self._thread = ident
+        self._level = level
+        if level == 1:
+            # The outermost block: the iterators of earlier blocks are dead
+            # (they must not be kept past their block), and no callback runs.
+            owner = self._owner
+            owner._iterating = owner._slow = False
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        """Release the dict's lock; the guard is unusable from now on."""
-        owner = self._owner
-        try:
-            self._thread = None
-            owner._depth -= 1
-            if not owner._depth:
-                # The block's iterators end with it (they must not be kept),
-                # so the next write need not copy for them.
-                owner._iterating = False
-                owner._slow = owner._frozen
-        finally:  # even if a KeyboardInterrupt lands just above
-            owner._lock.release()
+    if TYPE_CHECKING:
+
+        def __exit__(
+            self,
+            exc_type: type[BaseException] | None,
+            exc: BaseException | None,
+            tb: TracebackType | None,
+        ) -> None:
+            """Release the dict's lock; the guard is unusable from now on."""
+
+    else:
+        # Not a Python method: a Ctrl-C pending when the block ends would be
+        # raised as such a method starts, before it released anything.  `with`
+        # looks __exit__ up before entering the block, and gets the lock's
+        # own C-level __exit__ through C code only (a property whose getter
+        # is a C attrgetter), so nothing can run between the block's end and
+        # the release.  Nothing else needs undoing: the guard works only
+        # while its thread holds the lock, and the live-iteration flag is
+        # cleared by the next write.
+        __exit__ = property(
+            operator.attrgetter("_owner._lock.__exit__"),
+            doc="Release the dict's lock; the guard is unusable from now on.",
+        )
 
     def __reduce_ex__(self, protocol: SupportsIndex, /) -> NoReturn:
         """Refuse pickling: a guard stands for a lock held by one thread."""
@@ -1332,13 +1589,13 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
 
     def _live(self) -> dict[K, V]:
         """Return the live dict if the caller may use it, else raise."""
-        if self._thread != _get_ident():
+        if self._count() < self._level:
             self._refuse()
         return self._owner._data
 
     def _iterable(self) -> dict[K, V]:
         """Like `_live`, for handing out an iterator: later writes copy first."""
-        if self._thread != _get_ident():
+        if self._count() < self._level:
             self._refuse()
         owner = self._owner
         owner._iterating = owner._slow = True
@@ -1346,11 +1603,11 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
 
     def _writable(self, operation: str) -> dict[K, V]:
         """Prepare a write (see `LockedDict._before_write`); return the dict."""
-        if self._thread != _get_ident():
+        if self._count() < self._level:
             self._refuse()
         owner = self._owner
         if owner._slow:
-            owner._before_write(operation)
+            owner._before_write(operation, held=0)
         if owner._cache is not None:  # freed when the block ends
             owner._cache = None
         return owner._data
@@ -1361,7 +1618,7 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
                 "this LockedDict guard is not active yet; use it inside "
                 "'with d.locked() as m:'"
             )
-        if self._thread is None:
+        if self._thread == _get_ident():
             raise RuntimeError(
                 "this LockedDict guard was used after its 'with d.locked()' "
                 "block ended; use it only inside the block, or use the "
@@ -1379,7 +1636,7 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
             KeyError: if `key` is not in the dict.
             RuntimeError: if used outside its block or from another thread.
         """
-        if self._thread != _get_ident():  # _live(), inlined: the hot path
+        if self._count() < self._level:  # _live(), inlined: the hot path
             self._refuse()
         return self._owner._data[key]
 
@@ -1394,10 +1651,10 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
         if value is MISSING:
             _refuse_missing("m[key] = value")
         owner = self._owner
-        if self._thread != _get_ident():  # _writable(), inlined: the hot path
+        if self._count() < self._level:  # _writable(), inlined: the hot path
             self._refuse()
         if owner._slow:
-            owner._before_write("m[key] = value")
+            owner._before_write("m[key] = value", held=0)
         owner._cache = None
         owner._data[key] = value
 
@@ -1417,7 +1674,7 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
         Raises:
             RuntimeError: if used outside its block or from another thread.
         """
-        if self._thread != _get_ident():  # _live(), inlined: the hot path
+        if self._count() < self._level:  # _live(), inlined: the hot path
             self._refuse()
         return key in self._owner._data
 
@@ -1484,7 +1741,7 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
         Raises:
             RuntimeError: if used outside its block or from another thread.
         """
-        if self._thread != _get_ident():  # _live(), inlined: the hot path
+        if self._count() < self._level:  # _live(), inlined: the hot path
             self._refuse()
         return self._owner._data.get(key, default)
 
@@ -1510,7 +1767,7 @@ class LockedDictGuard(MutableMapping[K, V], Generic[K, V]):
 
     def __repr__(self) -> str:
         """Show the contents while active; never raises."""
-        if self._thread == _get_ident():
+        if self._count() >= self._level:
             return f"LockedDictGuard({self._owner._data!r})"
         return "<LockedDictGuard (inactive)>"
 
