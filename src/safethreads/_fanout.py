@@ -599,8 +599,10 @@ def _run_chunk(fn: Callable[[Any], R], items: list[Any]) -> list[R]:
 
 
 def _run_star_chunk(fn: Callable[..., R], arg_tuples: list[tuple[Any, ...]]) -> list[R]:
-    """One task for a chunk of argument tuples (`executor_map` with several
-    iterables); as `_run_chunk`."""
+    """One task for a chunk of argument tuples, as `_run_chunk`.
+
+    For `executor_map` over several iterables.
+    """
     return list(itertools.starmap(fn, arg_tuples))
 
 
@@ -636,17 +638,21 @@ def _stream_tasks(
     """The callable each task runs, the argument tuples to submit, the plan."""
     total = None if progress is None else _known_total(iterables)
     if chunksize == 1:
-        return fn, zip(*iterables, strict=False), _Plan(False, progress, total)
+        return (
+            fn,
+            zip(*iterables, strict=False),
+            _Plan(chunked=False, progress=progress, total=total),
+        )
     task: Callable[..., Any]
     if len(iterables) == 1:
         task, items = _run_chunk, iter(iterables[0])
     else:
         task, items = _run_star_chunk, zip(*iterables, strict=False)
     args = zip(itertools.repeat(fn), _chunks(items, chunksize), strict=False)
-    return task, args, _Plan(True, progress, total)
+    return task, args, _Plan(chunked=True, progress=progress, total=total)
 
 
-def executor_map(  # noqa: PLR0913 - the 3.14 Executor.map options, plus progress
+def executor_map(
     executor: Executor,
     fn: Callable[..., R],
     *iterables: Iterable[Any],
@@ -758,7 +764,7 @@ def executor_map(  # noqa: PLR0913 - the 3.14 Executor.map options, plus progres
     return ResultStream._over(core)
 
 
-def executor_imap_unordered(  # noqa: PLR0913 - as executor_map
+def executor_imap_unordered(
     executor: Executor,
     fn: Callable[[T], R],
     iterable: Iterable[T],
@@ -1057,7 +1063,7 @@ class BoundedExecutor(Executor):
                 self._pending -= 1
                 self._room.notify()
 
-    def map(  # noqa: PLR0913 - Executor.map's options, plus progress
+    def map(
         self,
         fn: Callable[..., R],
         *iterables: Iterable[Any],
@@ -1198,6 +1204,15 @@ class FutureGroup:
       waiting for the running members; a second Ctrl-C stops waiting.
       `KeyboardInterrupt` propagates either way, with a note listing the
       failures it hides.
+    - Progress: `progress(done, total)` is called by the thread leaving the
+      block, while it waits, each time members have finished since the
+      last call (once more at the end, with `done == total` unless the
+      deadline passed): `done` counts members finished in any way,
+      `total` the members so far.  Never in a worker, an event loop or
+      with a lock held, so calls never overlap and `done` never goes
+      down.  Members that finish while the body runs are counted in the
+      first call.  If it raises, the group is cancelled as for an error in
+      the body and the exception is raised in the group, after the body's.
 
     Thread safety: `submit`, `add`, `cancel` and the properties may be
     called from any thread (a task may add to its own group); `futures` is a
@@ -1210,10 +1225,11 @@ class FutureGroup:
         fail_fast: Whether the first member failure cancels the group.
         timeout: Seconds from entering the block until every member must
             have finished; `None` for no deadline.
+        progress: Called with `(done, total)` as members finish, or `None`.
 
     Raises:
-        TypeError: if `executor` is not an `Executor` or `None`, or
-            `timeout` is not a number.
+        TypeError: if `executor` is not an `Executor` or `None`,
+            `timeout` is not a number, or `progress` is not callable.
         ValueError: if `timeout` is negative or NaN.
     """
 
@@ -1229,6 +1245,8 @@ class FutureGroup:
         "_index",
         "_lock",
         "_name",
+        "_progress",
+        "_progress_error",
         "_state",
         "_timeout",
         "_unfinished",
@@ -1241,11 +1259,14 @@ class FutureGroup:
         name: str | None = None,
         fail_fast: bool = True,
         timeout: float | None = None,
+        progress: Callable[[int, int | None], object] | None = None,
     ) -> None:
         """Create a group; enter it with `with` to submit members."""
         if executor is not None:
             _check_executor(executor)
         check_timeout(timeout)
+        if progress is not None:
+            check_callable(progress, "progress")
         if timeout is not None and timeout < 0:
             msg = f"timeout must be None or at least 0, not {timeout!r}"
             raise ValueError(msg)
@@ -1265,6 +1286,9 @@ class FutureGroup:
         self._failures: list[tuple[int, BaseException]] = []
         self._cancelled = False
         self._hook = self._member_done  # one bound method for every member
+        # Called only by the thread waiting at the end of the block.
+        self._progress = progress
+        self._progress_error: Exception | None = None
 
     @property
     def name(self) -> str:
@@ -1389,7 +1413,7 @@ class FutureGroup:
                     self._failures.append((index, exc))
                     if self._fail_fast and not self._cancelled:
                         self._cancelled = cancel_now = True
-            if self._unfinished == 0:
+            if self._unfinished == 0 or self._progress is not None:
                 self._cond.notify_all()
         if cancel_now:
             self._cancel_members()
@@ -1497,6 +1521,9 @@ class FutureGroup:
                 "make the tasks shorter"
             )
         errors = failures if exc is None else [exc, *failures]
+        if self._progress_error is not None:
+            errors.insert(0 if exc is None else 1, self._progress_error)
+            self._progress_error = None
         if timeout_error is not None:
             if not errors:
                 raise timeout_error
@@ -1529,6 +1556,13 @@ class FutureGroup:
                 if presses >= _PRESSES_TO_ABANDON:
                     return interrupt, self._unfinished_members()
                 continue
+            except Exception as error:
+                # From the progress callback: raised with the members'
+                # failures, and like an error in the body, it cancels.
+                self._progress = None
+                self._progress_error = error
+                self.cancel()
+                continue
             if finished:
                 return interrupt, []
             # Counted before cancelling: some executors (Dask) also cancel
@@ -1538,20 +1572,36 @@ class FutureGroup:
             return interrupt, late
 
     def _wait_members(self) -> bool:
-        """Wait until no member is unfinished; False if the deadline passed."""
+        """Wait until no member is unfinished; False if the deadline passed.
+
+        Reports progress, with no lock held, whenever members have finished
+        since the last report (and once at the end).
+
+        Raises:
+            Exception: what the progress callback raised.
+        """
         deadline = self._deadline
-        with self._lock:
-            while self._unfinished:
-                if deadline is None:
-                    wait = _POLL
-                else:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return False
-                    wait = min(remaining, _POLL)
-                # Timed, so that the main thread services Ctrl-C.
-                self._cond.wait(wait)
-        return True
+        reported: tuple[int, int] | None = None
+        while True:
+            with self._lock:
+                total = len(self._futures)
+                done = total - self._unfinished
+                progress = self._progress
+                if progress is None or reported == (done, total):
+                    if not self._unfinished:
+                        return True
+                    if deadline is None:
+                        wait = _POLL
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return False
+                        wait = min(remaining, _POLL)
+                    # Timed, so that the main thread services Ctrl-C.
+                    self._cond.wait(wait)
+                    continue
+            reported = (done, total)
+            progress(done, total)
 
     def _unfinished_members(self) -> list[Future[Any]]:
         with self._lock:
