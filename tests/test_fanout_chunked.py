@@ -290,7 +290,7 @@ class TestProgress:
             raise OSError(msg)
 
         first = [0] * 4  # returned at once: the first task finishes
-        paths = [*first, *([gate] * 60)]
+        paths: list[str | int] = [*first, *([gate] * 60)]
         fn = _wait_unless_zero
         if ordered:
             stream = executor_map(counting, fn, paths, chunksize=4, progress=broken)

@@ -71,7 +71,7 @@ from ._errors import PoolFull
 from ._waiting import check_callable, check_timeout
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
     from types import TracebackType
     from typing import Self
 
@@ -589,7 +589,11 @@ class _Plan(NamedTuple):
     total: int | None
 
 
-def _run_chunk(fn: Callable[[Any], R], items: list[Any]) -> list[R]:
+# Inputs chunked by slicing (exact types: a subclass may slice differently).
+_SLICEABLE: Final = (list, tuple, range)
+
+
+def _run_chunk(fn: Callable[[Any], R], items: Iterable[Any]) -> list[R]:
     """One task for a chunk of single arguments: a tight loop, in order.
 
     Top-level, so that process pools and clusters can pickle it.  The first
@@ -611,6 +615,19 @@ def _chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:
     islice = itertools.islice
     while chunk := list(islice(items, size)):
         yield chunk
+
+
+def _slices(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Slices of `size` items of a list, tuple or range, taken lazily.
+
+    Slicing copies a list's references in C, and a range's slice is a range:
+    the items themselves are then made in the worker, and a process pool
+    pickles three numbers instead of a list.
+    """
+    start = 0
+    while chunk := items[start : start + size]:
+        yield chunk
+        start += size
 
 
 def _check_chunksize(chunksize: object) -> None:
@@ -644,11 +661,17 @@ def _stream_tasks(
             _Plan(chunked=False, progress=progress, total=total),
         )
     task: Callable[..., Any]
+    chunks: Iterator[Sequence[Any]]
     if len(iterables) == 1:
-        task, items = _run_chunk, iter(iterables[0])
+        task, items = _run_chunk, iterables[0]
+        if type(items) in _SLICEABLE:
+            chunks = _slices(items, chunksize)  # type: ignore[arg-type]
+        else:
+            chunks = _chunks(iter(items), chunksize)
     else:
-        task, items = _run_star_chunk, zip(*iterables, strict=False)
-    args = zip(itertools.repeat(fn), _chunks(items, chunksize), strict=False)
+        task = _run_star_chunk
+        chunks = _chunks(zip(*iterables, strict=False), chunksize)
+    args = zip(itertools.repeat(fn), chunks, strict=False)
     return task, args, _Plan(chunked=True, progress=progress, total=total)
 
 
