@@ -257,19 +257,9 @@ def _cancel_all(futures: Iterable[Future[Any]]) -> None:
 # --- lazy bounded streams ---------------------------------------------------------
 
 
-def _drain(items: list[R]) -> Iterator[R]:
-    """Hand out `items` (reversed) one by one, dropping each reference.
-
-    Ends early, without error, if the list is emptied meanwhile (a `close()`
-    from another thread): `list.pop` is atomic, so each result is handed
-    out at most once.
-    """
-    pop = items.pop
-    try:
-        while True:
-            yield pop()
-    except IndexError:
-        return
+# Marks the end of a chunk being handed out: `iter(chunk.pop, _CHUNK_END)`
+# hands out results from C until it pops this.
+_CHUNK_END: Final = object()
 
 
 class ResultStream(itertools.chain[R]):
@@ -366,9 +356,10 @@ class _StreamCore(Generic[R]):
         self._inputs = inputs
         self._deadline = deadline
         self._closed = False
-        # The results of the task being handed out, reversed; emptied by
-        # close() so that nothing more is handed out.
-        self._chunk: list[R] = []
+        # The results of the task being handed out, reversed, after
+        # _CHUNK_END; close() leaves only _CHUNK_END, in one atomic slice
+        # assignment, so that nothing more is handed out.
+        self._chunk: list[Any] = []
         self._progress = plan.progress
         self._total = plan.total
         self._done_items = 0  # items whose results reached the stream
@@ -438,7 +429,7 @@ class _StreamCore(Generic[R]):
         With `_busy` held, in the consumer's thread; a `progress` callback
         that raises closes the stream (the results are dropped).
         """
-        items: list[R] = value if self._chunked else [value]
+        items: list[Any] = value if self._chunked else [value]
         del value
         self._done_items += len(items)
         progress = self._progress
@@ -448,14 +439,16 @@ class _StreamCore(Generic[R]):
             except BaseException:
                 self.close()
                 raise
+        items.append(_CHUNK_END)
         items.reverse()
         self._chunk = items
-        return _drain(items)
+        # Each `pop()` drops the list's reference to the result it returns.
+        return iter(items.pop, _CHUNK_END)
 
     def close(self) -> None:
         self._closed = True
         self._inputs = None
-        self._chunk.clear()
+        self._chunk[:] = [_CHUNK_END]
 
 
 _END: Final = object()  # no task left
