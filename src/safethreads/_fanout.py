@@ -11,7 +11,12 @@ Three pieces, each needing nothing from the executor but `submit()` and the
   not started when the consumer stops, a task fails or the deadline passes.
   The stream is an iterator object, not a generator, so that closing it (or
   dropping it) before the first `next()` still cancels the tasks submitted at
-  the call; it holds a future only until its result is handed out.
+  the call; it holds a future only until its result is handed out.  With
+  `chunksize`, a task is a chunk of inputs run by a small top-level function
+  (picklable, for process pools and clusters); the stream is an
+  `itertools.chain` over each task's results, so stepping through a chunk
+  runs in C, and `list.pop` drops each result as it is handed out.  A
+  `progress` callback runs in the consuming thread, between tasks.
 - `BoundedExecutor`: an `Executor` wrapping another, with a bound on the tasks
   submitted through it and not finished, and `WorkerPool`'s `on_full`
   policies.  Its slots are released by done-callbacks, so the bound holds
@@ -262,6 +267,7 @@ def _cancel_all(futures: Iterable[Future[Any]]) -> None:
 _CHUNK_END: Final = object()
 
 
+@final
 class ResultStream(itertools.chain[R]):
     """The results of `executor_map` or `executor_imap_unordered`, as they come.
 
