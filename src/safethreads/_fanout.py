@@ -11,7 +11,12 @@ Three pieces, each needing nothing from the executor but `submit()` and the
   not started when the consumer stops, a task fails or the deadline passes.
   The stream is an iterator object, not a generator, so that closing it (or
   dropping it) before the first `next()` still cancels the tasks submitted at
-  the call; it holds a future only until its result is handed out.
+  the call; it holds a future only until its result is handed out.  With
+  `chunksize`, a task is a chunk of inputs run by a small top-level function
+  (picklable, for process pools and clusters); the stream is an
+  `itertools.chain` over each task's results, so stepping through a chunk
+  runs in C, and `list.pop` drops each result as it is handed out.  A
+  `progress` callback runs in the consuming thread, between tasks.
 - `BoundedExecutor`: an `Executor` wrapping another, with a bound on the tasks
   submitted through it and not finished, and `WorkerPool`'s `on_full`
   policies.  Its slots are released by done-callbacks, so the bound holds
@@ -54,12 +59,14 @@ import itertools
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sized
 from concurrent.futures import Executor, Future, InvalidStateError
 from typing import (
     TYPE_CHECKING,
     Any,
     Final,
+    Generic,
+    NamedTuple,
     ParamSpec,
     TypeVar,
     final,
@@ -69,7 +76,7 @@ from ._errors import PoolFull
 from ._waiting import check_callable, check_timeout
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Sequence
     from types import TracebackType
     from typing import Self
 
@@ -255,7 +262,13 @@ def _cancel_all(futures: Iterable[Future[Any]]) -> None:
 # --- lazy bounded streams ---------------------------------------------------------
 
 
-class ResultStream(Iterator[R]):
+# Marks the end of a chunk being handed out: `iter(chunk.pop, _CHUNK_END)`
+# hands out results from C until it pops this.
+_CHUNK_END: Final = object()
+
+
+@final
+class ResultStream(itertools.chain[R]):
     """The results of `executor_map` or `executor_imap_unordered`, as they come.
 
     An iterator with a `close()` method, and a context manager that closes
@@ -263,54 +276,31 @@ class ResultStream(Iterator[R]):
     that has not started, even before the first `next()`; that is why it is
     not a generator.  A result is not kept once `next()` has returned it.
 
-    Thread safety: one thread at a time may advance a stream (a second gets
-    `RuntimeError`, as a generator would raise `ValueError`); `close()` may
-    be called from any thread.
+    The stream hands out one task's results at a time (one result, or a
+    chunk's); the step from one item of a chunk to the next runs in C, so
+    iterating costs about what a generator does.  The bookkeeping between
+    tasks (waiting, submitting the next, `progress`) runs in the thread
+    that advances the stream.
+
+    Thread safety: one thread at a time may advance a stream (a second
+    reaching the next task's result gets `RuntimeError`, as a generator
+    would raise `ValueError`); `close()` may be called from any thread.
     """
 
-    __slots__ = (
-        "__weakref__",
-        "_busy",
-        "_closed",
-        "_deadline",
-        "_fn",
-        "_input_error",
-        "_inputs",
-    )
+    __slots__ = ("__weakref__", "_core")
 
-    def __init__(
-        self,
-        fn: Callable[..., R],
-        inputs: Iterator[tuple[Any, ...]] | None,
-        deadline: float | None,
-    ) -> None:
-        self._fn = fn
-        # The inputs not yet submitted; None once exhausted (or eager).
-        self._inputs = inputs
-        self._deadline = deadline
-        self._closed = False
-        # An exception the input raised, re-raised by the next `next()`: the
-        # result already in hand when the input broke is handed out first.
-        self._input_error: BaseException | None = None
-        # Held while a thread advances the stream: like a generator, a
-        # stream is consumed by one thread at a time.
-        self._busy = threading.Lock()
+    _core: _StreamCore[R]
 
-    def __iter__(self) -> Self:
-        """Return the stream itself."""
-        return self
-
-    def __next__(self) -> R:
-        """Return the next result.
-
-        Raises:
-            StopIteration: once every result was returned, or the stream
-                was closed.
-            TimeoutError: if the deadline passed.
-            RuntimeError: if another thread is advancing the stream.
-            BaseException: the exception a task or the input raised.
-        """
-        raise NotImplementedError  # pragma: no cover - overridden
+    @classmethod
+    def _over(cls, core: _StreamCore[R]) -> ResultStream[R]:
+        # The chain's source calls `core.next_task_results()` until it
+        # returns None; the stream holds the core, the core never the stream,
+        # so dropping the stream runs `__del__` at once.
+        stream: ResultStream[R] = cls.from_iterable(  # type: ignore[assignment]
+            iter(core.next_task_results, None)
+        )
+        stream._core = core
+        return stream
 
     def __enter__(self) -> Self:
         """Return the stream; leaving the block closes it."""
@@ -322,7 +312,98 @@ class ResultStream(Iterator[R]):
 
     def __del__(self) -> None:
         """Close the stream: its tasks not started are not left to run."""
-        self.close()
+        core = getattr(self, "_core", None)
+        if core is not None:
+            core.close()
+
+    def close(self) -> None:
+        """Stop the stream: cancel every task not started, submit no more.
+
+        Results already received and not handed out are dropped; `next()`
+        then raises `StopIteration`.  Safe to call several times and from
+        any thread.
+        """
+        self._core.close()
+
+
+class _StreamCore(Generic[R]):
+    """The state of a stream: what is in flight, what is left to submit."""
+
+    __slots__ = (
+        "_busy",
+        "_chunk",
+        "_chunked",
+        "_closed",
+        "_deadline",
+        "_done_items",
+        "_executor",
+        "_fn",
+        "_input_error",
+        "_inputs",
+        "_progress",
+        "_total",
+    )
+
+    def __init__(
+        self,
+        executor: Executor,
+        fn: Callable[..., Any],
+        inputs: Iterator[tuple[Any, ...]] | None,
+        deadline: float | None,
+        plan: _Plan,
+    ) -> None:
+        self._executor = executor
+        # The callable each task runs: the user's, or `_run_chunk` /
+        # `_run_star_chunk` when chunked (each task's result is then a list).
+        self._fn = fn
+        self._chunked = plan.chunked
+        # The inputs not yet submitted, as argument tuples for `_fn`; None
+        # once exhausted (or eager).
+        self._inputs = inputs
+        self._deadline = deadline
+        self._closed = False
+        # The results of the task being handed out, reversed, after
+        # _CHUNK_END; close() leaves only _CHUNK_END, in one atomic slice
+        # assignment, so that nothing more is handed out.
+        self._chunk: list[Any] = []
+        self._progress = plan.progress
+        self._total = plan.total
+        self._done_items = 0  # items whose results reached the stream
+        # An exception the input raised, re-raised when the next task's
+        # results are wanted: the results already in hand go out first.
+        self._input_error: BaseException | None = None
+        # Held while a thread takes the next task's results: like a
+        # generator, a stream is consumed by one thread at a time.
+        self._busy = threading.Lock()
+
+    def next_task_results(self) -> Iterator[R] | None:
+        """The next task's results to hand out, or None at the end.
+
+        Raises:
+            TimeoutError: if the deadline passed.
+            RuntimeError: if another thread is advancing the stream.
+            BaseException: the exception a task, the input or the
+                `progress` callback raised.
+        """
+        if not self._busy.acquire(blocking=False):
+            msg = "the stream is being advanced by another thread; use one per thread"
+            raise RuntimeError(msg)
+        try:
+            error, self._input_error = self._input_error, None
+            if error is not None:
+                raise error
+            if self._closed:
+                return None
+            value = self._next_value()
+            if value is _END:
+                self._closed = True
+                return None
+            return self._hand_out(value)
+        finally:
+            self._busy.release()
+
+    def _next_value(self) -> Any:
+        raise NotImplementedError  # pragma: no cover - overridden
 
     def _remaining(self) -> float | None:
         if self._deadline is None:
@@ -333,7 +414,7 @@ class ResultStream(Iterator[R]):
         """The next arguments to submit, or None.
 
         If the input raises, the stream is closed (its tasks cancelled) and
-        the exception kept for the next `next()`.
+        the exception kept for the next task's turn.
         """
         inputs = self._inputs
         if inputs is None:
@@ -348,69 +429,76 @@ class ResultStream(Iterator[R]):
             self._inputs = None
         return args
 
-    def _enter(self) -> None:
-        if not self._busy.acquire(blocking=False):
-            msg = "the stream is being advanced by another thread; use one per thread"
-            raise RuntimeError(msg)
-        error, self._input_error = self._input_error, None
-        if error is not None:
-            self._busy.release()
-            raise error
+    def _hand_out(self, value: Any) -> Iterator[R]:
+        """Count a task's results, report progress, return them to hand out.
+
+        With `_busy` held, in the consumer's thread; a `progress` callback
+        that raises closes the stream (the results are dropped).
+        """
+        items: list[Any] = value if self._chunked else [value]
+        del value
+        self._done_items += len(items)
+        progress = self._progress
+        if progress is not None:
+            try:
+                progress(self._done_items, self._total)
+            except BaseException:
+                self.close()
+                raise
+        items.append(_CHUNK_END)
+        items.reverse()
+        self._chunk = items
+        # Each `pop()` drops the list's reference to the result it returns.
+        return iter(items.pop, _CHUNK_END)
 
     def close(self) -> None:
-        """Stop the stream: cancel every task not started, submit no more.
+        self._closed = True
+        self._inputs = None
+        self._chunk[:] = [_CHUNK_END]
 
-        Safe to call several times and from any thread.
-        """
-        raise NotImplementedError  # pragma: no cover - overridden
+
+_END: Final = object()  # no task left
 
 
 @final
-class _OrderedStream(ResultStream[R]):
-    __slots__ = ("_executor", "_futures")
+class _OrderedCore(_StreamCore[R]):
+    __slots__ = ("_futures",)
 
-    def __init__(
+    def __init__(  # noqa: PLR0917 - private, called from one place
         self,
         executor: Executor,
-        fn: Callable[..., R],
-        futures: collections.deque[Future[R]],
+        fn: Callable[..., Any],
+        futures: collections.deque[Future[Any]],
         inputs: Iterator[tuple[Any, ...]] | None,
         deadline: float | None,
+        plan: _Plan,
     ) -> None:
-        super().__init__(fn, inputs, deadline)
-        self._executor = executor
+        super().__init__(executor, fn, inputs, deadline, plan)
         self._futures = futures
 
-    def __next__(self) -> R:
-        self._enter()
+    def _next_value(self) -> Any:
+        if not self._futures:
+            return _END
+        future = self._futures.popleft()
         try:
-            if self._closed or not self._futures:
-                self._closed = True
-                raise StopIteration
-            future = self._futures.popleft()
+            value = future.result(self._remaining())
+        except BaseException:
+            # A late task is not left to run (one that failed is done).
+            future.cancel()
+            self.close()
+            raise
+        del future
+        args = self._next_input()
+        if args is not None:
             try:
-                value = future.result(self._remaining())
+                self._futures.append(submit_task(self._executor, self._fn, *args))
             except BaseException:
-                # A late task is not left to run (one that failed is done).
-                future.cancel()
                 self.close()
                 raise
-            del future
-            args = self._next_input()
-            if args is not None:
-                try:
-                    self._futures.append(submit_task(self._executor, self._fn, *args))
-                except BaseException:
-                    self.close()
-                    raise
-            return value
-        finally:
-            self._busy.release()
+        return value
 
     def close(self) -> None:
-        """Stop the stream: cancel every task not started, submit no more."""
-        self._closed = True
-        self._inputs = None
+        super().close()
         futures = self._futures
         while futures:
             try:
@@ -421,54 +509,51 @@ class _OrderedStream(ResultStream[R]):
 
 
 @final
-class _UnorderedStream(ResultStream[R]):
-    __slots__ = ("_done", "_executor", "_in_flight")
+class _UnorderedCore(_StreamCore[R]):
+    __slots__ = ("_done", "_in_flight")
 
     def __init__(  # noqa: PLR0917 - private, called from one place
         self,
         executor: Executor,
-        fn: Callable[..., R],
-        done: queue.SimpleQueue[Future[R]],
-        in_flight: set[Future[R]],
+        fn: Callable[..., Any],
+        done: queue.SimpleQueue[Future[Any]],
+        in_flight: set[Future[Any]],
         inputs: Iterator[tuple[Any, ...]] | None,
         deadline: float | None,
+        plan: _Plan,
     ) -> None:
-        super().__init__(fn, inputs, deadline)
-        self._executor = executor
+        super().__init__(executor, fn, inputs, deadline, plan)
         self._done = done
         self._in_flight = in_flight
 
-    def __next__(self) -> R:
-        self._enter()
+    def _next_value(self) -> Any:
+        if not self._in_flight:
+            return _END
         try:
-            if self._closed or not self._in_flight:
-                self._closed = True
-                raise StopIteration
+            future = self._take()
+            if future is None:
+                return _END
+            value = future.result(timeout=0)
+        except BaseException:
+            self.close()
+            raise
+        del future
+        args = self._next_input()
+        if args is not None:
             try:
-                future = self._take()
-                value = future.result(timeout=0)
+                nxt = submit_task(self._executor, self._fn, *args)
+                self._in_flight.add(nxt)
+                nxt.add_done_callback(self._done.put)
             except BaseException:
                 self.close()
                 raise
-            del future
-            args = self._next_input()
-            if args is not None:
-                try:
-                    nxt = submit_task(self._executor, self._fn, *args)
-                    self._in_flight.add(nxt)
-                    nxt.add_done_callback(self._done.put)
-                except BaseException:
-                    self.close()
-                    raise
-            return value
-        finally:
-            self._busy.release()
+        return value
 
-    def _take(self) -> Future[R]:
+    def _take(self) -> Future[Any] | None:
         """Wait (in slices, for Ctrl-C) for the next finished future."""
         while True:
             if self._closed:  # by close() from another thread meanwhile
-                raise StopIteration
+                return None
             remaining = self._remaining()
             wait = _POLL if remaining is None else min(remaining, _POLL)
             try:
@@ -484,9 +569,7 @@ class _UnorderedStream(ResultStream[R]):
                 return future
 
     def close(self) -> None:
-        """Stop the stream: cancel every task not started, submit no more."""
-        self._closed = True
-        self._inputs = None
+        super().close()
         in_flight, self._in_flight = self._in_flight, set()
         _cancel_all(in_flight)
         # Drop finished futures still queued, with their results.
@@ -497,25 +580,131 @@ class _UnorderedStream(ResultStream[R]):
                 break
 
 
+class _Plan(NamedTuple):
+    """How a stream turns its inputs into tasks, and whom it tells."""
+
+    chunked: bool
+    progress: Callable[[int, int | None], object] | None
+    total: int | None
+
+
+# Inputs chunked by slicing (exact types: a subclass may slice differently).
+_SLICEABLE: Final = (list, tuple, range)
+
+
+def _run_chunk(fn: Callable[[Any], R], items: Iterable[Any]) -> list[R]:
+    """One task for a chunk of single arguments: a tight loop, in order.
+
+    Top-level, so that process pools and clusters can pickle it.  The first
+    item that raises ends the chunk: the exception is the task's.
+    """
+    return list(map(fn, items))
+
+
+def _run_star_chunk(fn: Callable[..., R], arg_tuples: list[tuple[Any, ...]]) -> list[R]:
+    """One task for a chunk of argument tuples, as `_run_chunk`.
+
+    For `executor_map` over several iterables.
+    """
+    return list(itertools.starmap(fn, arg_tuples))
+
+
+def _chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:
+    """Lists of `size` items (the last may be shorter), taken lazily."""
+    islice = itertools.islice
+    while chunk := list(islice(items, size)):
+        yield chunk
+
+
+def _slices(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Slices of `size` items of a list, tuple or range, taken lazily.
+
+    Slicing copies a list's references in C, and a range's slice is a range:
+    the items themselves are then made in the worker, and a process pool
+    pickles three numbers instead of a list.
+    """
+    start = 0
+    while chunk := items[start : start + size]:
+        yield chunk
+        start += size
+
+
+def _check_chunksize(chunksize: object) -> None:
+    if not isinstance(chunksize, int) or isinstance(chunksize, bool):
+        msg = f"chunksize must be an int, got {type(chunksize).__name__}"
+        raise TypeError(msg)
+    if chunksize < 1:
+        msg = f"chunksize must be >= 1, got {chunksize}"
+        raise ValueError(msg)
+
+
+def _known_total(iterables: tuple[Iterable[Any], ...]) -> int | None:
+    """The number of items `zip(*iterables)` yields, if every input has a len."""
+    if not all(isinstance(it, Sized) for it in iterables):
+        return None
+    return min((len(it) for it in iterables), default=0)  # type: ignore[arg-type]
+
+
+def _stream_tasks(
+    fn: Callable[..., Any],
+    iterables: tuple[Iterable[Any], ...],
+    chunksize: int,
+    progress: Callable[[int, int | None], object] | None,
+) -> tuple[Callable[..., Any], Iterator[tuple[Any, ...]], _Plan]:
+    """The callable each task runs, the argument tuples to submit, the plan."""
+    total = None if progress is None else _known_total(iterables)
+    if chunksize == 1:
+        return (
+            fn,
+            zip(*iterables, strict=False),
+            _Plan(chunked=False, progress=progress, total=total),
+        )
+    task: Callable[..., Any]
+    chunks: Iterator[Sequence[Any]]
+    if len(iterables) == 1:
+        task, items = _run_chunk, iterables[0]
+        if type(items) in _SLICEABLE:
+            chunks = _slices(items, chunksize)  # type: ignore[arg-type]
+        else:
+            chunks = _chunks(iter(items), chunksize)
+    else:
+        task = _run_star_chunk
+        chunks = _chunks(zip(*iterables, strict=False), chunksize)
+    args = zip(itertools.repeat(fn), chunks, strict=False)
+    return task, args, _Plan(chunked=True, progress=progress, total=total)
+
+
 def executor_map(
     executor: Executor,
     fn: Callable[..., R],
     *iterables: Iterable[Any],
     timeout: float | None = None,
     buffersize: int | None = None,
+    chunksize: int = 1,
+    progress: Callable[[int, int | None], object] | None = None,
 ) -> ResultStream[R]:
     """Map `fn` over `zip(*iterables)` on any executor, lazily and in order.
 
     Python 3.14's `Executor.map(buffersize=)` for every executor and version:
-    with `buffersize=N`, the first N inputs are submitted at once and one
-    more each time a result is taken, so at most N tasks are in flight and
-    endless inputs work.  Without `buffersize` every input is submitted
-    before this returns (the input must be finite).
+    with `buffersize=N`, the first N tasks are submitted at once and one
+    more each time a task's result is taken, so at most N tasks are in
+    flight and endless inputs work.  Without `buffersize` every input is
+    submitted before this returns (the input must be finite).
+
+    With `chunksize=N` (N > 1), the inputs are taken N at a time and each
+    chunk is one task, which calls `fn` on its items in a tight loop: for
+    tiny functions, the per-task cost of the executor is paid once per
+    chunk.  `buffersize` then counts chunks (tasks), as in Python 3.14's
+    `ProcessPoolExecutor.map`, so at most `buffersize * chunksize` results
+    are held.  When an item fails, its chunk stops there and the
+    exception is raised in the item's place; the results of that chunk's
+    earlier items are not handed out (as with
+    `ProcessPoolExecutor.map(chunksize=)`).
 
     When the consumer stops early (calls `close()`, leaves a `with` block
-    around the iterator, or drops it), a task fails, the input raises, or
-    the deadline passes, every task not yet started is cancelled.  A result
-    is not kept once it has been handed out.
+    around the iterator, or drops it), a task fails, the input raises, the
+    `progress` callback raises, or the deadline passes, every task not yet
+    started is cancelled.  A result is not kept once it has been handed out.
 
     ```python
     from concurrent.futures import ThreadPoolExecutor
@@ -526,7 +715,18 @@ def executor_map(
     with ThreadPoolExecutor(4) as pool:
         squares = executor_map(pool, pow, count(), [2] * 5, buffersize=2)
         assert list(squares) == [0, 1, 4, 9, 16]
+        halves = executor_map(pool, divmod, range(1000), [2] * 1000, chunksize=100)
+        assert sum(q for q, _ in halves) == 249500
     ```
+
+    `progress(done, total)` is called in the consumer's thread, inside
+    `next()`, each time a task's result reaches the stream (once per
+    chunk): `done` counts the items whose results have arrived, `total` is
+    the number of inputs if every iterable has a `len()`, else `None`.  The
+    last call has `done == total`.  It runs with no lock held and never in
+    a worker, so it may update a progress bar that is not thread-safe; if
+    it raises, the stream is closed and the exception propagates from
+    `next()`, like a task failure.
 
     Thread safety: one thread at a time may advance the iterator (a second
     gets `RuntimeError`); `close()` may be called from any thread.
@@ -539,36 +739,51 @@ def executor_map(
         *iterables: The inputs, zipped.
         timeout: Seconds from this call until the last result must be
             available; one deadline for the whole iteration.
-        buffersize: The most tasks in flight, or `None` for eager
-            submission.
+        buffersize: The most tasks (chunks, with `chunksize`) in flight, or
+            `None` for eager submission.
+        chunksize: How many inputs each task handles; 1 submits `fn`
+            itself for each input.
+        progress: Called with `(done, total)` as results arrive, or `None`.
 
     Returns:
         A `ResultStream` of the results in input order.
 
     Raises:
-        ValueError: if `buffersize` is less than 1, or `timeout` is NaN.
-        TypeError: if `executor` is not an `Executor`, `fn` is not callable,
-            `buffersize` is not an int, or `timeout` is not a number.
+        ValueError: if `buffersize` or `chunksize` is less than 1, or
+            `timeout` is NaN.
+        TypeError: if `executor` is not an `Executor`, `fn` or `progress`
+            is not callable, `buffersize` or `chunksize` is not an int, or
+            `timeout` is not a number.
         TimeoutError: from the iterator, if the deadline passes.
-        BaseException: from the iterator, the exception a task raised.
+        BaseException: from the iterator, the exception a task or the
+            `progress` callback raised.
     """
     _check_executor(executor)
     check_callable(fn, "fn")
     check_timeout(timeout)
     _check_buffersize(buffersize)
+    _check_chunksize(chunksize)
+    if progress is not None:
+        check_callable(progress, "progress")
     deadline = None if timeout is None else time.monotonic() + timeout
-    args_iter = zip(*iterables, strict=False)
+    task, args_iter, plan = _stream_tasks(fn, iterables, chunksize, progress)
     first = args_iter if buffersize is None else itertools.islice(args_iter, buffersize)
-    futures: collections.deque[Future[R]] = collections.deque()
+    futures: collections.deque[Future[Any]] = collections.deque()
     try:
         for args in first:
-            futures.append(submit_task(executor, fn, *args))
+            futures.append(submit_task(executor, task, *args))
     except BaseException:
         _cancel_all(futures)
         raise
-    return _OrderedStream(
-        executor, fn, futures, None if buffersize is None else args_iter, deadline
+    core: _OrderedCore[R] = _OrderedCore(
+        executor,
+        task,
+        futures,
+        None if buffersize is None else args_iter,
+        deadline,
+        plan,
     )
+    return ResultStream._over(core)
 
 
 def executor_imap_unordered(
@@ -578,13 +793,20 @@ def executor_imap_unordered(
     *,
     timeout: float | None = None,
     buffersize: int | None = None,
+    chunksize: int = 1,
+    progress: Callable[[int, int | None], object] | None = None,
 ) -> ResultStream[R]:
     """Map `fn` over `iterable` on any executor, yielding in completion order.
 
     Submission works as for `executor_map`: eager without `buffersize`,
     otherwise at most `buffersize` tasks in flight, the next input submitted
-    each time a result is taken.  Early stop, a failure, an input that raises
-    or the deadline cancel every task not yet started.
+    each time a result is taken.  Early stop, a failure, an input that
+    raises, a `progress` callback that raises or the deadline cancel every
+    task not yet started.  With `chunksize=N`, each task handles N inputs
+    and its results are handed out together, in input order within the
+    chunk, chunk by chunk in completion order; `buffersize` counts chunks;
+    a failing item fails its whole chunk.  `progress` works as for
+    `executor_map`.
 
     ```python
     from concurrent.futures import ThreadPoolExecutor
@@ -602,44 +824,54 @@ def executor_imap_unordered(
         iterable: The inputs.
         timeout: Seconds from this call until the last result must be
             available.
-        buffersize: The most tasks in flight, or `None` for eager
-            submission.
+        buffersize: The most tasks (chunks, with `chunksize`) in flight, or
+            `None` for eager submission.
+        chunksize: How many inputs each task handles.
+        progress: Called with `(done, total)` as results arrive, or `None`.
 
     Returns:
         A `ResultStream` of the results, each as soon as its task finishes.
 
     Raises:
-        ValueError: if `buffersize` is less than 1, or `timeout` is NaN.
-        TypeError: if `executor` is not an `Executor`, `fn` is not callable,
-            `buffersize` is not an int, or `timeout` is not a number.
+        ValueError: if `buffersize` or `chunksize` is less than 1, or
+            `timeout` is NaN.
+        TypeError: if `executor` is not an `Executor`, `fn` or `progress`
+            is not callable, `buffersize` or `chunksize` is not an int, or
+            `timeout` is not a number.
         TimeoutError: from the iterator, if the deadline passes.
-        BaseException: from the iterator, the exception a task raised.
+        BaseException: from the iterator, the exception a task or the
+            `progress` callback raised.
     """
     _check_executor(executor)
     check_callable(fn, "fn")
     check_timeout(timeout)
     _check_buffersize(buffersize)
+    _check_chunksize(chunksize)
+    if progress is not None:
+        check_callable(progress, "progress")
     deadline = None if timeout is None else time.monotonic() + timeout
-    done: queue.SimpleQueue[Future[R]] = queue.SimpleQueue()
-    in_flight: set[Future[R]] = set()
-    args_iter = zip(iterable, strict=False)
+    task, args_iter, plan = _stream_tasks(fn, (iterable,), chunksize, progress)
+    done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
+    in_flight: set[Future[Any]] = set()
     first = args_iter if buffersize is None else itertools.islice(args_iter, buffersize)
     try:
-        for (item,) in first:
-            future = submit_task(executor, fn, item)
+        for args in first:
+            future = submit_task(executor, task, *args)
             in_flight.add(future)
             future.add_done_callback(done.put)
     except BaseException:
         _cancel_all(in_flight)
         raise
-    return _UnorderedStream(
+    core: _UnorderedCore[R] = _UnorderedCore(
         executor,
-        fn,
+        task,
         done,
         in_flight,
         None if buffersize is None else args_iter,
         deadline,
+        plan,
     )
+    return ResultStream._over(core)
 
 
 # --- backpressure over any executor -----------------------------------------------
@@ -860,6 +1092,7 @@ class BoundedExecutor(Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
+        progress: Callable[[int, int | None], object] | None = None,
     ) -> ResultStream[R]:
         """`executor_map` through this wrapper: lazy and bounded with `buffersize`.
 
@@ -867,9 +1100,12 @@ class BoundedExecutor(Executor):
             fn: Called with one item of each iterable.
             *iterables: The inputs, zipped.
             timeout: Seconds from this call until the last result.
-            chunksize: Accepted for compatibility and ignored; must be >= 1.
+            chunksize: How many inputs each task handles (see
+                `executor_map`).
             buffersize: The most tasks in flight, or `None` for eager
                 submission (still bounded by `max_pending`).
+            progress: Called with `(done, total)` as results arrive, in the
+                consumer's thread.
 
         Returns:
             An iterator of the results in input order.
@@ -878,15 +1114,14 @@ class BoundedExecutor(Executor):
             ValueError: if `buffersize` or `chunksize` is less than 1.
             TypeError: if an argument has the wrong type.
         """
-        given: object = chunksize  # typed int, but checked at runtime
-        if not isinstance(given, int) or isinstance(given, bool):
-            msg = f"chunksize must be an int, got {type(given).__name__}"
-            raise TypeError(msg)
-        if chunksize < 1:
-            msg = f"chunksize must be >= 1, got {chunksize}"
-            raise ValueError(msg)
         return executor_map(
-            self, fn, *iterables, timeout=timeout, buffersize=buffersize
+            self,
+            fn,
+            *iterables,
+            timeout=timeout,
+            buffersize=buffersize,
+            chunksize=chunksize,
+            progress=progress,
         )
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
@@ -991,6 +1226,15 @@ class FutureGroup:
       waiting for the running members; a second Ctrl-C stops waiting.
       `KeyboardInterrupt` propagates either way, with a note listing the
       failures it hides.
+    - Progress: `progress(done, total)` is called by the thread leaving the
+      block, while it waits, each time members have finished since the
+      last call (once more at the end, with `done == total` unless the
+      deadline passed): `done` counts members finished in any way,
+      `total` the members so far.  Never in a worker, an event loop or
+      with a lock held, so calls never overlap and `done` never goes
+      down.  Members that finish while the body runs are counted in the
+      first call.  If it raises, the group is cancelled as for an error in
+      the body and the exception is raised in the group, after the body's.
 
     Thread safety: `submit`, `add`, `cancel` and the properties may be
     called from any thread (a task may add to its own group); `futures` is a
@@ -1003,10 +1247,11 @@ class FutureGroup:
         fail_fast: Whether the first member failure cancels the group.
         timeout: Seconds from entering the block until every member must
             have finished; `None` for no deadline.
+        progress: Called with `(done, total)` as members finish, or `None`.
 
     Raises:
-        TypeError: if `executor` is not an `Executor` or `None`, or
-            `timeout` is not a number.
+        TypeError: if `executor` is not an `Executor` or `None`,
+            `timeout` is not a number, or `progress` is not callable.
         ValueError: if `timeout` is negative or NaN.
     """
 
@@ -1022,6 +1267,8 @@ class FutureGroup:
         "_index",
         "_lock",
         "_name",
+        "_progress",
+        "_progress_error",
         "_state",
         "_timeout",
         "_unfinished",
@@ -1034,11 +1281,14 @@ class FutureGroup:
         name: str | None = None,
         fail_fast: bool = True,
         timeout: float | None = None,
+        progress: Callable[[int, int | None], object] | None = None,
     ) -> None:
         """Create a group; enter it with `with` to submit members."""
         if executor is not None:
             _check_executor(executor)
         check_timeout(timeout)
+        if progress is not None:
+            check_callable(progress, "progress")
         if timeout is not None and timeout < 0:
             msg = f"timeout must be None or at least 0, not {timeout!r}"
             raise ValueError(msg)
@@ -1058,6 +1308,9 @@ class FutureGroup:
         self._failures: list[tuple[int, BaseException]] = []
         self._cancelled = False
         self._hook = self._member_done  # one bound method for every member
+        # Called only by the thread waiting at the end of the block.
+        self._progress = progress
+        self._progress_error: Exception | None = None
 
     @property
     def name(self) -> str:
@@ -1182,7 +1435,7 @@ class FutureGroup:
                     self._failures.append((index, exc))
                     if self._fail_fast and not self._cancelled:
                         self._cancelled = cancel_now = True
-            if self._unfinished == 0:
+            if self._unfinished == 0 or self._progress is not None:
                 self._cond.notify_all()
         if cancel_now:
             self._cancel_members()
@@ -1290,6 +1543,9 @@ class FutureGroup:
                 "make the tasks shorter"
             )
         errors = failures if exc is None else [exc, *failures]
+        if self._progress_error is not None:
+            errors.insert(0 if exc is None else 1, self._progress_error)
+            self._progress_error = None
         if timeout_error is not None:
             if not errors:
                 raise timeout_error
@@ -1322,6 +1578,13 @@ class FutureGroup:
                 if presses >= _PRESSES_TO_ABANDON:
                     return interrupt, self._unfinished_members()
                 continue
+            except Exception as error:
+                # From the progress callback: raised with the members'
+                # failures, and like an error in the body, it cancels.
+                self._progress = None
+                self._progress_error = error
+                self.cancel()
+                continue
             if finished:
                 return interrupt, []
             # Counted before cancelling: some executors (Dask) also cancel
@@ -1331,20 +1594,36 @@ class FutureGroup:
             return interrupt, late
 
     def _wait_members(self) -> bool:
-        """Wait until no member is unfinished; False if the deadline passed."""
+        """Wait until no member is unfinished; False if the deadline passed.
+
+        Reports progress, with no lock held, whenever members have finished
+        since the last report (and once at the end).
+
+        Raises:
+            Exception: what the progress callback raised.
+        """
         deadline = self._deadline
-        with self._lock:
-            while self._unfinished:
-                if deadline is None:
-                    wait = _POLL
-                else:
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        return False
-                    wait = min(remaining, _POLL)
-                # Timed, so that the main thread services Ctrl-C.
-                self._cond.wait(wait)
-        return True
+        reported: tuple[int, int] | None = None
+        while True:
+            with self._lock:
+                total = len(self._futures)
+                done = total - self._unfinished
+                progress = self._progress
+                if progress is None or reported == (done, total):
+                    if not self._unfinished:
+                        return True
+                    if deadline is None:
+                        wait = _POLL
+                    else:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return False
+                        wait = min(remaining, _POLL)
+                    # Timed, so that the main thread services Ctrl-C.
+                    self._cond.wait(wait)
+                    continue
+            reported = (done, total)
+            progress(done, total)
 
     def _unfinished_members(self) -> list[Future[Any]]:
         with self._lock:

@@ -29,11 +29,23 @@ def check_fanout(pool: cf.ProcessPoolExecutor) -> None:
         executor_imap_unordered(pool, len, ["a", "bc"], buffersize=1),
         ResultStream[int],
     )
+
+    def bar(done: int, total: int | None) -> None:
+        pass
+
+    chunked = executor_map(pool, parse, ["1", "2"], chunksize=64, progress=bar)
+    assert_type(chunked, ResultStream[int])
+    assert_type(list(chunked), list[int])
+    assert_type(
+        executor_imap_unordered(pool, len, ["a"], chunksize=8, progress=print),
+        ResultStream[int],
+    )
     bounded = BoundedExecutor(pool, max_pending=4, on_full="caller_runs")
+    assert_type(bounded.map(parse, ["1"], chunksize=2, progress=bar), ResultStream[int])
     assert_type(bounded.submit(parse, "7"), cf.Future[int])
     assert_type(bounded.try_submit(parse, "7"), cf.Future[int] | None)
     assert_type(bounded.map(parse, ["1"], buffersize=1), ResultStream[int])
-    with FutureGroup(bounded, timeout=1.0) as group:
+    with FutureGroup(bounded, timeout=1.0, progress=bar) as group:
         assert_type(group, FutureGroup)
         assert_type(group.submit(parse, "3"), cf.Future[int])
         assert_type(group.add(pool.submit(len, "ab")), cf.Future[int])
