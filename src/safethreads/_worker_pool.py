@@ -322,6 +322,9 @@ class WorkerPool(ThreadPoolExecutor):
         self._workers: list[_Worker] = []  # every worker thread not yet exited
         # shutdown(wait=True) callers: (workers allowed to remain, latch).
         self._exit_waiters: list[tuple[int, _thread.LockType]] = []
+        # Threads of exited workers that may still be running their last
+        # instructions: shutdown(wait=True) waits them out too.
+        self._ending: list[threading.Thread] = []
         # Submitters blocked on a full pool, each parked on its own lock.
         self._blocked: list[_thread.LockType] = []
         # Workers (of any pool) blocked in a timed wait on a queued future of
@@ -568,6 +571,9 @@ class WorkerPool(ThreadPoolExecutor):
             self._extra_completed += completed
             self._extra_failed += failed
             worker.progress = (0, 0, None)
+            if worker.thread is not None:
+                self._ending = [t for t in self._ending if t.is_alive()]
+                self._ending.append(worker.thread)
             self._release_exit_waiters_locked()
         if self._blocked:
             self._room_all_locked()
@@ -904,16 +910,18 @@ class WorkerPool(ThreadPoolExecutor):
             # Their last instructions are waited out too, so that no worker
             # thread is alive once shutdown(wait=True) returns.
             threads = [w.thread for w in self._workers if w.thread is not None]
-            if len(self._workers) <= allowed:
-                return
-            self._exit_waiters.append(entry)
-        try:
-            acquire(latch, None)
-        except BaseException:
-            with self._lock:
-                if entry in self._exit_waiters:
-                    self._exit_waiters.remove(entry)
-            raise
+            threads += self._ending
+            waiting = len(self._workers) > allowed
+            if waiting:
+                self._exit_waiters.append(entry)
+        if waiting:
+            try:
+                acquire(latch, None)
+            except BaseException:
+                with self._lock:
+                    if entry in self._exit_waiters:
+                        self._exit_waiters.remove(entry)
+                raise
         for t in threads:
             wait_thread_end(t)
 
@@ -1063,6 +1071,7 @@ class WorkerPool(ThreadPoolExecutor):
         self._workers = kept
         self._idle_workers.clear()
         self._exit_waiters = []
+        self._ending = []
         self._queued = self._extra_running = 0
         self._blocked = []
         reason = (
