@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import os
 import random
 import sys
@@ -77,3 +78,67 @@ def stress_rng() -> random.Random:
     seed = int(os.environ.get("STRESS_SEED", str(random.randrange(2**32))))
     print(f"stress seed: STRESS_SEED={seed}")
     return random.Random(seed)
+
+
+# --- pytest-run-parallel ------------------------------------------------------
+# `make test-parallel` runs every test body in several threads at once, with
+# the same fixtures, to find state in the library that concurrent callers
+# share by mistake. The tests below cannot run that way because of what they
+# do themselves, so they run once, in one thread. The plugin already finds
+# tests that use monkeypatch (so `reported`), capsys, caplog, warnings
+# filters or gc.collect(). Marking here, by what a test uses, keeps the rule
+# in one place as tests are added.
+SERIAL_MARKERS = {
+    "subprocess": "drives a child interpreter; its state is not shared",
+    "packaging": "builds and installs the distributions",
+}
+SERIAL_FIXTURES = {
+    "caplog": "reads the shared log capture",
+    "fast_switching": "changes the process-wide switch interval",
+}
+# Calls whose effect reaches every thread of the process.
+SERIAL_CALLS = {
+    "interrupt_main": "interrupts the main thread, which the copies share",
+    "pthread_kill": "signals the main thread, which the copies share",
+    "signal.signal": "installs a process-wide signal handler",
+    "threading.active_count": "counts the threads of the whole process",
+    "threading.enumerate": "compares the threads of the whole process",
+    "setswitchinterval": "changes the process-wide switch interval",
+    "sys.settrace": "traces the whole process",
+    "threading.excepthook": "replaces the process-wide excepthook",
+}
+
+
+def serial_reason(item: pytest.Item) -> str | None:
+    """Why `item` cannot run in several threads at once, or None."""
+    for name, reason in SERIAL_MARKERS.items():
+        if item.get_closest_marker(name) is not None:
+            return reason
+    fixtures = set(getattr(item, "fixturenames", ()))
+    for name, reason in SERIAL_FIXTURES.items():
+        if name in fixtures:
+            return reason
+    function = getattr(item, "function", None)
+    try:
+        source = inspect.getsource(function) if function is not None else ""
+    except (OSError, TypeError):
+        source = ""
+    for call, reason in SERIAL_CALLS.items():
+        if call in source:
+            return reason
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[Any]) -> None:
+    """Run the tests that are not thread-safe themselves in a single thread."""
+    if not config.pluginmanager.has_plugin("run-parallel"):
+        return
+    for item in items:
+        if getattr(item, "obj", None) is None:
+            # Markdown examples are not functions the plugin can run in threads;
+            # they run once, as without the plugin (and without its warning).
+            item._parallel_custom_item = True
+            continue
+        reason = serial_reason(item)
+        if reason is not None:
+            item.add_marker(pytest.mark.thread_unsafe(reason=reason))
