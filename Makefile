@@ -36,7 +36,7 @@ FT_PYTEST := PYTHON_GIL=0 $(FT_BIN)/python -m pytest -q -p no:cacheprovider
 PARALLEL_THREADS ?= 4
 STRESS_COUNT     ?= 3
 
-.PHONY: demo test test-all test-ft test-parallel test-parallel-ft lint typecheck \
+.PHONY: demo test test-all test-ft test-ft-suite test-ft-stress test-parallel test-parallel-ft lint typecheck \
 	pytest docs-build bench bench-ft plot docs pins clean help
 
 help:
@@ -115,9 +115,9 @@ ft-python = $(if $(FT_PYTHON),echo "$(FT_PYTHON)",$(if $(FT_TOOL),bash "$(FT_TOO
 	"set FT_PYTHON=/path/to/python3.13t" >&2; false; }))
 
 $(FT_BIN)/python:
-	@echo "free-threaded CPython: the first build takes about 8 minutes"
+	@echo "finding the free-threaded CPython (built on first use: about 8 minutes)"
 	@py=$$($(ft-python)) || { echo "error: no free-threaded CPython" >&2; exit 1; }; \
-	"$$py" -c 'import sys; sys.exit(sys._is_gil_enabled())' || { \
+	"$$py" -c 'import sys; sys.exit(getattr(sys, "_is_gil_enabled", lambda: True)())' || { \
 		echo "error: $$py is not a free-threaded build of CPython" >&2; exit 1; }; \
 	echo "$$py -m venv $(FT_VENV)"; "$$py" -m venv $(FT_VENV)
 	$(FT_PIP) install -c $(FT_PINS) --upgrade pip
@@ -132,8 +132,13 @@ $(FT_VENV)/.installed-test: $(FT_BIN)/python pyproject.toml $(FT_PINS)
 # packaging test excluded as in test-all), then the stress tests again,
 # STRESS_COUNT times each. tests/test_free_threading.py checks that importing
 # the library and every test tool leaves the GIL disabled.
-test-ft: $(FT_VENV)/.installed-test
+# (`make -k test-ft` runs the stress tests even when the suite failed.)
+test-ft: test-ft-suite test-ft-stress
+
+test-ft-suite: $(FT_VENV)/.installed-test
 	$(FT_PYTEST) -m "not packaging" $(PYTEST_ARGS)
+
+test-ft-stress: $(FT_VENV)/.installed-test
 	$(FT_PYTEST) -m stress --count=$(STRESS_COUNT) $(PYTEST_ARGS)
 
 # pytest-run-parallel: each test body runs in PARALLEL_THREADS threads at

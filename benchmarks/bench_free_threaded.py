@@ -14,6 +14,7 @@ benchmarks, and each figure is the median of the rounds.
 
 from __future__ import annotations
 
+import os
 import statistics
 import sys
 import threading
@@ -125,7 +126,7 @@ def measure(rounds: int) -> list[tuple[str, str, dict[int, list[float]]]]:
         (label, "op", partial(threads_running, work)) for label, work in mapping_cases()
     ]
     runs += [
-        ("the same tasks in plain threads (no pool)", "task", cpu_loop),
+        ("ceiling: the same tasks in plain threads", "task", cpu_loop),
         ("ThreadPoolExecutor", "task", pool_case(ThreadPoolExecutor)),
         ("WorkerPool", "task", pool_case(WorkerPool)),
     ]
@@ -153,9 +154,15 @@ def rate(value: float, unit: str) -> str:
     return f"{value:.0f} {unit}s/s"
 
 
+def load_average() -> float:
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+
+
 def run(rounds: int) -> None:
     """LockedDict and WorkerPool throughput with one and two threads."""
+    before = load_average()
     results = measure(rounds)
+    after = load_average()
     gil = getattr(sys, "_is_gil_enabled", lambda: True)()
     build = "GIL enabled" if gil else "free-threaded, GIL disabled"
     headers = ["case", "1 thread", "2 threads", "scaling"]
@@ -175,4 +182,14 @@ def run(rounds: int) -> None:
             rows.append([label, rate(one, unit), rate(two, unit), f"{two / one:.2f}×"])
         print(f"\n### Scaling from 1 to 2 threads: {title} ({build})\n")
         print(table(headers, rows))
+    cpus = os.cpu_count() or 1
+    print(
+        f"\nLoad average {before:.1f} before the run and {after:.1f} after,"
+        f" on {cpus} CPUs."
+    )
+    if max(before, after) > cpus - 1:
+        print(
+            "Two threads can only scale with two idle CPUs: on this busy machine the"
+            " ceiling row shows how much the hardware allowed."
+        )
     sys.stdout.flush()
