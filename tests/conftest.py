@@ -85,10 +85,10 @@ def stress_rng() -> random.Random:
 # `make test-parallel` runs every test body in several threads at once, with
 # the same fixtures, to find state in the library that concurrent callers
 # share by mistake. The tests below cannot run that way because of what they
-# do themselves, so they run once, in one thread. The plugin already finds
-# tests that use monkeypatch (so `reported`), capsys, caplog, warnings
-# filters or gc.collect(). Marking here, by what a test uses, keeps the rule
-# in one place as tests are added.
+# do themselves, so they run once, in one thread. The plugin itself already
+# finds tests that use monkeypatch (so `reported`), capsys, warnings filters,
+# unittest.mock or gc.collect(). Marking here, by what a test uses, keeps the
+# rules in one place as tests are added.
 SERIAL_MARKERS = {
     "subprocess": "drives a child interpreter; its state is not shared",
     "packaging": "builds and installs the distributions",
