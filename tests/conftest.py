@@ -6,6 +6,7 @@ import gc
 import inspect
 import os
 import random
+import signal
 import sys
 import threading
 import time
@@ -27,6 +28,13 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# A runner that starts the suite in the background (`nohup`, `&` in a script
+# without job control) hands it SIGINT ignored, and Python then installs no
+# KeyboardInterrupt handler: every Ctrl-C test would fail, and the children
+# they start would inherit the ignored signal. Restore Python's own handler.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # How long a test's own threads get to finish after the test before they count
 # as leaked.
