@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gc
+import inspect
 import os
 import random
+import signal
 import sys
 import threading
 import time
+import unittest
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -25,6 +28,13 @@ settings.register_profile(
 )
 settings.register_profile("dev", max_examples=100, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+# A runner that starts the suite in the background (`nohup`, `&` in a script
+# without job control) hands it SIGINT ignored, and Python then installs no
+# KeyboardInterrupt handler: every Ctrl-C test would fail, and the children
+# they start would inherit the ignored signal. Restore Python's own handler.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # How long a test's own threads get to finish after the test before they count
 # as leaked.
@@ -77,3 +87,82 @@ def stress_rng() -> random.Random:
     seed = int(os.environ.get("STRESS_SEED", str(random.randrange(2**32))))
     print(f"stress seed: STRESS_SEED={seed}")
     return random.Random(seed)
+
+
+# --- pytest-run-parallel ------------------------------------------------------
+# `make test-parallel` runs every test body in several threads at once, with
+# the same fixtures, to find state in the library that concurrent callers
+# share by mistake. The tests below cannot run that way because of what they
+# do themselves, so they run once, in one thread. The plugin itself already
+# finds tests that use monkeypatch (so `reported`), capsys, warnings filters,
+# unittest.mock or gc.collect(). Marking here, by what a test uses, keeps the
+# rules in one place as tests are added.
+SERIAL_MARKERS = {
+    "subprocess": "drives a child interpreter; its state is not shared",
+    "packaging": "builds and installs the distributions",
+}
+SERIAL_FIXTURES = {
+    "caplog": "reads the shared log capture",
+    "fast_switching": "changes the process-wide switch interval",
+    # One Event for all the copies: the first copy to set it releases the
+    # tasks the other copies hold, and their checks of "still blocked" fail.
+    "gate": "shares one Event among the copies",
+    "release": "shares one Event among the copies",
+}
+# Calls whose effect reaches every thread of the process.
+SERIAL_CALLS = {
+    "interrupt_main": "interrupts the main thread, which the copies share",
+    "pthread_kill": "signals the main thread, which the copies share",
+    "signal.signal": "installs a process-wide signal handler",
+    "threading.active_count": "counts the threads of the whole process",
+    "threading.enumerate": "compares the threads of the whole process",
+    "setswitchinterval": "changes the process-wide switch interval",
+    "sys.settrace": "traces the whole process",
+    "threading.excepthook": "replaces the process-wide excepthook",
+}
+
+
+def serial_reason(item: pytest.Item) -> str | None:
+    """Why `item` cannot run in several threads at once, or None."""
+    for name, reason in SERIAL_MARKERS.items():
+        if item.get_closest_marker(name) is not None:
+            return reason
+    cls = getattr(item, "cls", None)
+    if (
+        sys.version_info < (3, 13)
+        and cls is not None
+        and issubclass(cls, unittest.TestCase)
+    ):
+        # Hypothesis state machines compile code while they run, and two
+        # threads doing that made CPython 3.11's ast module raise "SystemError:
+        # AST constructor recursion depth mismatch" (cf. gh-106905); not seen
+        # on 3.13.
+        return "a Hypothesis state machine: ast is not thread-safe here"
+    fixtures = set(getattr(item, "fixturenames", ()))
+    for name, reason in SERIAL_FIXTURES.items():
+        if name in fixtures:
+            return reason
+    function = getattr(item, "function", None)
+    try:
+        source = inspect.getsource(function) if function is not None else ""
+    except (OSError, TypeError):
+        source = ""
+    for call, reason in SERIAL_CALLS.items():
+        if call in source:
+            return reason
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[Any]) -> None:
+    """Run the tests that are not thread-safe themselves in a single thread."""
+    if not config.pluginmanager.has_plugin("run-parallel"):
+        return
+    for item in items:
+        if getattr(item, "obj", None) is None:
+            # Markdown examples are not functions the plugin can run in threads;
+            # they run once, as without the plugin (and without its warning).
+            item._parallel_custom_item = True
+            continue
+        reason = serial_reason(item)
+        if reason is not None:
+            item.add_marker(pytest.mark.thread_unsafe(reason=reason))
