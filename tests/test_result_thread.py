@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from interrupts import interrupt_at_line
 from safethreads import ResultThread, ThreadGroup, _waiting, spawn
 
 TIMEOUT = 10.0  # every wait in these tests is bounded
@@ -852,3 +853,21 @@ class TestDoneStress:
             for w in waiters:
                 assert w.result(timeout=TIMEOUT) == i
         assert total == n * (n - 1) // 2
+
+
+class TestCtrlCAtEveryLine:
+    """Ctrl-C striking at any line of start() leaves a usable thread."""
+
+    def test_ctrl_c_inside_start_leaves_thread_startable_or_running(self) -> None:
+        """After an interrupted start(), the thread runs or can be started again."""
+        for k in range(1, 200):
+            release = threading.Event()
+            t = ResultThread(target=lambda release=release: release.wait(TIMEOUT))
+            struck = interrupt_at_line(k, t.start)
+            with contextlib.suppress(RuntimeError):  # it did start
+                t.start()
+            release.set()
+            assert t.result(timeout=TIMEOUT) is True, k
+            assert not t._future_lock.locked()
+            if not struck:
+                break
