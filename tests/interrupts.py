@@ -60,4 +60,3 @@ def interrupt_at_line(k: int, action: Callable[[], object]) -> bool:
     finally:
         sys.settrace(None)
     return struck
-

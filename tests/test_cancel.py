@@ -987,7 +987,8 @@ class TestCtrlCAtEveryLine:
                 struck = interrupt_at_line(
                     k,
                     functools.partial(
-                        _ignore_timeout, lambda: t.result(timeout=0.01, cancel=token)
+                        _ignore_timeout,
+                        functools.partial(t.result, timeout=0.01, cancel=token),
                     ),
                 )
                 assert token._callbacks == {}, k
@@ -1004,7 +1005,7 @@ class TestCtrlCAtEveryLine:
         for k in range(1, 300):
             token, other = CancelToken(), CancelToken()
             struck = interrupt_at_line(
-                k, lambda token=token, other=other: token.wait(0.01, cancel=other)
+                k, functools.partial(token.wait, 0.01, cancel=other)
             )
             assert token._callbacks == {}, k
             assert other._callbacks == {}, k
@@ -1019,7 +1020,7 @@ class TestCtrlCAtEveryLine:
             for k in range(1, 300):
                 token = CancelToken()
                 child = token.child()
-                waiters = [
+                waiters: list[ResultThread[Any]] = [
                     spawn(_outcome_or_cancelled, t, token),
                     spawn(_outcome_or_cancelled, t, child),
                     spawn(child.wait, TIMEOUT),
@@ -1062,7 +1063,7 @@ def _ignore_timeout(fn: Callable[[], object]) -> None:
         fn()
 
 
-def _outcome_or_cancelled(t: ResultThread[object], token: CancelToken) -> str:
+def _outcome_or_cancelled(t: ResultThread[Any], token: CancelToken) -> str:
     try:
         t.result(timeout=TIMEOUT, cancel=token)
     except Cancelled:
