@@ -1076,3 +1076,11 @@ def _wait_for_callbacks(token: CancelToken, n: int) -> None:
     while len(token._callbacks) < n and time.monotonic() < deadline:
         time.sleep(0.0005)  # waiting for the waiters to park, not for a result
     assert len(token._callbacks) >= n
+
+
+def test_wait_cancel_must_be_a_token() -> None:
+    """CancelToken.wait(cancel=...) refuses what is not a token, at the call."""
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(TypeError, match="cancel must be a CancelToken or None"):
+        token.wait(0, cancel=3)  # type: ignore[arg-type]
