@@ -43,6 +43,7 @@ from ._waiting import (
     Parker,
     _binding,
     acquire_parker,
+    check_cancel,
     check_timeout,
     raise_if_any_cancelled,
     tokens_in_force,
@@ -260,10 +261,12 @@ class CancelToken:
         Raises:
             Cancelled: if `cancel` or the calling thread's bound token was
                 cancelled while this token was not.
-            TypeError: if `timeout` is not `None` or a number.
+            TypeError: if `timeout` is not `None` or a number, or `cancel`
+                is not `None` or a `CancelToken`.
             ValueError: if `timeout` is NaN.
         """
         check_timeout(timeout)
+        check_cancel(cancel)
         try:
             if cancel is None:
                 bound = _binding.token

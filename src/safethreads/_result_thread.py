@@ -32,6 +32,7 @@ from ._waiting import (
     _binding,
     acquire,
     check_callable,
+    check_cancel,
     check_timeout,
 )
 
@@ -372,6 +373,7 @@ class ResultThread(threading.Thread, Generic[T]):
     ) -> None:
         """Wait until the outcome exists, or raise the right error."""
         check_timeout(timeout)
+        check_cancel(cancel)
         if self._done:  # published: no waiting
             return
         if not self._start_called:
@@ -495,7 +497,8 @@ class ResultThread(threading.Thread, Generic[T]):
             RuntimeError: if the thread was never started, if called from
                 inside the thread itself, or in a `fork()` child for a
                 thread that was running at the fork.
-            TypeError: if `timeout` is not `None` or a number.
+            TypeError: if `timeout` is not `None` or a number, or `cancel`
+                is not `None` or a `CancelToken`.
             ValueError: if `timeout` is NaN.
         """
         try:
@@ -531,7 +534,8 @@ class ResultThread(threading.Thread, Generic[T]):
             RuntimeError: if the thread was never started, if called from
                 inside the thread itself, or in a `fork()` child for a
                 thread that was running at the fork.
-            TypeError: if `timeout` is not `None` or a number.
+            TypeError: if `timeout` is not `None` or a number, or `cancel`
+                is not `None` or a `CancelToken`.
             ValueError: if `timeout` is NaN.
         """
         try:

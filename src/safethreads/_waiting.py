@@ -46,6 +46,7 @@ __all__ = [
     "acquire",
     "acquire_parker",
     "check_callable",
+    "check_cancel",
     "check_timeout",
     "new_sleeper",
     "raise_if_any_cancelled",
@@ -268,6 +269,21 @@ def check_timeout(
     if is_nan:
         msg = f"{name} must be a number of seconds, not NaN"
         raise ValueError(msg)
+
+
+def check_cancel(cancel: object) -> None:
+    """Raise `TypeError` at the caller if `cancel` is not a token or `None`.
+
+    Raises:
+        TypeError: if `cancel` is neither `None` nor a `CancelToken`.
+    """
+    if cancel is None:
+        return
+    from ._cancel import CancelToken  # noqa: PLC0415 - _cancel imports this module
+
+    if not isinstance(cancel, CancelToken):
+        msg = f"cancel must be a CancelToken or None, not {type(cancel).__name__}"
+        raise TypeError(msg)
 
 
 def check_callable(fn: object, name: str) -> None:
