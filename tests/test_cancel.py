@@ -1084,3 +1084,38 @@ def test_wait_cancel_must_be_a_token() -> None:
     token.cancel()
     with pytest.raises(TypeError, match="cancel must be a CancelToken or None"):
         token.wait(0, cancel=3)  # type: ignore[arg-type]
+
+
+def test_ctrl_c_while_a_token_is_collected_is_not_swallowed() -> None:
+    """Ctrl-C striking while a token is freed reaches the program.
+
+    Python ignores (prints) an exception raised in `__del__`, so library code
+    run when a token is freed would swallow a Ctrl-C that strikes there.
+    """
+    for k in range(1, 50):
+        tokens = [CancelToken.after(100)]
+        tokens[0].add_callback(lambda: None)  # with a deadline thread
+        struck = False
+        raised = False
+        count = 0
+
+        def tracer(frame: Any, event: str, arg: Any) -> Any:
+            nonlocal struck, count
+            del arg
+            if "safethreads" in frame.f_code.co_filename and event in ("call", "line"):
+                count += 1
+                if count == k and not struck:
+                    struck = True
+                    raise KeyboardInterrupt
+            return tracer
+
+        sys.settrace(tracer)
+        try:
+            tokens.clear()
+        except KeyboardInterrupt:
+            raised = True
+        finally:
+            sys.settrace(None)
+        assert struck == raised, k
+        if not struck:
+            break
