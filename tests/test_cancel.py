@@ -1099,10 +1099,11 @@ def test_ctrl_c_while_a_token_is_collected_is_not_swallowed() -> None:
         raised = False
         count = 0
 
-        def tracer(frame: Any, event: str, arg: Any) -> Any:
+        def tracer(frame: Any, event: str, arg: Any, k: int = k) -> Any:
             nonlocal struck, count
             del arg
-            if "safethreads" in frame.f_code.co_filename and event in ("call", "line"):
+            library = "safethreads" in frame.f_code.co_filename
+            if library and event in ("call", "line"):
                 count += 1
                 if count == k and not struck:
                     struck = True

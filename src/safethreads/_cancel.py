@@ -20,7 +20,9 @@ Design notes:
   deadline is honoured exactly by every check.  Only when a callback is
   registered on a token with a deadline does the token start one small daemon
   thread, which sleeps until the deadline so that the callback runs on time;
-  the thread ends as soon as the token is cancelled or collected.
+  the thread ends as soon as the token is cancelled, or within `_POLL` of
+  its collection (the token has no `__del__`: Python swallows a Ctrl-C
+  that strikes inside one).
 - A child holds its parent strongly, the parent its children weakly: a
   chain `root.child().child()` stays linked as long as its leaf lives, even
   when nobody keeps the tokens in between, and is freed with the leaf.
@@ -553,12 +555,6 @@ class CancelToken:
             return f"<CancelToken cancelled reason={self.reason!r}>"
         return "<CancelToken active>"
 
-    def __del__(self) -> None:
-        """Stop the deadline thread, if one was started."""
-        stop = getattr(self, "_timer_stop", None)  # None if __init__ failed
-        if stop is not None:
-            stop.set()
-
     def _check(self) -> None:
         """Assert the invariants of the token's state."""
         with self._lock:
@@ -632,13 +628,20 @@ def _not_registered() -> bool:
 def _sleep_until_deadline(
     ref: weakref.ref[CancelToken], stop: threading.Event, deadline: float
 ) -> None:
-    """Body of a token's deadline thread: cancel the token at its deadline."""
+    """Body of a token's deadline thread: cancel the token at its deadline.
+
+    Ends early when the token is cancelled (`stop` is set) or collected,
+    noticed within `_POLL`: the token has no `__del__` to tell the thread,
+    since a Ctrl-C striking in a `__del__` would be swallowed.
+    """
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        if stop.wait(remaining):
-            return  # the token was cancelled or collected first
+        if stop.wait(min(remaining, _POLL)):
+            return  # the token was cancelled first
+        if ref() is None:
+            return  # the token was collected
     token = ref()
     if token is not None:
         token._expire()
