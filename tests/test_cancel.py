@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import pickle
@@ -26,6 +27,7 @@ from hypothesis.stateful import (
 )
 
 from child_process import SIGINT_PRELUDE
+from interrupts import interrupt_at_line
 from safethreads import (
     Cancelled,
     CancelToken,
@@ -970,3 +972,151 @@ class TestCancellableWaitModel:
             helper.result(timeout=TIMEOUT)
         assert t.result(timeout=TIMEOUT) is True
         assert t._parkers is None
+
+
+class TestCtrlCAtEveryLine:
+    """Ctrl-C striking at any line of the library leaves no trace behind."""
+
+    def test_cancellable_wait_leaves_no_callback(self) -> None:
+        """An interrupted result(cancel=...) unregisters its wake-up."""
+        release = threading.Event()
+        t = _blocked(release)
+        try:
+            for k in range(1, 300):
+                token = CancelToken()
+                struck = interrupt_at_line(
+                    k,
+                    functools.partial(
+                        _ignore_timeout,
+                        functools.partial(t.result, timeout=0.01, cancel=token),
+                    ),
+                )
+                assert token._callbacks == {}, k
+                assert not t._parkers, k
+                token._check()
+                if not struck:
+                    break
+        finally:
+            release.set()
+        t.result(timeout=TIMEOUT)
+
+    def test_token_wait_leaves_no_callback(self) -> None:
+        """An interrupted CancelToken.wait(cancel=...) unregisters its wake-ups."""
+        for k in range(1, 300):
+            token, other = CancelToken(), CancelToken()
+            struck = interrupt_at_line(
+                k, functools.partial(token.wait, 0.01, cancel=other)
+            )
+            assert token._callbacks == {}, k
+            assert other._callbacks == {}, k
+            if not struck:
+                break
+
+    def test_interrupted_cancel_still_wakes_every_waiter(self) -> None:
+        """Waiters on a token whose cancel() was interrupted still wake up."""
+        release = threading.Event()
+        t = _blocked(release)
+        try:
+            for k in range(1, 300):
+                token = CancelToken()
+                child = token.child()
+                waiters: list[ResultThread[Any]] = [
+                    spawn(_outcome_or_cancelled, t, token),
+                    spawn(_outcome_or_cancelled, t, child),
+                    spawn(child.wait, TIMEOUT),
+                ]
+                _wait_for_callbacks(token, 2)  # one waiter and the child link
+                _wait_for_callbacks(child, 1)
+                struck = interrupt_at_line(k, token.cancel)
+                if not token.cancelled:  # struck before it took effect: again
+                    token.cancel()
+                assert [w.result(timeout=TIMEOUT) for w in waiters] == [
+                    "cancelled",
+                    "cancelled",
+                    True,
+                ], k
+                token._check()
+                child._check()
+                if not struck:
+                    break
+        finally:
+            release.set()
+        t.result(timeout=TIMEOUT)
+
+    def test_bind_token_is_undone(self) -> None:
+        """An interrupted bind_token block leaves the previous binding."""
+        token = CancelToken()
+
+        def bound() -> None:
+            with bind_token(token):
+                pass
+
+        for k in range(1, 100):
+            struck = interrupt_at_line(k, bound)
+            assert current_token() is None, k
+            if not struck:
+                break
+
+
+def _ignore_timeout(fn: Callable[[], object]) -> None:
+    with contextlib.suppress(TimeoutError):
+        fn()
+
+
+def _outcome_or_cancelled(t: ResultThread[Any], token: CancelToken) -> str:
+    try:
+        t.result(timeout=TIMEOUT, cancel=token)
+    except Cancelled:
+        return "cancelled"
+    return "outcome"
+
+
+def _wait_for_callbacks(token: CancelToken, n: int) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while len(token._callbacks) < n and time.monotonic() < deadline:
+        time.sleep(0.0005)  # waiting for the waiters to park, not for a result
+    assert len(token._callbacks) >= n
+
+
+def test_wait_cancel_must_be_a_token() -> None:
+    """CancelToken.wait(cancel=...) refuses what is not a token, at the call."""
+    token = CancelToken()
+    token.cancel()
+    with pytest.raises(TypeError, match="cancel must be a CancelToken or None"):
+        token.wait(0, cancel=3)  # type: ignore[arg-type]
+
+
+def test_ctrl_c_while_a_token_is_collected_is_not_swallowed() -> None:
+    """Ctrl-C striking while a token is freed reaches the program.
+
+    Python ignores (prints) an exception raised in `__del__`, so library code
+    run when a token is freed would swallow a Ctrl-C that strikes there.
+    """
+    for k in range(1, 50):
+        tokens = [CancelToken.after(100)]
+        tokens[0].add_callback(lambda: None)  # with a deadline thread
+        struck = False
+        raised = False
+        count = 0
+
+        def tracer(frame: Any, event: str, arg: Any, k: int = k) -> Any:
+            nonlocal struck, count
+            del arg
+            library = "safethreads" in frame.f_code.co_filename
+            if library and event in ("call", "line"):
+                count += 1
+                if count == k and not struck:
+                    struck = True
+                    raise KeyboardInterrupt
+            return tracer
+
+        sys.settrace(tracer)
+        try:
+            tokens.clear()
+        except KeyboardInterrupt:
+            raised = True
+        finally:
+            sys.settrace(None)
+        assert struck == raised, k
+        if not struck:
+            break

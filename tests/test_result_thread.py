@@ -22,6 +22,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from interrupts import interrupt_at_line
 from safethreads import ResultThread, ThreadGroup, _waiting, spawn
 
 TIMEOUT = 10.0  # every wait in these tests is bounded
@@ -852,3 +853,64 @@ class TestDoneStress:
             for w in waiters:
                 assert w.result(timeout=TIMEOUT) == i
         assert total == n * (n - 1) // 2
+
+
+class TestCtrlCAtEveryLine:
+    """Ctrl-C striking at any line of start() leaves a usable thread."""
+
+    def test_ctrl_c_inside_start_leaves_thread_startable_or_running(self) -> None:
+        """After an interrupted start(), the thread runs or can be started again."""
+        for k in range(1, 200):
+            release = threading.Event()
+            t = ResultThread(target=lambda release=release: release.wait(TIMEOUT))
+            struck = interrupt_at_line(k, t.start)
+            with contextlib.suppress(RuntimeError):  # it did start
+                t.start()
+            release.set()
+            assert t.result(timeout=TIMEOUT) is True, k
+            assert not t._future_lock.locked()
+            if not struck:
+                break
+
+
+class TestForkAndBadTokens:
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork()")
+    def test_unobserved_failure_not_reported_by_a_fork_child(self) -> None:
+        """A failure from before a fork() is reported by the parent only."""
+        code = textwrap.dedent(
+            """
+            import gc, os, threading
+            from safethreads import spawn
+
+            reports = []
+            threading.excepthook = reports.append
+            t = spawn(lambda: 1 / 0)
+            t.join(10)
+            pid = os.fork()
+            if pid == 0:
+                del t
+                gc.collect()
+                os._exit(len(reports))
+            _, status = os.waitpid(pid, 0)
+            print("child", os.waitstatus_to_exitcode(status))
+            del t
+            gc.collect()
+            print("parent", len(reports))
+            """
+        )
+        proc = subprocess.run(
+            [sys.executable, "-W", "ignore", "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert proc.stdout.splitlines() == ["child 0", "parent 1"], proc.stderr
+
+    @pytest.mark.parametrize("method", ["result", "exception"])
+    def test_cancel_must_be_a_token(self, method: str) -> None:
+        """A cancel= that is not a CancelToken is refused at the call."""
+        t = spawn(add, 1)
+        t.join(TIMEOUT)
+        with pytest.raises(TypeError, match="cancel must be a CancelToken or None"):
+            getattr(t, method)(timeout=TIMEOUT, cancel=3)

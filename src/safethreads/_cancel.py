@@ -20,7 +20,9 @@ Design notes:
   deadline is honoured exactly by every check.  Only when a callback is
   registered on a token with a deadline does the token start one small daemon
   thread, which sleeps until the deadline so that the callback runs on time;
-  the thread ends as soon as the token is cancelled or collected.
+  the thread ends as soon as the token is cancelled, or within `_POLL` of
+  its collection (the token has no `__del__`: Python swallows a Ctrl-C
+  that strikes inside one).
 - A child holds its parent strongly, the parent its children weakly: a
   chain `root.child().child()` stays linked as long as its leaf lives, even
   when nobody keeps the tokens in between, and is freed with the leaf.
@@ -43,9 +45,11 @@ from ._waiting import (
     Parker,
     _binding,
     acquire_parker,
+    check_cancel,
     check_timeout,
     raise_if_any_cancelled,
     tokens_in_force,
+    unregister_all,
 )
 
 if TYPE_CHECKING:
@@ -53,9 +57,10 @@ if TYPE_CHECKING:
 
 __all__ = ["DEADLINE_REASON", "CancelToken", "bind_token", "current_token"]
 
-# Longest single wait in the main thread, so that Ctrl-C is serviced promptly
-# even where a blocked lock wait is not interruptible (Windows before 3.14).
-_MAIN_THREAD_POLL: Final = 0.25
+# Longest single wait of `wait()`: Ctrl-C is serviced promptly in the main
+# thread even where a blocked lock wait is not interruptible (Windows before
+# 3.14), and a parent whose cancel() a Ctrl-C cut short is still noticed.
+_POLL: Final = 0.25
 
 DEADLINE_REASON: Final = "the deadline expired"
 
@@ -190,6 +195,12 @@ class CancelToken:
         """
         if self._cancelled:
             return True
+        parent = self._parent
+        if parent is not None and parent._cancelled:
+            # The parent's link cancels us; should a Ctrl-C have cut its
+            # cancel() short, we still follow it.
+            self._cancel(parent.reason)
+            return True
         deadline = self._deadline
         if deadline is not None and time.monotonic() >= deadline:
             self._expire()
@@ -252,10 +263,12 @@ class CancelToken:
         Raises:
             Cancelled: if `cancel` or the calling thread's bound token was
                 cancelled while this token was not.
-            TypeError: if `timeout` is not `None` or a number.
+            TypeError: if `timeout` is not `None` or a number, or `cancel`
+                is not `None` or a `CancelToken`.
             ValueError: if `timeout` is NaN.
         """
         check_timeout(timeout)
+        check_cancel(cancel)
         try:
             if cancel is None:
                 bound = _binding.token
@@ -273,15 +286,14 @@ class CancelToken:
         deadline = self._deadline
         if deadline is not None and (limit is None or deadline < limit):
             limit = deadline
-        poll = _MAIN_THREAD_POLL if threading.current_thread() is _MAIN else None
         while not self.cancelled:
             if limit is None:
-                chunk = poll
+                chunk = _POLL
             else:
                 remaining = limit - now
                 if remaining <= 0:
                     return self.cancelled
-                chunk = remaining if poll is None else min(remaining, poll)
+                chunk = min(remaining, _POLL)
             if self._event.wait(chunk):
                 return True
             now = time.monotonic()
@@ -306,16 +318,22 @@ class CancelToken:
         if limit is not None and limit <= time.monotonic():
             return self.cancelled
         parker = Parker()
-        remove = self.add_callback(parker.release)
+        removers: list[Callable[[], bool]] = []
         try:
-            remaining = None if limit is None else max(0.0, limit - time.monotonic())
-            acquire_parker(parker, remaining, others)
-        except Cancelled:
-            if self._cancelled_now():
-                return True
-            raise
+            try:
+                self._add_callback(parker.release, removers)
+                remaining = (
+                    None if limit is None else max(0.0, limit - time.monotonic())
+                )
+                acquire_parker(parker, remaining, others)
+            except Cancelled:
+                if self._cancelled_now():
+                    return True
+                raise
+            finally:
+                unregister_all(removers)
         finally:
-            remove()
+            unregister_all(removers)  # finishes what a Ctrl-C cut short
         return self.cancelled
 
     # --- cancelling -----------------------------------------------------------------
@@ -348,29 +366,53 @@ class CancelToken:
         return True
 
     def _cancel(self, reason: object) -> list[BaseException] | None:
-        """Cancel; return the callbacks' errors, or `None` if already cancelled."""
+        """Cancel; return the callbacks' errors, or `None` if already cancelled.
+
+        A Ctrl-C may strike at any line.  The switch is flipped in one
+        statement, and whatever follows it (waking `wait()`, unlinking from
+        the parent, running the callbacks) is done by `_deliver`, which a
+        second `finally` runs again to finish what an interrupt cut short:
+        a waiter is never left asleep on a cancelled token.
+        """
+        errors: list[BaseException] = []
+        won = False
+        try:
+            try:
+                with self._lock:
+                    if not self._cancelled:
+                        self._reason, self._cancelled, won = reason, True, True
+            finally:
+                if won:
+                    self._deliver(errors)
+        finally:
+            if won:
+                self._deliver(errors)  # a no-op unless an interrupt cut it short
+        return errors if won else None
+
+    def _deliver(self, errors: list[BaseException]) -> None:
+        """Do what follows cancellation; idempotent, so it may run twice."""
+        self._event.set()
         with self._lock:
-            if self._cancelled:
-                return None
-            self._reason = reason
-            self._cancelled = True
-            callbacks = list(self._callbacks.values())
-            self._callbacks.clear()
             parent_link, self._parent_link = self._parent_link, None
             self._parent = None
             timer_stop, self._timer_stop = self._timer_stop, None
-        self._event.set()
         if timer_stop is not None:
             timer_stop.set()
         if parent_link is not None:
             parent_link()  # a cancelled child needs no link from its parent
-        errors: list[BaseException] = []
-        for fn in callbacks:
+        callbacks = self._callbacks
+        while True:
+            # One at a time, taken out and called in one statement, so that
+            # those not yet run stay in the table for a second pass.  A
+            # remover racing us leaves a no-op behind.
+            with self._lock:
+                if not callbacks:
+                    return
+                key = next(iter(callbacks))
             try:
-                fn()
+                callbacks.pop(key, _not_registered)()
             except BaseException as exc:  # every callback runs; errors are kept
                 errors.append(exc)
-        return errors
 
     def _expire(self) -> None:
         """Cancel because the deadline passed; report callback errors."""
@@ -396,23 +438,36 @@ class CancelToken:
             BaseException: whatever `fn` raises, when the token is already
                 cancelled and `fn` is therefore run at once.
         """
+        removers: list[Callable[[], bool]] = []
+        self._add_callback(fn, removers)
+        return removers[0] if removers else _not_registered
+
+    def _add_callback(
+        self, fn: Callable[[], object], removers: list[Callable[[], bool]]
+    ) -> None:
+        """Register `fn`, appending its remover to `removers` first.
+
+        The remover is in the caller's list before `fn` is in the table, so
+        a Ctrl-C striking in between leaves nothing the caller cannot undo.
+        On a cancelled token `fn` runs at once and nothing is appended.
+        """
         if not self.cancelled:
-            registration: _Registration | None = None
+            registered = False
             stop: threading.Event | None = None
             with self._lock:
                 if not self._cancelled:
                     key = self._next_key
                     self._next_key += 1
+                    removers.append(_Registration(weakref.ref(self), key))
                     self._callbacks[key] = fn
-                    registration = _Registration(weakref.ref(self), key)
+                    registered = True
                     if self._deadline is not None and self._timer_stop is None:
                         stop = self._timer_stop = threading.Event()
             if stop is not None:
                 self._start_timer(stop)
-            if registration is not None:
-                return registration
+            if registered:
+                return
         fn()
-        return _not_registered
 
     def _start_timer(self, stop: threading.Event) -> None:
         deadline = self._deadline
@@ -500,12 +555,6 @@ class CancelToken:
             return f"<CancelToken cancelled reason={self.reason!r}>"
         return "<CancelToken active>"
 
-    def __del__(self) -> None:
-        """Stop the deadline thread, if one was started."""
-        stop = getattr(self, "_timer_stop", None)  # None if __init__ failed
-        if stop is not None:
-            stop.set()
-
     def _check(self) -> None:
         """Assert the invariants of the token's state."""
         with self._lock:
@@ -518,9 +567,6 @@ class CancelToken:
                 assert self._reason is None, "an active token has no reason"
             assert all(k < self._next_key for k in self._callbacks)
             assert (self._parent is None) == (self._parent_link is None)
-
-
-_MAIN = threading.main_thread()
 
 
 @final
@@ -582,13 +628,20 @@ def _not_registered() -> bool:
 def _sleep_until_deadline(
     ref: weakref.ref[CancelToken], stop: threading.Event, deadline: float
 ) -> None:
-    """Body of a token's deadline thread: cancel the token at its deadline."""
+    """Body of a token's deadline thread: cancel the token at its deadline.
+
+    Ends early when the token is cancelled (`stop` is set) or collected,
+    noticed within `_POLL`: the token has no `__del__` to tell the thread,
+    since a Ctrl-C striking in a `__del__` would be swallowed.
+    """
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             break
-        if stop.wait(remaining):
-            return  # the token was cancelled or collected first
+        if stop.wait(min(remaining, _POLL)):
+            return  # the token was cancelled first
+        if ref() is None:
+            return  # the token was collected
     token = ref()
     if token is not None:
         token._expire()
@@ -609,8 +662,13 @@ def bind_token(token: CancelToken | None) -> Iterator[None]:
     """
     binding = _binding
     previous = binding.token
-    binding.token = token
+    # Bound inside the `try`, and restored twice, so that a Ctrl-C striking
+    # anywhere leaves `previous` bound.
     try:
-        yield
+        try:
+            binding.token = token
+            yield
+        finally:
+            binding.token = previous
     finally:
         binding.token = previous

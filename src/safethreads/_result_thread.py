@@ -32,6 +32,7 @@ from ._waiting import (
     _binding,
     acquire,
     check_callable,
+    check_cancel,
     check_timeout,
 )
 
@@ -241,31 +242,43 @@ class ResultThread(threading.Thread, Generic[T]):
         Raises:
             RuntimeError: if the thread was already started.
         """
-        # Under the lock, so that of two racing start() calls exactly one wins.
-        with self._future_lock:
-            already = self._start_called
-            self._start_called = True
-        if already:
-            msg = (
-                f"thread {self.name!r} was already started; a thread runs once, "
-                "create a new ResultThread to run the target again"
-            )
-            raise RuntimeError(msg)
-        if self._copy_context:
-            self._context = contextvars.copy_context()
-        self._forks_at_start = _forks
-        # What threading's bootstrap calls; the class's run() stays reachable
-        # for overrides and super().run().  Removed when the thread ends.
-        self.run = self._run_and_publish  # type: ignore[method-assign,assignment]
+        claimed = False
         try:
-            super().start()
-        except Exception:
-            # The thread never ran (e.g. "can't start new thread"): allow a retry.
-            vars(self).pop("run", None)
-            self._context = None
+            # Under the lock, so that of two racing start() calls exactly
+            # one wins; claimed in one statement, so that a Ctrl-C cannot
+            # strike between claiming and knowing it.
             with self._future_lock:
-                self._start_called = False
+                if not self._start_called:
+                    self._start_called = claimed = True
+            if not claimed:
+                msg = (
+                    f"thread {self.name!r} was already started; a thread runs "
+                    "once, create a new ResultThread to run the target again"
+                )
+                raise RuntimeError(msg)  # noqa: TRY301 - caught only to undo a claim
+            if self._copy_context:
+                self._context = contextvars.copy_context()
+            self._forks_at_start = _forks
+            # What threading's bootstrap calls; the class's run() stays
+            # reachable for overrides and super().run().  Removed when the
+            # thread ends.
+            self.run = self._run_and_publish  # type: ignore[method-assign,assignment]
+            super().start()
+        except BaseException as exc:
+            # "can't start new thread", or a Ctrl-C before the thread was
+            # launched: it never ran, so allow a retry.  A Ctrl-C while
+            # threading waits for a launched thread to begin leaves it
+            # running (it is in threading's _limbo or marked started).
+            if claimed and (isinstance(exc, Exception) or not self._launched()):
+                vars(self).pop("run", None)
+                self._context = None
+                with self._future_lock:
+                    self._start_called = False
             raise
+
+    def _launched(self) -> bool:
+        """Whether threading handed this thread to the OS (or may have)."""
+        return self._started.is_set() or self in threading._limbo  # type: ignore[attr-defined]
 
     def _run_and_publish(self) -> None:
         """Body of the thread: run `run()`, store its outcome, publish it."""
@@ -360,6 +373,7 @@ class ResultThread(threading.Thread, Generic[T]):
     ) -> None:
         """Wait until the outcome exists, or raise the right error."""
         check_timeout(timeout)
+        check_cancel(cancel)
         if self._done:  # published: no waiting
             return
         if not self._start_called:
@@ -404,6 +418,19 @@ class ResultThread(threading.Thread, Generic[T]):
     ) -> bool:
         """Wait on a parker that run() or a token's cancellation releases."""
         parker = Parker()
+        try:
+            try:
+                return self._park(parker, timeout, cancel)
+            finally:
+                # However the wait ended, even by Ctrl-C: a parker left
+                # listed would be kept until the thread ends.
+                self._unpark(parker)
+        finally:
+            self._unpark(parker)  # finishes what a Ctrl-C cut short
+
+    def _park(
+        self, parker: Parker, timeout: float | None, cancel: CancelToken | None
+    ) -> bool:
         with self._future_lock:
             parked = not self._has_outcome
             if parked:
@@ -412,25 +439,31 @@ class ResultThread(threading.Thread, Generic[T]):
                 else:
                     self._parkers.append(parker)
         if not parked:
-            # Published a moment ago: _finished is released right after.
-            while not self._done:
-                if self._finished.acquire(timeout=WAIT_SLICE):
-                    self._finished.release()
+            self._await_publication()
             return True
-        woken = False
         try:
-            woken = acquire(parker, timeout, cancel)
+            return acquire(parker, timeout, cancel)
         except Cancelled:
-            if self._done:
-                return True  # the outcome came first; it wins
+            with self._future_lock:
+                published = self._has_outcome
+            if published:
+                # The outcome was stored before the cancellation was seen:
+                # it wins, as documented.
+                self._await_publication()
+                return True
             raise
-        finally:
-            if not woken:
-                with self._future_lock:
-                    parkers = self._parkers
-                    if parkers is not None and parker in parkers:
-                        parkers.remove(parker)
-        return woken
+
+    def _await_publication(self) -> None:
+        """Wait the moment between storing the outcome and releasing it."""
+        while not self._done:
+            if self._finished.acquire(timeout=WAIT_SLICE):
+                self._finished.release()
+
+    def _unpark(self, parker: Parker) -> None:
+        with self._future_lock:
+            parkers = self._parkers
+            if parkers is not None and parker in parkers:
+                parkers.remove(parker)
 
     def _observe(self) -> BaseException | None:
         report = self._report
@@ -464,7 +497,8 @@ class ResultThread(threading.Thread, Generic[T]):
             RuntimeError: if the thread was never started, if called from
                 inside the thread itself, or in a `fork()` child for a
                 thread that was running at the fork.
-            TypeError: if `timeout` is not `None` or a number.
+            TypeError: if `timeout` is not `None` or a number, or `cancel`
+                is not `None` or a `CancelToken`.
             ValueError: if `timeout` is NaN.
         """
         try:
@@ -500,7 +534,8 @@ class ResultThread(threading.Thread, Generic[T]):
             RuntimeError: if the thread was never started, if called from
                 inside the thread itself, or in a `fork()` child for a
                 thread that was running at the fork.
-            TypeError: if `timeout` is not `None` or a number.
+            TypeError: if `timeout` is not `None` or a number, or `cancel`
+                is not `None` or a `CancelToken`.
             ValueError: if `timeout` is NaN.
         """
         try:

@@ -9,6 +9,7 @@ in a plain `threading.Thread` would be shown.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING, final
 
@@ -26,11 +27,14 @@ class FailureReport:
     reference is left, so no lock is needed: the two can never overlap.
     """
 
-    __slots__ = ("_exc", "_thread")
+    __slots__ = ("_exc", "_pid", "_thread")
 
     def __init__(self, exc: BaseException, thread: threading.Thread | None) -> None:
         self._exc: BaseException | None = exc
         self._thread = thread
+        # A fork() child inherits the report; only the process that stored
+        # the failure reports it, so it is never reported twice.
+        self._pid = os.getpid()
 
     def dismiss(self) -> None:
         """Mark the failure as seen; nothing will be reported."""
@@ -38,7 +42,7 @@ class FailureReport:
 
     def __del__(self) -> None:
         exc = self._exc
-        if exc is None:
+        if exc is None or self._pid != os.getpid():
             return
         self._exc = None
         # Looked up at call time so that a hook installed later (by a test, a

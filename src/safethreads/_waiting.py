@@ -46,10 +46,12 @@ __all__ = [
     "acquire",
     "acquire_parker",
     "check_callable",
+    "check_cancel",
     "check_timeout",
     "new_sleeper",
     "raise_if_any_cancelled",
     "tokens_in_force",
+    "unregister_all",
     "wait_thread_end",
 ]
 
@@ -171,16 +173,30 @@ def acquire_parker(
     raise_if_any_cancelled(tokens)
     removers: list[Callable[[], bool]] = []
     try:
-        for token in tokens:
-            # A token cancelled meanwhile runs the callback at once.  One
-            # by one, so that those made before a failure are undone.
-            removers.append(token.add_callback(parker.release))  # noqa: PERF401
-        acquired = _acquire_slices(parker, timeout)
+        try:
+            for token in tokens:
+                # A token cancelled meanwhile runs the callback at once.  Each
+                # remover is recorded before its callback is stored.
+                token._add_callback(parker.release, removers)
+            acquired = _acquire_slices(parker, timeout, tokens)
+        finally:
+            unregister_all(removers)
     finally:
-        for remove in removers:
-            remove()
+        unregister_all(removers)  # finishes what a Ctrl-C cut short
     raise_if_any_cancelled(tokens)
     return acquired
+
+
+def unregister_all(removers: list[Callable[[], bool]]) -> None:
+    """Call and drop every remover, last first.
+
+    Callers call it in two nested `finally` clauses: the second finishes
+    what a Ctrl-C striking in the first cut short, so a waiter's callbacks
+    never stay registered on a long-lived token.
+    """
+    while removers:
+        removers[-1]()
+        removers.pop()
 
 
 def _acquire_polling(
@@ -203,18 +219,28 @@ def _acquire_polling(
             return True
 
 
-def _acquire_slices(lock: Parker, timeout: float | None) -> bool:
-    if timeout is None:
-        while not lock.acquire(timeout=WAIT_SLICE):
-            pass
-        return True
-    deadline = time.monotonic() + timeout
+def _acquire_slices(
+    lock: Parker, timeout: float | None, tokens: tuple[CancelToken, ...]
+) -> bool:
+    """Wait on `lock` in slices, stopping early once a token is cancelled.
+
+    The tokens' callbacks release `lock` on cancellation; checking them
+    between slices as well bounds the wait even if that wake-up was lost
+    (a Ctrl-C striking inside `cancel()` in another thread's main loop).
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
     while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return lock.acquire(blocking=False)
-        if lock.acquire(timeout=min(remaining, WAIT_SLICE)):
+        if deadline is None:
+            chunk = WAIT_SLICE
+        else:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return lock.acquire(blocking=False)
+            chunk = min(remaining, WAIT_SLICE)
+        if lock.acquire(timeout=chunk):
             return True
+        if any(token.cancelled for token in tokens):
+            return lock.acquire(blocking=False)
 
 
 def wait_thread_end(t: threading.Thread, deadline: float | None = None) -> None:
@@ -264,6 +290,21 @@ def check_timeout(
     if is_nan:
         msg = f"{name} must be a number of seconds, not NaN"
         raise ValueError(msg)
+
+
+def check_cancel(cancel: object) -> None:
+    """Raise `TypeError` at the caller if `cancel` is not a token or `None`.
+
+    Raises:
+        TypeError: if `cancel` is neither `None` nor a `CancelToken`.
+    """
+    if cancel is None:
+        return
+    from ._cancel import CancelToken  # noqa: PLC0415 - _cancel imports this module
+
+    if not isinstance(cancel, CancelToken):
+        msg = f"cancel must be a CancelToken or None, not {type(cancel).__name__}"
+        raise TypeError(msg)
 
 
 def check_callable(fn: object, name: str) -> None:
