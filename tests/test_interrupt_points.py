@@ -30,8 +30,8 @@ from interrupts import (
     shutdown_within,
 )
 from safethreads import (
-    CancelToken,
     MISSING,
+    CancelToken,
     LockedDict,
     PoolFull,
     ResultThread,
