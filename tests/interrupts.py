@@ -468,6 +468,13 @@ def check_pool(pool: WorkerPool, *, expect_usable: bool = True) -> None:
         if w.thread is None or w.thread.ident is None
     ]
     assert not unstarted, f"phantom workers: counted, never started: {unstarted}"
+    dead = [
+        w.thread.name
+        for w in pool._workers
+        if w.thread is not None and w.thread.ident is not None
+        if not w.thread.is_alive()
+    ]
+    assert not dead, f"phantom workers: counted, thread dead: {dead}"
     if not expect_usable:
         return
     try:
