@@ -77,6 +77,7 @@ __all__ = [
     "run_at",
     "shutdown_within",
     "wait_for_threads",
+    "with_exits",
 ]
 
 LIBRARY_DIR = str(Path(safethreads.__file__).parent) + os.sep
@@ -108,7 +109,7 @@ class InjectedInterrupt(KeyboardInterrupt):
     """The `KeyboardInterrupt` the harness raises (a subclass, to tell it apart)."""
 
 
-def _with_exits(code: CodeType) -> frozenset[int]:
+def with_exits(code: CodeType) -> frozenset[int]:
     """The offsets where a `with` block's normal exit calls `__exit__`.
 
     The same for the exit on an exception (`PUSH_EXC_INFO` then
@@ -167,7 +168,7 @@ class _Tracer:
         return None
 
     def local_trace(self, frame: FrameType, event: str, _arg: object) -> Any:
-        if event == "line" and frame.f_lasti not in _with_exits(frame.f_code):
+        if event == "line" and frame.f_lasti not in with_exits(frame.f_code):
             key = (frame.f_code.co_filename, frame.f_lineno)
             if _is_try(key):
                 return self.local_trace
