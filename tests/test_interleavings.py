@@ -216,7 +216,7 @@ KNOWN = {
 }
 
 SEEDS = 60  # the default run; the stress run explores more
-STRESS_SEEDS = 400
+STRESS_SEEDS = 150
 
 
 def _cases() -> list[Any]:
@@ -242,9 +242,22 @@ def test_explored_interleavings_keep_the_contract(name: str) -> None:
     _explore(name, range(SEEDS))
 
 
+def _stress_cases() -> list[Any]:
+    # Uniform choice almost never finds the known races: the known ones are
+    # explored with priorities only, so that their strict xfail holds.
+    cases = []
+    for name in SCENARIOS:
+        if name in KNOWN:
+            mark = pytest.mark.xfail(strict=True, reason=KNOWN[name])
+            cases.append(pytest.param(name, "priority", marks=mark))
+        else:
+            cases += [pytest.param(name, "priority"), pytest.param(name, "random")]
+    return cases
+
+
 @pytest.mark.stress
-@pytest.mark.parametrize("strategy", ["priority", "random"])
-@pytest.mark.parametrize("name", _cases())
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize(("name", "strategy"), _stress_cases())
 def test_many_explored_interleavings_keep_the_contract(
     name: str, strategy: str
 ) -> None:

@@ -185,22 +185,20 @@ def pool_future_result(inject: Injector) -> None:
 
 
 def result_thread_result(inject: Injector) -> None:
-    """`ResultThread.result()` on a thread that finishes while the caller waits."""
-    gate = threading.Event()
-    stop = threading.Event()
-    thread = ResultThread(target=gate.wait, args=(TASK_SECONDS,))
+    """`ResultThread.result()` on a thread that has finished."""
+    thread = ResultThread(target=int, args=("5",))
     thread.start()
-    helper = _release_when(lambda: False, gate, stop)
+    thread.join(TASK_SECONDS)
+    assert not thread.is_alive()
+    with inject:
+        assert thread.result() == 5
     try:
-        stop.set()  # the thread may finish at any moment
-        with inject:
-            assert thread.result() is True
-        assert thread.result(timeout=TASK_SECONDS) is True
-        assert not held_locks(thread), held_locks(thread)
-    finally:
-        gate.set()
-        helper.join(TASK_SECONDS)
-        thread.join(TASK_SECONDS)
+        # The thread has ended: its outcome is there at once.
+        assert thread.result(timeout=0.5) == 5
+    except TimeoutError:
+        msg = "result() times out on a finished thread: its latch was left taken"
+        raise AssertionError(msg) from None
+    assert not held_locks(thread), held_locks(thread)
 
 
 def pool_shutdown_wait(inject: Injector) -> None:
