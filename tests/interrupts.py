@@ -448,10 +448,18 @@ def run_within(fn: Callable[[], object], seconds: float, what: str) -> None:
 
 
 def shutdown_within(pool: WorkerPool, seconds: float = TASK_SECONDS) -> None:
-    """Shut `pool` down, cancelling queued work; fail if that hangs."""
+    """Shut `pool` down, cancelling queued work; fail if that hangs.
+
+    A pool lock left held by a defect is released first (and reported), so
+    that the workers can exit and the next test starts clean.
+    """
+    lock = pool._lock
+    leaked = not lock.acquire(timeout=1.0)  # held for a second: left held
+    lock.release()  # ours, or the one left held (a raw lock has no owner)
     run_within(
         lambda: pool.shutdown(wait=True, cancel_futures=True), seconds, "shutdown()"
     )
+    assert not leaked, "the pool's lock was left held"
 
 
 def check_pool(pool: WorkerPool, *, expect_usable: bool = True) -> None:
