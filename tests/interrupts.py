@@ -1,23 +1,507 @@
-"""Helper for tests that strike Ctrl-C at every line of the library."""
+"""Ctrl-C at every point: a harness that interrupts library code line by line.
+
+A `KeyboardInterrupt` from Ctrl-C can arrive between any two lines of Python
+code running in the main thread.  This harness makes that systematic:
+
+1. It runs a *scenario* once with a `sys.settrace` hook that records every
+   line executed in `safethreads` code by the main thread.  A point is a
+   `(file, line, occurrence)` triple: "the 3rd time line 412 of
+   `_worker_pool.py` ran".
+2. It runs the scenario again once per recorded point, and this time the
+   hook raises `KeyboardInterrupt` from that line, just before it executes.
+   (An exception raised by a trace function propagates into the traced
+   frame, and CPython removes the hook, so exactly one interrupt arrives.)
+3. After each run the scenario checks its invariants (see the helpers
+   below), and the harness checks the global ones: no thread left behind,
+   no module-level lock of the library left held.
+
+A scenario is a function taking an `Injector`.  It builds its objects, runs
+the action to interrupt inside `with inject:` (which swallows the injected
+interrupt only), then checks that the objects are still usable or cleanly
+broken, and cleans up with bounded waits::
+
+    def submit_to_idle_pool(inject: Injector) -> None:
+        pool = WorkerPool(max_workers=1)
+        try:
+            with inject:
+                pool.submit(len, "ab")
+            check_pool(pool)
+        finally:
+            shutdown_within(pool)
+
+`explore(scenario)` returns one `Finding` per point whose run failed; the
+finding names the point, so `run_at(scenario, point)` replays it.
+
+Limits: the interrupt lands at line granularity, in the main thread, in
+library code only (a real Ctrl-C may also land between two bytecodes of one
+line, or inside stdlib code the library calls, such as `Thread.join`).
+Lines reached a different number of times in a rerun (waiting loops whose
+iterations depend on timing) may not be reached; such points are skipped.
+"""
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import dis
+import functools
 import linecache
+import os
+import signal
 import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import safethreads
+from safethreads import _future, _thread_group, _worker_pool
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from types import FrameType
+    from collections.abc import Callable, Iterable, Iterator
+    from types import CodeType, FrameType, TracebackType
+    from typing import Self
 
-_LIBRARY = str(Path(safethreads.__file__).parent)
+    from safethreads import WorkerPool
+
+__all__ = [
+    "Finding",
+    "Injector",
+    "Point",
+    "check_pool",
+    "explore",
+    "held_locks",
+    "record",
+    "run_at",
+    "shutdown_within",
+    "wait_for_threads",
+    "with_exits",
+]
+
+LIBRARY_DIR = str(Path(safethreads.__file__).parent) + os.sep
+
+# Generous bounds for a loaded machine; a failing point costs at most these.
+TASK_SECONDS = 5.0
+THREADS_SECONDS = 5.0
+HANG_SECONDS = float(os.environ.get("INTERRUPTS_HANG_SECONDS", "20"))
+
+TraceFunction = "Callable[[FrameType, str, Any], Any]"
 
 
-def _is_library(frame: FrameType) -> bool:
-    return frame.f_code.co_filename.startswith(_LIBRARY)
+@dataclass(frozen=True, order=True)
+class Point:
+    """A line of library code, and which of its executions in one run."""
+
+    filename: str
+    lineno: int
+    occurrence: int
+
+    def __str__(self) -> str:
+        """Show `_worker_pool.py:412#3`, with the source line."""
+        source = linecache.getline(self.filename, self.lineno).strip()
+        name = Path(self.filename).name
+        return f"{name}:{self.lineno}#{self.occurrence}  {source}"
+
+
+class InjectedInterrupt(KeyboardInterrupt):
+    """The `KeyboardInterrupt` the harness raises (a subclass, to tell it apart)."""
+
+
+def with_exits(code: CodeType) -> frozenset[int]:
+    """The offsets where a `with` block's normal exit calls `__exit__`.
+
+    The same for the exit on an exception (`PUSH_EXC_INFO` then
+    `WITH_EXCEPT_START`).  The tracer reports a line event there (the `with`
+    line again), but it
+    lies outside the region that guarantees `__exit__`: a trace function
+    raising there would skip `__exit__`, which a real Ctrl-C cannot do (the
+    interpreter checks for signals at no instruction of that sequence).
+    Such events are not points.
+    """
+    exits = _WITH_EXITS.get(code)
+    if exits is None:
+        ops = list(dis.get_instructions(code))
+        found = set()
+        for i in range(len(ops) - 3):
+            window = ops[i : i + 4]
+            if all(
+                op.opname == "LOAD_CONST" and op.argval is None for op in window[:3]
+            ) and window[3].opname in {"CALL", "PRECALL"}:
+                found.add(window[0].offset)  # the normal exit
+            if (
+                window[0].opname == "PUSH_EXC_INFO"
+                and window[1].opname == "WITH_EXCEPT_START"
+            ):
+                found.add(window[0].offset)  # the exit on an exception
+        exits = _WITH_EXITS[code] = frozenset(found)
+    return exits
+
+
+_WITH_EXITS: dict[CodeType, frozenset[int]] = {}
+
+
+@functools.cache
+def _is_try(key: tuple[str, int]) -> bool:
+    """Whether the line is a bare `try:`: a no-op instruction, not a point.
+
+    A real Ctrl-C is never delivered there (the interpreter checks for
+    signals on calls and backward jumps), and the no-op may sit outside the
+    region of an enclosing `with` that guarantees its `__exit__`.
+    """
+    return linecache.getline(*key).strip() == "try:"
+
+
+class _Tracer:
+    """Records library lines run by this thread; raises at one of them."""
+
+    def __init__(self, target: Point | None) -> None:
+        self.target = target
+        self.points: list[Point] = []
+        self.fired = False
+        self._counts: collections.Counter[tuple[str, int]] = collections.Counter()
+
+    def global_trace(self, frame: FrameType, event: str, _arg: object) -> Any:
+        if event == "call" and frame.f_code.co_filename.startswith(LIBRARY_DIR):
+            return self.local_trace
+        return None
+
+    def local_trace(self, frame: FrameType, event: str, _arg: object) -> Any:
+        if event == "line" and frame.f_lasti not in with_exits(frame.f_code):
+            key = (frame.f_code.co_filename, frame.f_lineno)
+            if _is_try(key):
+                return self.local_trace
+            self._counts[key] += 1
+            point = Point(key[0], key[1], self._counts[key])
+            if self.target is None:
+                self.points.append(point)
+            elif point == self.target and not self.fired:
+                self.fired = True
+                msg = f"injected at {point}"
+                raise InjectedInterrupt(msg)
+        return self.local_trace
+
+
+class Injector:
+    """The `with` block around the action that an interrupt may hit.
+
+    Recording mode (`target=None`) only records points.  Armed mode raises
+    `InjectedInterrupt` at the target point; leaving the block swallows that
+    interrupt (and only it), so the scenario goes on to its checks.
+    """
+
+    def __init__(self, target: Point | None = None) -> None:
+        """Prepare to record (no target) or to interrupt at `target`."""
+        self._tracer = _Tracer(target)
+        self.interrupted = False
+        self._old: Any = None
+
+    @property
+    def points(self) -> list[Point]:
+        """The points recorded so far (recording mode)."""
+        return self._tracer.points
+
+    @property
+    def reached(self) -> bool:
+        """Whether the armed run reached its target point."""
+        return self._tracer.fired
+
+    def __enter__(self) -> Self:
+        """Install the trace hook for the calling thread."""
+        self._old = sys.gettrace()
+        sys.settrace(self._tracer.global_trace)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool:
+        """Remove the hook; swallow the injected interrupt, nothing else."""
+        sys.settrace(self._old)
+        if isinstance(exc, InjectedInterrupt):
+            self.interrupted = True
+            return True
+        return False
+
+
+Scenario = "Callable[[Injector], None]"
+
+
+@dataclass
+class Finding:
+    """A point whose interrupted run broke an invariant."""
+
+    scenario: str
+    point: Point
+    error: str
+
+    def __str__(self) -> str:
+        """One paragraph: where the interrupt landed and what broke."""
+        return f"{self.scenario}: Ctrl-C at {self.point}\n    -> {self.error}"
+
+
+@dataclass
+class Exploration:
+    """What `explore` did: the points tried and the findings."""
+
+    scenario: str
+    points: int = 0
+    reached: int = 0
+    findings: list[Finding] = field(default_factory=list)
+
+    def summary(self) -> str:
+        """A report to print: counts, then one paragraph per finding."""
+        head = (
+            f"{self.scenario}: {self.points} points, {self.reached} reached, "
+            f"{len(self.findings)} failing"
+        )
+        lines = [head]
+        lines.extend(str(f) for f in self.findings)
+        return "\n".join(lines)
+
+
+class ScenarioHung(Exception):  # noqa: N818 - it names what happened
+    """Raised in the main thread by the watchdog when a scenario hangs."""
+
+
+@contextlib.contextmanager
+def _watchdog(seconds: float) -> Iterator[None]:
+    """Interrupt a main thread stuck (e.g. on a lock left held) with `ScenarioHung`.
+
+    A real SIGINT is sent to the main thread, so a blocking lock acquire
+    returns (Python retries it after running the handler, which raises).
+    """
+    main = threading.main_thread()
+    if threading.current_thread() is not main:
+        yield
+        return
+    armed = True
+
+    def on_sigint(_signum: int, _frame: object) -> None:
+        if armed:
+            msg = f"the scenario hung for {seconds} s (a lock left held?)"
+            raise ScenarioHung(msg)
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    timer = threading.Timer(seconds, signal.pthread_kill, (main.ident, signal.SIGINT))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        armed = False
+        timer.cancel()
+        timer.join()
+        signal.signal(signal.SIGINT, old)
+
+
+def record(scenario: Callable[[Injector], None]) -> list[Point]:
+    """Run `scenario` uninterrupted; return the library lines it ran."""
+    inject = Injector()
+    scenario(inject)
+    return list(inject.points)
+
+
+def run_at(scenario: Callable[[Injector], None], point: Point) -> tuple[bool, str]:
+    """Run `scenario` with Ctrl-C at `point`; return (reached, error or "")."""
+    baseline = set(threading.enumerate())
+    inject = Injector(point)
+    error = ""
+    try:
+        with _watchdog(HANG_SECONDS):
+            scenario(inject)
+    except BaseException as exc:
+        if isinstance(exc, InjectedInterrupt):
+            error = "the injected interrupt escaped the with block"
+        else:
+            frames = traceback.extract_tb(exc.__traceback__)
+            ours = [f for f in frames if not f.filename.endswith("interrupts.py")]
+            where = (ours or frames)[-1]
+            error = (
+                f"{type(exc).__name__}: {exc} "
+                f"({Path(where.filename).name}:{where.lineno}: {where.line})"
+            )
+    leftover = wait_for_threads(baseline)
+    if leftover and not error:
+        error = f"threads still running after the scenario: {leftover}"
+    locks = held_locks(*_MODULE_LOCK_OWNERS)
+    if locks and not error:
+        error = f"module-level locks left held: {locks}"
+    return inject.reached, error
+
+
+def explore(
+    scenario: Callable[[Injector], None],
+    *,
+    name: str | None = None,
+    max_findings: int = 3,
+) -> Exploration:
+    """Interrupt `scenario` at every point it runs; collect the failures.
+
+    Stops after `max_findings` failing points: one defect often fails many
+    neighbouring points, and each failing point may cost a timeout.
+    """
+    result = Exploration(name or scenario.__name__)
+    points = record(scenario)
+    result.points = len(points)
+    for point in points:
+        reached, error = run_at(scenario, point)
+        result.reached += reached
+        if reached and error:
+            result.findings.append(Finding(result.scenario, point, error))
+            if len(result.findings) >= max_findings:
+                break
+    return result
+
+
+# --- invariants -------------------------------------------------------------------
+
+
+class _Modules:
+    """Holds the library's module-level locks as attributes, for `held_locks`."""
+
+    def __init__(self) -> None:
+        self.pools_lock = _worker_pool._pools_lock
+        self.lazy_lock = _future._LAZY_LOCK
+        self.numbers_lock = _thread_group._numbers_lock
+
+
+_MODULE_LOCK_OWNERS = (_Modules(),)
+
+_LOCK_TYPE = type(threading.Lock())
+_RLOCK_TYPE = type(threading.RLock())
+
+
+def _attributes(obj: object) -> Iterable[tuple[str, object]]:
+    names: list[str] = []
+    for cls in type(obj).__mro__:
+        slots = cls.__dict__.get("__slots__", ())
+        names.extend([slots] if isinstance(slots, str) else slots)
+    names.extend(getattr(obj, "__dict__", {}))
+    for name in names:
+        try:
+            yield name, object.__getattribute__(obj, name)
+        except AttributeError:
+            continue
+
+
+def _is_held(lock: object) -> bool:
+    if isinstance(lock, _LOCK_TYPE):
+        return lock.locked()
+    if isinstance(lock, _RLOCK_TYPE):
+        if lock._is_owned():  # type: ignore[attr-defined]
+            return True
+        if lock.acquire(blocking=False):
+            lock.release()
+            return False
+        return True
+    if isinstance(lock, threading.Condition):
+        return _is_held(lock._lock)  # type: ignore[attr-defined]
+    return False
+
+
+def held_locks(*objects: object) -> list[str]:
+    """Name every lock attribute of `objects` that is held (by any thread)."""
+    return [
+        f"{type(obj).__name__}.{name}"
+        for obj in objects
+        for name, value in _attributes(obj)
+        if _is_held(value)
+    ]
+
+
+def wait_for_threads(
+    baseline: set[threading.Thread], seconds: float = THREADS_SECONDS
+) -> list[str]:
+    """Wait until only `baseline` threads are alive; name the others left."""
+    deadline = time.monotonic() + seconds
+    while True:
+        extra = [t for t in threading.enumerate() if t not in baseline]
+        if not extra:
+            return []
+        if time.monotonic() >= deadline:
+            return [t.name for t in extra]
+        extra[0].join(0.05)
+
+
+def run_within(fn: Callable[[], object], seconds: float, what: str) -> None:
+    """Run `fn` in a helper thread; fail if it does not return in time."""
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            fn()
+        except BaseException as exc:
+            errors.append(exc)
+
+    helper = threading.Thread(target=target, name=f"harness: {what}", daemon=True)
+    helper.start()
+    helper.join(seconds)
+    if helper.is_alive():
+        msg = f"{what} did not return within {seconds} s"
+        raise AssertionError(msg)
+    if errors:
+        raise errors[0]
+
+
+def shutdown_within(pool: WorkerPool, seconds: float = TASK_SECONDS) -> None:
+    """Shut `pool` down, cancelling queued work; fail if that hangs.
+
+    A pool lock left held by a defect is released first (and reported), so
+    that the workers can exit and the next test starts clean.
+    """
+    lock = pool._lock
+    leaked = not lock.acquire(timeout=1.0)  # held for a second: left held
+    lock.release()  # ours, or the one left held (a raw lock has no owner)
+    run_within(
+        lambda: pool.shutdown(wait=True, cancel_futures=True), seconds, "shutdown()"
+    )
+    assert not leaked, "the pool's lock was left held"
+
+
+def check_pool(pool: WorkerPool, *, expect_usable: bool = True) -> None:
+    """The pool's invariants hold, no lock is held, and it runs a new task.
+
+    A pool that refuses the task with `RuntimeError` (shut down) or
+    `BrokenWorkerPool` is cleanly broken, and passes; so does one that is
+    full and says so with `PoolFull`.
+    """
+    assert not held_locks(pool), f"pool locks left held: {held_locks(pool)}"
+    pool._check()
+    unstarted = [
+        w.thread.name if w.thread else "?"
+        for w in pool._workers
+        if w.thread is None or w.thread.ident is None
+    ]
+    assert not unstarted, f"phantom workers: counted, never started: {unstarted}"
+    dead = [
+        w.thread.name
+        for w in pool._workers
+        if w.thread is not None and w.thread.ident is not None
+        if not w.thread.is_alive()
+    ]
+    assert not dead, f"phantom workers: counted, thread dead: {dead}"
+    if not expect_usable:
+        return
+    try:
+        probe = pool.submit(int, "7")
+    except (RuntimeError, safethreads.PoolFull):
+        return
+    try:
+        value = probe.result(timeout=TASK_SECONDS)
+    except TimeoutError:
+        stats = pool.stats()
+        msg = f"a task submitted afterwards never ran ({stats})"
+        raise AssertionError(msg) from None
+    assert value == 7
+
+
+# --- a lighter entry point ------------------------------------------------------
+# For tests that loop over k themselves and check their own invariants after
+# each strike (the ResultThread and CancelToken tests), without a scenario.
 
 
 def interrupt_at_line(k: int, action: Callable[[], object]) -> bool:
@@ -47,7 +531,7 @@ def interrupt_at_line(k: int, action: Callable[[], object]) -> bool:
         return local
 
     def tracer(frame: FrameType, event: str, arg: Any) -> Any:
-        if not _is_library(frame):
+        if not frame.f_code.co_filename.startswith(LIBRARY_DIR):
             return None
         return local(frame, event, arg) if event == "line" else local
 
