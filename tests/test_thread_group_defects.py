@@ -7,6 +7,7 @@ regression fails the test instead of stopping the suite.
 from __future__ import annotations
 
 import _thread
+import itertools
 import os
 import signal
 import subprocess
@@ -19,9 +20,11 @@ import pytest
 
 from child_process import SIGINT_PRELUDE
 from safethreads import ThreadGroup
+from safethreads._thread_group import _CURRENT_TOKEN
 
 if TYPE_CHECKING:
     import random
+    from collections.abc import Callable
 
 TIMEOUT = 10.0  # every wait in these tests is bounded
 
@@ -350,3 +353,101 @@ class TestExitAndFork:
         )
         assert child.returncode == 0, child.stderr
         assert sorted(child.stdout.splitlines()) == ["child done", "parent 0"]
+
+
+def signal_then_fail(failed: threading.Event) -> NoReturn:
+    failed.set()
+    raise ValueError("member")
+
+
+_WAIT_AT_EXIT = ThreadGroup._wait_at_exit.__code__
+
+
+def _in_loop(frame: Any) -> bool:
+    """Whether `frame` of `_wait_at_exit` has reached its Ctrl-C counting loop."""
+    import linecache
+
+    code = frame.f_code
+    line = code.co_firstlineno
+    while not linecache.getline(code.co_filename, line).strip().startswith("while"):
+        line += 1
+    return bool(frame.f_lineno > line)
+
+
+def _interrupt_at_line(
+    n: int, codes: set[Any], stop: Any, on_stop: Callable[[], object]
+) -> tuple[Any, list[int]]:
+    """A trace raising KeyboardInterrupt at the `n`th line run in `codes`.
+
+    Lines of `with`, `try:` and `while True:` statements, and the constant
+    assignments that open `_wait_at_exit`, are skipped: an exception raised
+    by a trace function there is an artefact of tracing (no signal handler
+    can run at those instructions).  Counting stops once `stop` runs.
+    """
+    import linecache
+
+    seen: list[int] = []  # [lines counted, 1 once stop was reached]
+
+    def local(frame: Any, event: str, _: object) -> Any:
+        if event != "line" or len(seen) > 1:
+            return local
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+        if line.startswith(("with ", "try:", "while True:")) or frame.f_lasti < 0:
+            return local
+        if frame.f_code is _WAIT_AT_EXIT and not _in_loop(frame):
+            return local
+        seen[0] += 1
+        if seen[0] == n:
+            raise KeyboardInterrupt
+        return local
+
+    def tracer(frame: Any, event: str, _: object) -> Any:
+        if frame.f_code is stop and len(seen) == 1:
+            seen.append(1)
+            on_stop()  # the wait started without an interrupt: let it end
+        if event == "call" and frame.f_code in codes:
+            return local
+        return None
+
+    seen.append(0)
+    return tracer, seen
+
+
+class TestCtrlCBeforeTheExitWait:
+    """A Ctrl-C landing in `__exit__` before the wait is the first press."""
+
+    def test_members_are_waited_for_and_failures_reported(self) -> None:
+        """At each line before the wait: members end, the failure is noted once."""
+        codes = {
+            getattr(ThreadGroup, name).__code__
+            for name in ("_wait_at_exit", "_begin_exit", "_restore_context")
+            if hasattr(ThreadGroup, name)
+        }
+        stop = ThreadGroup._wait_members.__code__
+        for n in itertools.count(1):
+            g = ThreadGroup(f"pre-exit-{n}", fail_fast=False)
+            tracer, seen = _interrupt_at_line(n, codes, stop, g.cancel)
+            failed = threading.Event()
+            outcome: BaseException | None = None
+            waiter = None
+            try:
+                with g:
+                    waiter = g.spawn(g.token.wait, TIMEOUT)
+                    g.spawn(signal_then_fail, failed)
+                    assert failed.wait(TIMEOUT)
+                    sys.settrace(tracer)
+            except BaseException as exc:
+                outcome = exc
+            finally:
+                sys.settrace(None)
+            assert waiter is not None
+            assert not waiter.is_alive(), f"line {n}: member outlived the block"
+            assert _CURRENT_TOKEN.get() is None, f"line {n}: context not restored"
+            g.results(return_exceptions=True)  # the block has ended
+            if seen[0] < n:  # the wait started before line n: done
+                assert isinstance(outcome, ExceptionGroup), outcome
+                assert n > 1
+                return
+            assert isinstance(outcome, KeyboardInterrupt), (n, outcome)
+            notes = "\n".join(getattr(outcome, "__notes__", []))
+            assert notes.count("ValueError: member") == 1, (n, notes)
