@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import _thread
 import itertools
+import linecache
 import os
 import signal
 import subprocess
@@ -20,6 +21,7 @@ import pytest
 
 from child_process import SIGINT_PRELUDE
 from safethreads import ThreadGroup
+from safethreads import _thread_group as tg_module
 from safethreads._thread_group import _CURRENT_TOKEN
 
 if TYPE_CHECKING:
@@ -451,3 +453,85 @@ class TestCtrlCBeforeTheExitWait:
             assert isinstance(outcome, KeyboardInterrupt), (n, outcome)
             notes = "\n".join(getattr(outcome, "__notes__", []))
             assert notes.count("ValueError: member") == 1, (n, notes)
+
+
+def _interrupt_after_wait(
+    n: int, codes: set[Any], held_from: int
+) -> tuple[Any, list[int]]:
+    """A trace raising KeyboardInterrupt at the `n`th line after the exit wait.
+
+    Counts lines run in `codes` once `_wait_at_exit` has returned, skipping
+    `with`/`try:` lines (tracing artefacts, see `_interrupt_at_line`), and
+    stops at line `held_from` of `_interrupts_deferred`, where Ctrl-C is
+    held back.
+    """
+    deferred = _interrupts_deferred_code()
+    count = [0, 0, 0]  # [lines counted, 1 once the wait returned, 1 if fired]
+
+    def local(frame: Any, event: str, _: object) -> Any:
+        if event != "line" or not count[1] or count[0] > n:
+            return local
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+        if line.strip().startswith(("with ", "try:", "while True:")):
+            return local
+        if frame.f_code is deferred and frame.f_lineno > held_from:
+            count[0] = n + 1  # Ctrl-C is held from here on: done
+            return local
+        count[0] += 1
+        if count[0] == n:
+            count[2] = 1
+            raise KeyboardInterrupt
+        return local
+
+    def wait_returns(frame: Any, event: str, _: object) -> None:
+        if event == "return":
+            count[1] = 1
+
+    def tracer(frame: Any, event: str, _: object) -> Any:
+        if frame.f_code is _WAIT_AT_EXIT:
+            return wait_returns
+        return local if frame.f_code in codes else None
+
+    return tracer, count
+
+
+def _interrupts_deferred_code() -> Any:
+    return tg_module._interrupts_deferred.__wrapped__.__code__  # type: ignore[attr-defined]
+
+
+class TestCtrlCAfterTheExitWait:
+    """A Ctrl-C between the end of the wait and the closing of the block."""
+
+    def test_failures_are_not_lost(self) -> None:
+        """At each line there: the block closes, the failure is noted once."""
+        deferred = _interrupts_deferred_code()
+        held_from = next(
+            line
+            for line in range(deferred.co_firstlineno, deferred.co_firstlineno + 60)
+            if "signal.signal(signal.SIGINT, hold)"
+            in linecache.getline(deferred.co_filename, line)
+        )
+        codes = {ThreadGroup.__exit__.__code__, tg_module._abandon.__code__, deferred}
+        for n in itertools.count(1):
+            g = ThreadGroup(f"post-exit-{n}", fail_fast=False)
+            tracer, count = _interrupt_after_wait(n, codes, held_from)
+            outcome: BaseException | None = None
+            try:
+                with g:
+                    g.spawn(fail_with, ValueError("member"))
+                    assert g.join_all(TIMEOUT)
+                    sys.settrace(tracer)
+            except BaseException as exc:
+                outcome = exc
+            finally:
+                sys.settrace(None)
+            g.results(return_exceptions=True)  # the block has ended
+            if not count[2]:  # no line left to interrupt: done
+                assert isinstance(outcome, ExceptionGroup), outcome
+                assert n > 1
+                return
+            if isinstance(outcome, KeyboardInterrupt):
+                notes = "\n".join(getattr(outcome, "__notes__", []))
+                assert notes.count("ValueError: member") == 1, (n, notes)
+            else:  # the failure was raised in a group: reported once too
+                assert isinstance(outcome, ExceptionGroup), (n, outcome)

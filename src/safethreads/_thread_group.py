@@ -540,21 +540,31 @@ class ThreadGroup:
                 second Ctrl-C).
         """
         interrupt, stuck, body_cancelled = self._wait_at_exit(exc)
-        _abandon(stuck)
-        timeout_error = None
-        if stuck and interrupt is None:
-            # Before deferring Ctrl-C: the token's callbacks are user code.
-            self._cancel_quietly(f"group {self._name!r} exceeded its exit_timeout")
-            timeout_error = self._stuck_error(stuck)
-        with _interrupts_deferred():
-            return self._finish(
-                exc,
-                None if body_cancelled else exc,
-                body_cancelled,
-                interrupt=interrupt,
-                stuck=stuck,
-                timeout_error=timeout_error,
-            )
+        try:
+            _abandon(stuck)
+            timeout_error = None
+            if stuck and interrupt is None:
+                # Before deferring Ctrl-C: the token's callbacks are user code.
+                self._cancel_quietly(f"group {self._name!r} exceeded its exit_timeout")
+                timeout_error = self._stuck_error(stuck)
+            with _interrupts_deferred():
+                return self._finish(
+                    exc,
+                    None if body_cancelled else exc,
+                    body_cancelled,
+                    interrupt=interrupt,
+                    stuck=stuck,
+                    timeout_error=timeout_error,
+                )
+        except KeyboardInterrupt as ki:
+            if self._state is not _State.CLOSED:
+                # A Ctrl-C after the wait, before the block was closed: close
+                # it, and tell what it could not raise.
+                failures = self._close()
+                if exc is not None and not body_cancelled and exc is not ki:
+                    failures.insert(0, exc)
+                self._note_unraised(ki, failures, stuck)
+            raise
 
     def _finish(
         self,
