@@ -356,6 +356,34 @@ class TestExitAndFork:
         assert child.returncode == 0, child.stderr
         assert sorted(child.stdout.splitlines()) == ["child done", "parent 0"]
 
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_fork_child_leaves_a_bounded_block_with_waiting_members(self) -> None:
+        """A member waiting for a slot is the parent's: the child does not wait."""
+        child = run_child(
+            """
+            import os, threading
+            from safethreads import ThreadGroup
+
+            go = threading.Event()
+            with ThreadGroup("f", max_concurrency=1) as g:
+                g.spawn(go.wait, 10)
+                waiting = g.spawn(print, "waiting member ran", flush=True)
+                pid = os.fork()
+                if pid:
+                    go.set()
+            if pid == 0:
+                print("child done", flush=True)
+                os._exit(0)
+            print("parent", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+            """
+        )
+        assert child.returncode == 0, child.stderr
+        assert sorted(child.stdout.splitlines()) == [
+            "child done",
+            "parent 0",
+            "waiting member ran",
+        ]
+
 
 def signal_then_fail(failed: threading.Event) -> NoReturn:
     failed.set()

@@ -77,6 +77,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, Self, TypeVar, final
 
@@ -157,9 +158,19 @@ def _wait_for_held_members() -> None:
             _HELD.discard(t)
 
 
+# Groups whose block is open, so that a fork child can let go of the
+# parent's members (see ThreadGroup._after_fork).  Guarded by _open_lock.
+_open_lock = threading.Lock()
+_OPEN: weakref.WeakSet[ThreadGroup] = weakref.WeakSet()
+
+
 def _forget_held_members() -> None:
     """In a fork child: the parent's threads do not exist here."""
+    global _open_lock  # noqa: PLW0603 - a parent thread may have held it
     _HELD.clear()
+    _open_lock = threading.Lock()
+    for group in list(_OPEN):
+        group._after_fork()
 
 
 with contextlib.suppress(AttributeError, RuntimeError):  # shutting down already
@@ -367,6 +378,7 @@ class ThreadGroup:
     """
 
     __slots__ = (
+        "__weakref__",
         "_callback_errors",
         "_completed",
         "_context_reset",
@@ -513,6 +525,8 @@ class ThreadGroup:
         if self._limit is not None:
             # Waiting members end at once, with Cancelled, on cancellation.
             self._token.add_callback(self._start_pending)
+        with _open_lock:
+            _OPEN.add(self)
         self._context_reset = _CURRENT_TOKEN.set(self._token)
         return self
 
@@ -619,9 +633,29 @@ class ThreadGroup:
             everyone_done = not self._pending and not any(
                 t.is_alive() for t in self._members
             )
+        with _open_lock:
+            _OPEN.discard(self)
         if everyone_done:
             self._token.close()  # nothing left to cancel: unlink from the parent
         return failures
+
+    def _after_fork(self) -> None:
+        """In a fork child: the members are the parent's, except the caller.
+
+        The child does not wait for them: those that ran are gone, and those
+        waiting for a slot are started by the parent, not here (the child
+        would run them a second time).  The lock may have been held by a
+        parent thread: it is replaced.
+        """
+        self._lock = threading.Lock()
+        self._parked = []
+        me = threading.current_thread()
+        self._pending.clear()
+        self._running = int(me in self._spawned and me not in self._ended)
+        for t in self._members:
+            if t is not me and t not in self._ended:
+                self._ended.add(t)
+                self._completed.append(t)
 
     def _own_cancellation(self) -> bool:
         """Whether the token was cancelled here, not by its parent."""
