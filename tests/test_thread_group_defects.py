@@ -563,3 +563,31 @@ class TestCtrlCAfterTheExitWait:
                 assert notes.count("ValueError: member") == 1, (n, notes)
             else:  # the failure was raised in a group: reported once too
                 assert isinstance(outcome, ExceptionGroup), (n, outcome)
+
+
+class TestCtrlCInEnter:
+    """A Ctrl-C in `__enter__` leaves the group consistent."""
+
+    def test_open_group_always_has_an_owner(self) -> None:
+        """At each line of `__enter__`: a group marked open has its owner set."""
+        codes = {ThreadGroup.__enter__.__code__}
+        for n in itertools.count(1):
+            g = ThreadGroup(f"enter-{n}", max_concurrency=1)
+            tracer, _ = _interrupt_at_line(n, codes, None, g.cancel)
+            outcome: BaseException | None = None
+            sys.settrace(tracer)
+            try:
+                with g:
+                    pass
+            except KeyboardInterrupt as exc:
+                outcome = exc
+            finally:
+                sys.settrace(None)
+                # After the last line (a tracing artefact: no signal handler
+                # runs between setting the context and returning).
+                if _CURRENT_TOKEN.get() is g.token:
+                    _CURRENT_TOKEN.set(None)
+            g._check()
+            if outcome is None:
+                assert n > 1
+                return

@@ -513,6 +513,7 @@ class ThreadGroup:
         Raises:
             RuntimeError: if the group was entered before.
         """
+        owner = threading.current_thread()  # a call: a Ctrl-C may land here
         with self._lock:
             if self._state is not _State.NEW:
                 msg = (
@@ -520,8 +521,7 @@ class ThreadGroup:
                     "create a new ThreadGroup for each with block"
                 )
                 raise RuntimeError(msg)
-            self._state = _State.OPEN
-            self._owner = threading.current_thread()
+            self._owner, self._state = owner, _State.OPEN
         if self._limit is not None:
             # Waiting members end at once, with Cancelled, on cancellation.
             self._token.add_callback(self._start_pending)
