@@ -7,6 +7,8 @@ regression fails the test instead of stopping the suite.
 from __future__ import annotations
 
 import _thread
+import itertools
+import linecache
 import os
 import signal
 import subprocess
@@ -19,9 +21,12 @@ import pytest
 
 from child_process import SIGINT_PRELUDE
 from safethreads import ThreadGroup
+from safethreads import _thread_group as tg_module
+from safethreads._thread_group import _CURRENT_TOKEN
 
 if TYPE_CHECKING:
     import random
+    from collections.abc import Callable
 
 TIMEOUT = 10.0  # every wait in these tests is bounded
 
@@ -350,3 +355,239 @@ class TestExitAndFork:
         )
         assert child.returncode == 0, child.stderr
         assert sorted(child.stdout.splitlines()) == ["child done", "parent 0"]
+
+    @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+    def test_fork_child_leaves_a_bounded_block_with_waiting_members(self) -> None:
+        """A member waiting for a slot is the parent's: the child does not wait."""
+        child = run_child(
+            """
+            import os, threading
+            from safethreads import ThreadGroup
+
+            go = threading.Event()
+            with ThreadGroup("f", max_concurrency=1) as g:
+                g.spawn(go.wait, 10)
+                waiting = g.spawn(print, "waiting member ran", flush=True)
+                pid = os.fork()
+                if pid:
+                    go.set()
+            if pid == 0:
+                print("child done", flush=True)
+                os._exit(0)
+            print("parent", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+            """
+        )
+        assert child.returncode == 0, child.stderr
+        assert sorted(child.stdout.splitlines()) == [
+            "child done",
+            "parent 0",
+            "waiting member ran",
+        ]
+
+
+def signal_then_fail(failed: threading.Event) -> NoReturn:
+    failed.set()
+    raise ValueError("member")
+
+
+_WAIT_AT_EXIT = ThreadGroup._wait_at_exit.__code__
+
+
+def _in_loop(frame: Any) -> bool:
+    """Whether `frame` of `_wait_at_exit` has reached its Ctrl-C counting loop."""
+    import linecache
+
+    code = frame.f_code
+    line = code.co_firstlineno
+    while not linecache.getline(code.co_filename, line).strip().startswith("while"):
+        line += 1
+    return bool(frame.f_lineno > line)
+
+
+def _interrupt_at_line(
+    n: int, codes: set[Any], stop: Any, on_stop: Callable[[], object]
+) -> tuple[Any, list[int]]:
+    """A trace raising KeyboardInterrupt at the `n`th line run in `codes`.
+
+    Lines of `with`, `try:` and `while True:` statements, and the constant
+    assignments that open `_wait_at_exit`, are skipped: an exception raised
+    by a trace function there is an artefact of tracing (no signal handler
+    can run at those instructions).  Counting stops once `stop` runs.
+    """
+    import linecache
+
+    seen: list[int] = []  # [lines counted, 1 once stop was reached]
+
+    def local(frame: Any, event: str, _: object) -> Any:
+        if event != "line" or len(seen) > 1:
+            return local
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno).strip()
+        if line.startswith(("with ", "try:", "while True:")) or frame.f_lasti < 0:
+            return local
+        if frame.f_code is _WAIT_AT_EXIT and not _in_loop(frame):
+            return local
+        seen[0] += 1
+        if seen[0] == n:
+            raise KeyboardInterrupt
+        return local
+
+    def tracer(frame: Any, event: str, _: object) -> Any:
+        if frame.f_code is stop and len(seen) == 1:
+            seen.append(1)
+            on_stop()  # the wait started without an interrupt: let it end
+        if event == "call" and frame.f_code in codes:
+            return local
+        return None
+
+    seen.append(0)
+    return tracer, seen
+
+
+class TestCtrlCBeforeTheExitWait:
+    """A Ctrl-C landing in `__exit__` before the wait is the first press."""
+
+    def test_members_are_waited_for_and_failures_reported(self) -> None:
+        """At each line before the wait: members end, the failure is noted once."""
+        codes = {
+            getattr(ThreadGroup, name).__code__
+            for name in ("_wait_at_exit", "_begin_exit", "_restore_context")
+            if hasattr(ThreadGroup, name)
+        }
+        stop = ThreadGroup._wait_members.__code__
+        for n in itertools.count(1):
+            g = ThreadGroup(f"pre-exit-{n}", fail_fast=False)
+            tracer, seen = _interrupt_at_line(n, codes, stop, g.cancel)
+            failed = threading.Event()
+            outcome: BaseException | None = None
+            waiter = None
+            try:
+                with g:
+                    waiter = g.spawn(g.token.wait, TIMEOUT)
+                    g.spawn(signal_then_fail, failed)
+                    assert failed.wait(TIMEOUT)
+                    sys.settrace(tracer)
+            except BaseException as exc:
+                outcome = exc
+            finally:
+                sys.settrace(None)
+            assert waiter is not None
+            assert not waiter.is_alive(), f"line {n}: member outlived the block"
+            assert _CURRENT_TOKEN.get() is None, f"line {n}: context not restored"
+            g.results(return_exceptions=True)  # the block has ended
+            if seen[0] < n:  # the wait started before line n: done
+                assert isinstance(outcome, ExceptionGroup), outcome
+                assert n > 1
+                return
+            assert isinstance(outcome, KeyboardInterrupt), (n, outcome)
+            notes = "\n".join(getattr(outcome, "__notes__", []))
+            assert notes.count("ValueError: member") == 1, (n, notes)
+
+
+def _interrupt_after_wait(
+    n: int, codes: set[Any], held_from: int
+) -> tuple[Any, list[int]]:
+    """A trace raising KeyboardInterrupt at the `n`th line after the exit wait.
+
+    Counts lines run in `codes` once `_wait_at_exit` has returned, skipping
+    `with`/`try:` lines (tracing artefacts, see `_interrupt_at_line`), and
+    stops at line `held_from` of `_interrupts_deferred`, where Ctrl-C is
+    held back.
+    """
+    deferred = _interrupts_deferred_code()
+    count = [0, 0, 0]  # [lines counted, 1 once the wait returned, 1 if fired]
+
+    def local(frame: Any, event: str, _: object) -> Any:
+        if event != "line" or not count[1] or count[0] > n:
+            return local
+        line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
+        if line.strip().startswith(("with ", "try:", "while True:")):
+            return local
+        if frame.f_code is deferred and frame.f_lineno > held_from:
+            count[0] = n + 1  # Ctrl-C is held from here on: done
+            return local
+        count[0] += 1
+        if count[0] == n:
+            count[2] = 1
+            raise KeyboardInterrupt
+        return local
+
+    def wait_returns(frame: Any, event: str, _: object) -> None:
+        if event == "return":
+            count[1] = 1
+
+    def tracer(frame: Any, event: str, _: object) -> Any:
+        if frame.f_code is _WAIT_AT_EXIT:
+            return wait_returns
+        return local if frame.f_code in codes else None
+
+    return tracer, count
+
+
+def _interrupts_deferred_code() -> Any:
+    return tg_module._interrupts_deferred.__wrapped__.__code__  # type: ignore[attr-defined]
+
+
+class TestCtrlCAfterTheExitWait:
+    """A Ctrl-C between the end of the wait and the closing of the block."""
+
+    def test_failures_are_not_lost(self) -> None:
+        """At each line there: the block closes, the failure is noted once."""
+        deferred = _interrupts_deferred_code()
+        held_from = next(
+            line
+            for line in range(deferred.co_firstlineno, deferred.co_firstlineno + 60)
+            if "signal.signal(signal.SIGINT, hold)"
+            in linecache.getline(deferred.co_filename, line)
+        )
+        codes = {ThreadGroup.__exit__.__code__, tg_module._abandon.__code__, deferred}
+        for n in itertools.count(1):
+            g = ThreadGroup(f"post-exit-{n}", fail_fast=False)
+            tracer, count = _interrupt_after_wait(n, codes, held_from)
+            outcome: BaseException | None = None
+            try:
+                with g:
+                    g.spawn(fail_with, ValueError("member"))
+                    assert g.join_all(TIMEOUT)
+                    sys.settrace(tracer)
+            except BaseException as exc:
+                outcome = exc
+            finally:
+                sys.settrace(None)
+            g.results(return_exceptions=True)  # the block has ended
+            if not count[2]:  # no line left to interrupt: done
+                assert isinstance(outcome, ExceptionGroup), outcome
+                assert n > 1
+                return
+            if isinstance(outcome, KeyboardInterrupt):
+                notes = "\n".join(getattr(outcome, "__notes__", []))
+                assert notes.count("ValueError: member") == 1, (n, notes)
+            else:  # the failure was raised in a group: reported once too
+                assert isinstance(outcome, ExceptionGroup), (n, outcome)
+
+
+class TestCtrlCInEnter:
+    """A Ctrl-C in `__enter__` leaves the group consistent."""
+
+    def test_open_group_always_has_an_owner(self) -> None:
+        """At each line of `__enter__`: a group marked open has its owner set."""
+        codes = {ThreadGroup.__enter__.__code__}
+        for n in itertools.count(1):
+            g = ThreadGroup(f"enter-{n}", max_concurrency=1)
+            tracer, _ = _interrupt_at_line(n, codes, None, g.cancel)
+            outcome: BaseException | None = None
+            sys.settrace(tracer)
+            try:
+                with g:
+                    pass
+            except KeyboardInterrupt as exc:
+                outcome = exc
+            finally:
+                sys.settrace(None)
+                # After the last line (a tracing artefact: no signal handler
+                # runs between setting the context and returning).
+                if _CURRENT_TOKEN.get() is g.token:
+                    _CURRENT_TOKEN.set(None)
+            g._check()
+            if outcome is None:
+                assert n > 1
+                return

@@ -77,6 +77,7 @@ import sys
 import threading
 import time
 import traceback
+import weakref
 from functools import partial
 from typing import TYPE_CHECKING, Any, Final, ParamSpec, Self, TypeVar, final
 
@@ -157,9 +158,19 @@ def _wait_for_held_members() -> None:
             _HELD.discard(t)
 
 
+# Groups whose block is open, so that a fork child can let go of the
+# parent's members (see ThreadGroup._after_fork).  Guarded by _open_lock.
+_open_lock = threading.Lock()
+_OPEN: weakref.WeakSet[ThreadGroup] = weakref.WeakSet()
+
+
 def _forget_held_members() -> None:
     """In a fork child: the parent's threads do not exist here."""
+    global _open_lock  # noqa: PLW0603 - a parent thread may have held it
     _HELD.clear()
+    _open_lock = threading.Lock()
+    for group in list(_OPEN):
+        group._after_fork()
 
 
 with contextlib.suppress(AttributeError, RuntimeError):  # shutting down already
@@ -367,6 +378,7 @@ class ThreadGroup:
     """
 
     __slots__ = (
+        "__weakref__",
         "_callback_errors",
         "_completed",
         "_context_reset",
@@ -501,6 +513,7 @@ class ThreadGroup:
         Raises:
             RuntimeError: if the group was entered before.
         """
+        owner = threading.current_thread()  # a call: a Ctrl-C may land here
         with self._lock:
             if self._state is not _State.NEW:
                 msg = (
@@ -508,11 +521,12 @@ class ThreadGroup:
                     "create a new ThreadGroup for each with block"
                 )
                 raise RuntimeError(msg)
-            self._state = _State.OPEN
-            self._owner = threading.current_thread()
+            self._owner, self._state = owner, _State.OPEN
         if self._limit is not None:
             # Waiting members end at once, with Cancelled, on cancellation.
             self._token.add_callback(self._start_pending)
+        with _open_lock:
+            _OPEN.add(self)
         self._context_reset = _CURRENT_TOKEN.set(self._token)
         return self
 
@@ -539,31 +553,32 @@ class ThreadGroup:
             KeyboardInterrupt: on Ctrl-C, after the wait (or at once on a
                 second Ctrl-C).
         """
-        self._restore_context()
-        # A body stopped by the token's cancellation has not failed.
-        body_cancelled = isinstance(exc, Cancelled) and self._token.cancelled
-        body_error = None if body_cancelled else exc
-        reason = None
-        if body_error is not None:
-            reason = f"the body of group {self._name!r} raised {type(exc).__name__}"
-        with self._lock:
-            self._state = _State.CLOSING
-        interrupt, stuck = self._wait_at_exit(exc, reason)
-        _abandon(stuck)
-        timeout_error = None
-        if stuck and interrupt is None:
-            # Before deferring Ctrl-C: the token's callbacks are user code.
-            self._cancel_quietly(f"group {self._name!r} exceeded its exit_timeout")
-            timeout_error = self._stuck_error(stuck)
-        with _interrupts_deferred():
-            return self._finish(
-                exc,
-                body_error,
-                body_cancelled,
-                interrupt=interrupt,
-                stuck=stuck,
-                timeout_error=timeout_error,
-            )
+        interrupt, stuck, body_cancelled = self._wait_at_exit(exc)
+        try:
+            _abandon(stuck)
+            timeout_error = None
+            if stuck and interrupt is None:
+                # Before deferring Ctrl-C: the token's callbacks are user code.
+                self._cancel_quietly(f"group {self._name!r} exceeded its exit_timeout")
+                timeout_error = self._stuck_error(stuck)
+            with _interrupts_deferred():
+                return self._finish(
+                    exc,
+                    None if body_cancelled else exc,
+                    body_cancelled,
+                    interrupt=interrupt,
+                    stuck=stuck,
+                    timeout_error=timeout_error,
+                )
+        except KeyboardInterrupt as ki:
+            if self._state is not _State.CLOSED:
+                # A Ctrl-C after the wait, before the block was closed: close
+                # it, and tell what it could not raise.
+                failures = self._close()
+                if exc is not None and not body_cancelled and exc is not ki:
+                    failures.insert(0, exc)
+                self._note_unraised(ki, failures, stuck)
+            raise
 
     def _finish(
         self,
@@ -598,11 +613,14 @@ class ThreadGroup:
 
     def _restore_context(self) -> None:
         """Undo what __enter__ did to the current context."""
-        reset, self._context_reset = self._context_reset, None
+        reset = self._context_reset
         if reset is not None:
-            # Exited in another context (a generator, say): nothing to restore.
-            with contextlib.suppress(ValueError):
+            # Exited in another context (a generator, say): nothing to
+            # restore.  Reset before forgetting, so that a Ctrl-C in between
+            # leaves it to the next try (RuntimeError: already reset).
+            with contextlib.suppress(ValueError, RuntimeError):
                 _CURRENT_TOKEN.reset(reset)
+            self._context_reset = None
 
     def _close(self) -> list[BaseException]:
         """End the block; return the failures gathered, in spawn order."""
@@ -615,9 +633,29 @@ class ThreadGroup:
             everyone_done = not self._pending and not any(
                 t.is_alive() for t in self._members
             )
+        with _open_lock:
+            _OPEN.discard(self)
         if everyone_done:
             self._token.close()  # nothing left to cancel: unlink from the parent
         return failures
+
+    def _after_fork(self) -> None:
+        """In a fork child: the members are the parent's, except the caller.
+
+        The child does not wait for them: those that ran are gone, and those
+        waiting for a slot are started by the parent, not here (the child
+        would run them a second time).  The lock may have been held by a
+        parent thread: it is replaced.
+        """
+        self._lock = threading.Lock()
+        self._parked = []
+        me = threading.current_thread()
+        self._pending.clear()
+        self._running = int(me in self._spawned and me not in self._ended)
+        for t in self._members:
+            if t is not me and t not in self._ended:
+                self._ended.add(t)
+                self._completed.append(t)
 
     def _own_cancellation(self) -> bool:
         """Whether the token was cancelled here, not by its parent."""
@@ -625,48 +663,89 @@ class ThreadGroup:
         return self._token.cancelled and (parent is None or not parent.cancelled)
 
     def _wait_at_exit(
-        self, exc: BaseException | None, reason: str | None
-    ) -> tuple[BaseException | None, list[threading.Thread]]:
-        """Cancel with `reason` if given, wait for the members.
+        self, exc: BaseException | None
+    ) -> tuple[BaseException | None, list[threading.Thread], bool]:
+        """Close the body, cancel if it failed, wait for the members.
+
+        Everything from the first line is inside the loop that counts Ctrl-C
+        presses: a Ctrl-C landing before the wait has started is a first
+        press, and the members are still waited for.
 
         Returns:
-            The `KeyboardInterrupt` to propagate (if any) and the members
-            still running.
+            The `KeyboardInterrupt` to propagate (if any), the members still
+            running, and whether the body was stopped by the token's
+            cancellation (which is not a failure).
         """
-        interrupt = exc if isinstance(exc, KeyboardInterrupt) else None
-        presses = 0 if interrupt is None else 1
-        timeout = self._exit_timeout
-        deadline = None if timeout is None else time.monotonic() + timeout
-        include_daemon = self._wait_for_daemons
+        # Nothing before the loop can be interrupted: no calls, only constants.
+        interrupt: BaseException | None = None
+        presses = 0
+        prepared = False
+        body_cancelled = False
+        reason: str | None = None
+        deadline: float | None = None
         while True:
             try:
+                if not prepared:
+                    if not presses and isinstance(exc, KeyboardInterrupt):
+                        interrupt, presses = exc, 1
+                    body_cancelled, reason, deadline = self._begin_exit(exc)
+                    prepared = True
                 # Cancelling inside the try: a Ctrl-C while the token's
                 # callbacks run counts as a press too.
-                if reason is not None:
-                    pending, reason = reason, None
-                    self._cancel_quietly(pending)
-                if presses:
-                    self._cancel_quietly(f"group {self._name!r} was interrupted")
-                if self._token.cancelled:
-                    # Again here: a Ctrl-C may have cut the token's callback short.
-                    self._start_pending()
-                running = self._wait_members(deadline, include_daemon=include_daemon)
+                pending, reason = reason, None
+                self._cancel_at_exit(pending, interrupted=presses > 0)
+                running = self._wait_members(
+                    deadline, include_daemon=self._wait_for_daemons
+                )
             except KeyboardInterrupt as ki:
                 presses += 1
                 if interrupt is None:
                     interrupt = ki
                 if presses >= _PRESSES_TO_ABANDON:
-                    with self._lock:
-                        members = list(self._members)
-                        daemons = set(self._daemons)
-                    running = [
-                        t
-                        for t in members
-                        if t.is_alive() and (include_daemon or t not in daemons)
-                    ]
-                    return interrupt, running
+                    return interrupt, self._still_running(), body_cancelled
             else:
-                return interrupt, running
+                return interrupt, running, body_cancelled
+
+    def _cancel_at_exit(self, reason: str | None, *, interrupted: bool) -> None:
+        """Cancel the token for a failed body or a Ctrl-C; start waiting members."""
+        if reason is not None:
+            self._cancel_quietly(reason)
+        if interrupted:
+            self._cancel_quietly(f"group {self._name!r} was interrupted")
+        if self._token.cancelled:
+            # Again here: a Ctrl-C may have cut the token's callback short.
+            self._start_pending()
+
+    def _still_running(self) -> list[threading.Thread]:
+        """The members the end of the block would wait for that still run."""
+        with self._lock:
+            self._state = _State.CLOSING
+            members = list(self._members)
+            daemons = set(self._daemons)
+        everyone = self._wait_for_daemons
+        return [t for t in members if t.is_alive() and (everyone or t not in daemons)]
+
+    def _begin_exit(
+        self, exc: BaseException | None
+    ) -> tuple[bool, str | None, float | None]:
+        """Close the body: restore the context, stop admitting the owner's spawns.
+
+        Returns:
+            Whether the body was stopped by the token's cancellation, the
+            reason to cancel with if the body failed, and the deadline of
+            the wait.
+        """
+        self._restore_context()
+        # A body stopped by the token's cancellation has not failed.
+        body_cancelled = isinstance(exc, Cancelled) and self._token.cancelled
+        reason = None
+        if exc is not None and not body_cancelled:
+            reason = f"the body of group {self._name!r} raised {type(exc).__name__}"
+        with self._lock:
+            self._state = _State.CLOSING
+        timeout = self._exit_timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return body_cancelled, reason, deadline
 
     def _note_unraised(
         self,
