@@ -531,37 +531,6 @@ class PoolFuture(Future[R]):
             `True` if the future is cancelled now (or already was), `False`
             if the task is running or finished.
         """
-        pool = self._pool
-        if pool is None:
-            return self._cancel_unpooled()
-        # The pool's lock, then the future's: the state change and the
-        # pool's counts (cancelled, queued) change in one step made of plain
-        # stores, which a Ctrl-C (raised only at a call) cannot split.
-        with pool._lock, self._lock:
-            state = self._state
-            if state in _CANCELLED_STATES:
-                return True
-            if state is not PENDING:
-                return False
-            self._state = CANCELLED_AND_NOTIFIED
-            pool._cancelled += 1
-            room = self._in_queue
-            if room:
-                self._in_queue = False
-                pool._queued -= 1
-            self._fn = self._args = self._kwargs = self._context = self._pool = None
-            sleepers = self._sleepers
-            callbacks = self._callbacks
-            self._sleepers = self._callbacks = None
-            if room and pool._blocked:
-                pool._room_one_locked()
-            if self._cond is not None:
-                self._notify_cancelled_locked()
-        self._after_done(sleepers, callbacks)
-        return True
-
-    def _cancel_unpooled(self) -> bool:
-        """`cancel()` of a future no pool counts (or no longer does)."""
         with self._lock:
             state = self._state
             if state in _CANCELLED_STATES:
@@ -571,19 +540,17 @@ class PoolFuture(Future[R]):
             # Straight to the notified state: the pool skips cancelled items
             # without calling set_running_or_notify_cancel().
             self._state = CANCELLED_AND_NOTIFIED
+            pool = self._pool
             self._drop_work()
             sleepers, callbacks = self._detach_locked()
             if self._cond is not None:
-                self._notify_cancelled_locked()
+                for waiter in self._waiters:
+                    waiter.add_cancelled(self)
+                self._cond.notify_all()
+        if pool is not None:
+            pool._cancelled_one(self)
         self._after_done(sleepers, callbacks)
         return True
-
-    def _notify_cancelled_locked(self) -> None:
-        for waiter in self._waiters:
-            waiter.add_cancelled(self)
-        cond = self._cond
-        assert cond is not None
-        cond.notify_all()
 
     # --- the executor-side API of concurrent.futures.Future ------------------------
 

@@ -445,7 +445,7 @@ class WorkerPool(ThreadPoolExecutor):
             return RuntimeError(_EXIT_MSG)
         return RuntimeError("cannot schedule new futures after shutdown")
 
-    def _place(self, future: PoolFuture[Any], policy: str | None) -> bool:  # noqa: C901, PLR0912, PLR0915 - one critical section, on purpose
+    def _place(self, future: PoolFuture[Any], policy: str | None) -> bool:  # noqa: C901, PLR0912 - one critical section, on purpose
         """Hand `future` to a worker or queue it; apply `policy` when full.
 
         Every state change below is one step that a Ctrl-C (which arrives
@@ -517,21 +517,22 @@ class WorkerPool(ThreadPoolExecutor):
                     else:
                         self._room_one_locked()  # pass on the wake-up given
                 raise
+        self._run_reserved(future)
+        return True
+
+    def _run_reserved(self, future: PoolFuture[Any]) -> None:
+        """Run a task `_place` accepted to run here (counted as running)."""
         try:
             self._run_here(future, reserved=True)
         except BaseException:
-            self._unreserve(future)
+            if future._state is _PENDING:
+                # Interrupted before the task started: it was accepted, so
+                # it ends cancelled rather than pending forever.
+                with self._lock:
+                    self._extra_running -= 1
+                    self._release_exit_waiters_locked()
+                future.cancel()
             raise
-        return True
-
-    def _unreserve(self, future: PoolFuture[Any]) -> None:
-        """`_run_here(reserved=True)` was interrupted before it started."""
-        if future._state is _PENDING:
-            # The task was accepted: it ends cancelled, not pending forever.
-            with self._lock:
-                self._extra_running -= 1
-                self._release_exit_waiters_locked()
-            future.cancel()
 
     def _room_one_locked(self) -> None:
         """Wake one submitter blocked on the full pool (lock held)."""
@@ -717,6 +718,16 @@ class WorkerPool(ThreadPoolExecutor):
                 worker.sleeper.release()
                 # Uncounted at once, so that no other worker leaves for it.
                 self._worker_exit_locked(worker)
+
+    def _cancelled_one(self, future: PoolFuture[Any]) -> None:
+        """Account for a future cancelled before it started."""
+        with self._lock:
+            self._cancelled += 1
+            if future._in_queue:
+                future._in_queue = False
+                self._queued -= 1
+                if self._blocked:
+                    self._room_one_locked()
 
     def _break(
         self, reason: str, cause: BaseException | None, first: PoolFuture[Any] | None
@@ -921,23 +932,15 @@ class WorkerPool(ThreadPoolExecutor):
                 and its done-callbacks have run.
             cancel_futures: Cancel every task not yet started.
         """
-        # The queue is emptied into `drained` by one C-level loop, and
-        # whatever it holds is cancelled in the `finally`: a Ctrl-C anywhere
-        # here never leaves a task out of the queue and not cancelled.
-        drained: list[PoolFuture[Any]] = []
-        try:
-            with self._lock:
-                self._shutdown = True
-                if cancel_futures:
-                    try:  # noqa: SIM105 - no Python-level call: Ctrl-C cannot land inside
-                        # cancel() uncounts each from the bounded queue.
-                        drained.extend(iter(self._queue.get_nowait, None))
-                    except queue.Empty:
-                        pass
+        with self._lock:
+            self._shutdown = True
+            if cancel_futures:
+                drained = self._drain_locked()
+            else:
+                drained = []
                 self._stop_idle_locked()
-                self._room_all_locked()
-        finally:
-            _reraise(_settle(drained, PoolFuture.cancel)[1])
+            self._room_all_locked()
+        _reraise(_settle(drained, PoolFuture.cancel)[1])
         if wait:
             self._wait_for_workers()
 
@@ -1407,25 +1410,14 @@ def _settle(
     """
     changed = 0
     escaped: BaseException | None = None
-    todo = iter(futures)
-    current: PoolFuture[Any] | None = None
-    while True:
+    for f in futures:
         try:
-            if current is not None:
-                # Interrupted (Ctrl-C) or a callback raised: apply `action`
-                # again, a no-op if the change was made.
-                f, current = current, None
-                if action(f) or f.done():
-                    changed += 1
-            for f in todo:
-                current = f
-                changed += action(f)
-                current = None
+            changed += action(f)
         except BaseException as exc:
+            changed += 1
             if escaped is None:
                 escaped = exc
-            continue
-        return changed, escaped
+    return changed, escaped
 
 
 def _reraise(exc: BaseException | None) -> None:
