@@ -320,8 +320,9 @@ class WorkerPool(ThreadPoolExecutor):
         self._queued = 0  # with max_pending: futures queued with _in_queue set
         self._idle_workers: list[_Worker] = []  # parked workers, a stack
         self._workers: list[_Worker] = []  # every worker thread not yet exited
-        # shutdown(wait=True) callers: (workers allowed to remain, latch).
-        self._exit_waiters: list[tuple[int, _thread.LockType]] = []
+        # shutdown(wait=True) callers: (workers allowed to remain, inline
+        # tasks allowed to remain, latch); the caller's own are allowed.
+        self._exit_waiters: list[tuple[int, int, _thread.LockType]] = []
         # Threads of exited workers that may still be running their last
         # instructions: shutdown(wait=True) waits them out too.
         self._ending: list[threading.Thread] = []
@@ -497,7 +498,10 @@ class WorkerPool(ThreadPoolExecutor):
                         # caller_runs, or "block" from one of the pool's own
                         # workers, which would otherwise risk every worker
                         # waiting for room that only a worker can make.
+                        # Counted as running from now on, so that a
+                        # shutdown(wait=True) waits for it.
                         run_here = True
+                        self._extra_running += 1
                 if sleeper is None:
                     self._submitted += 1
                     if not run_here:
@@ -516,8 +520,22 @@ class WorkerPool(ThreadPoolExecutor):
                     else:
                         self._room_one_locked()  # pass on the wake-up given
                 raise
-        self._run_here(future)
+        self._run_reserved(future)
         return True
+
+    def _run_reserved(self, future: PoolFuture[Any]) -> None:
+        """Run a task `_place` accepted to run here (counted as running)."""
+        try:
+            self._run_here(future, reserved=True)
+        except BaseException:
+            if future._state is _PENDING:
+                # Interrupted before the task started: it was accepted, so
+                # it ends cancelled rather than pending forever.
+                with self._lock:
+                    self._extra_running -= 1
+                    self._release_exit_waiters_locked()
+                future.cancel()
+            raise
 
     def _room_one_locked(self) -> None:
         """Wake one submitter blocked on the full pool (lock held)."""
@@ -582,42 +600,74 @@ class WorkerPool(ThreadPoolExecutor):
         waiters = self._exit_waiters
         if waiters:
             left = len(self._workers)
-            for entry in [e for e in waiters if e[0] >= left]:
+            inline = self._extra_running
+            for entry in [e for e in waiters if e[0] >= left and e[1] >= inline]:
                 waiters.remove(entry)
-                entry[1].release()
+                entry[2].release()
 
-    def _run_here(self, future: PoolFuture[Any]) -> None:
-        """Claim and run `future` in the calling thread, if still pending."""
-        if not future._claim():
-            return
-        fn = future._fn
-        args = future._args or ()
-        kwargs = future._kwargs or {}
-        context = future._context
-        future._args = future._kwargs = future._context = None
-        assert fn is not None
-        with self._lock:
-            self._extra_running += 1
-        ok = False
+    def _run_here(self, future: PoolFuture[Any], *, reserved: bool = False) -> None:
+        """Claim and run `future` in the calling thread, if still pending.
+
+        The claim and the `_extra_running` count change in one critical
+        section, so `shutdown(wait=True)` never sees the task neither queued
+        nor running.  `reserved`: `_place` has already counted it.
+        """
+        claimed = ok = False
         try:
+            claimed = self._claim_here(future, reserved=reserved)
+            if not claimed:
+                return
+            fn = future._fn
+            args = future._args or ()
+            kwargs = future._kwargs or {}
+            context = future._context
+            future._args = future._kwargs = future._context = None
+            assert fn is not None
+            inline = _inline_stack()
+            inline.append(self)
             try:
                 if context is not None:
                     value = context.run(fn, *args, **kwargs)
                 else:
                     value = fn(*args, **kwargs)
             except BaseException as exc:
+                inline.pop()
                 _trim(exc)
+                ok = False
                 future._complete(None, exc)
             else:
+                inline.pop()
                 ok = True
                 future._complete(value, None)
+        except BaseException as exc:
+            if claimed and future._state is _RUNNING:
+                # Interrupted between the claim and the outcome (Ctrl-C):
+                # the future is not left running forever.
+                future._complete(None, exc)
+            ok = False
+            raise
         finally:
-            with self._lock:
-                self._extra_running -= 1
-                if ok:
-                    self._extra_completed += 1
-                else:
-                    self._extra_failed += 1
+            if claimed:
+                with self._lock:
+                    self._extra_running -= 1
+                    if ok:
+                        self._extra_completed += 1
+                    else:
+                        self._extra_failed += 1
+                    self._release_exit_waiters_locked()
+
+    def _claim_here(self, future: PoolFuture[Any], *, reserved: bool) -> bool:
+        """Claim `future` and count it as running here, in one critical section."""
+        claimed = False
+        with self._lock:
+            with future._lock:
+                if future._state is _PENDING:
+                    future._state = _RUNNING
+                    claimed = True
+            if claimed != reserved:
+                self._extra_running += 1 if claimed else -1
+                self._release_exit_waiters_locked()
+        return claimed
 
     def _help(self, future: PoolFuture[Any]) -> None:
         """Run a still-queued future of this pool in a waiting worker.
@@ -901,17 +951,22 @@ class WorkerPool(ThreadPoolExecutor):
             self._wait_for_workers()
 
     def _wait_for_workers(self) -> None:
-        # A worker calling shutdown(wait=True) waits for the others only.
+        # A worker calling shutdown(wait=True) waits for the others only, and
+        # a task run inline (caller_runs, helping) does not wait for itself.
         allowed = 1 if self._is_own_worker() else 0
+        inline = getattr(_local, "inline", None)
+        allowed_inline = 0 if not inline else sum(p is self for p in inline)
         latch = _allocate_lock()
         latch.acquire()
-        entry = (allowed, latch)
+        entry = (allowed, allowed_inline, latch)
         with self._lock:
             # Their last instructions are waited out too, so that no worker
             # thread is alive once shutdown(wait=True) returns.
             threads = [w.thread for w in self._workers if w.thread is not None]
             threads += self._ending
-            waiting = len(self._workers) > allowed
+            waiting = (
+                len(self._workers) > allowed or self._extra_running > allowed_inline
+            )
             if waiting:
                 self._exit_waiters.append(entry)
         if waiting:
@@ -1213,6 +1268,15 @@ def _work(pool_ref: weakref.ref[WorkerPool], worker: _Worker) -> None:  # noqa: 
         _end_forked_child(worker)
 
 
+def _inline_stack() -> list[WorkerPool]:
+    """The pools whose tasks the calling thread is running inline, innermost last."""
+    try:
+        stack: list[WorkerPool] = _local.inline
+    except AttributeError:
+        stack = _local.inline = []
+    return stack
+
+
 def _callback_escaped(future: Future[Any], exc: BaseException) -> None:
     """A done-callback raised a BaseException in a worker: log it, go on."""
     _LOGGER.error(
@@ -1304,7 +1368,8 @@ def _map_results(
                 del pool, args
             yield out.pop()
     finally:
-        _abandon(futures)
+        if futures:
+            _abandon_from_finalizer(futures, pool_ref)
 
 
 def _unordered_results(  # noqa: PLR0917 - private plumbing of imap_unordered
@@ -1345,7 +1410,8 @@ def _unordered_results(  # noqa: PLR0917 - private plumbing of imap_unordered
                 del pool, item
             yield out.pop()
     finally:
-        _abandon(in_flight)
+        if in_flight:
+            _abandon_from_finalizer(in_flight, pool_ref)
 
 
 def _settle(
@@ -1384,6 +1450,39 @@ def _abandon(futures: Iterable[Future[Any]]) -> None:
         if isinstance(future, PoolFuture):
             future._silence()
         future.cancel()
+
+
+# How long a result iterator's cleanup waits for a lock before it assumes
+# that its own thread holds it.
+_FINALIZER_PATIENCE: Final = 0.05
+
+
+def _abandon_from_finalizer(
+    futures: Iterable[Future[Any]], pool_ref: weakref.ref[WorkerPool]
+) -> None:
+    """`_abandon`, from a result iterator's `finally`: never wait for oneself.
+
+    That `finally` also runs when the garbage collector finalizes an
+    iterator caught in a reference cycle, which can happen in any thread at
+    any allocation, including inside one of the pool's or a future's
+    critical sections; cancelling there would wait forever for a lock the
+    thread itself holds.  So the cleanup first checks that it can take every
+    lock it needs; if one stays held, it cancels from a fresh thread instead,
+    which waits until the interrupted section has released it.
+    """
+    todo = list(futures)
+    pool = pool_ref()
+    locks = [f._lock for f in todo if isinstance(f, PoolFuture)]
+    if pool is not None:
+        locks.append(pool._lock)
+    del pool
+    for lock in locks:
+        if not lock.acquire(timeout=_FINALIZER_PATIENCE):
+            with contextlib.suppress(RuntimeError):  # the interpreter is exiting
+                _thread.start_new_thread(_abandon, (todo,))
+            return
+        lock.release()
+    _abandon(todo)
 
 
 def _trim(exc: BaseException) -> None:

@@ -1,0 +1,158 @@
+"""WorkerPool regressions found by attacking the issue-9 rewrite.
+
+Each test failed on the pool before its fix; a failure that is a hang runs
+in a child interpreter with a timeout.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+
+import pytest
+
+from safethreads import WorkerPool
+
+TIMEOUT = 10.0  # every wait in these tests is bounded
+CHILD_TIMEOUT = 30.0
+
+
+def run_child(code: str) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh interpreter; a hang fails instead of blocking."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-c", textwrap.dedent(code)],
+            capture_output=True,
+            text=True,
+            timeout=CHILD_TIMEOUT,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        pytest.fail(f"the child process hung: {exc.stdout!r} {exc.stderr!r}")
+
+
+@pytest.mark.parametrize(
+    ("operation", "method"),
+    [("stats", "map"), ("shutdown", "map"), ("shutdown", "imap_unordered")],
+)
+def test_collecting_a_map_iterator_inside_the_pool_lock_does_not_deadlock(
+    operation: str, method: str
+) -> None:
+    """A dropped map iterator in a reference cycle, collected by a garbage
+    collection that runs while the thread holds the pool's lock, cancels its
+    tasks without waiting for that lock (it used to wait for itself forever).
+
+    The collection threshold is moved step by step so that, in one of the
+    rounds, the collection fires inside the pool's critical section.
+    """
+    code = f"""
+        import gc, threading
+        from safethreads import WorkerPool
+        import safethreads._stats
+        for step in range(120):
+            pool = WorkerPool(1)
+            gate = threading.Event()
+            pool.submit(gate.wait, 30)
+            it = pool.{method}(abs, range(3))
+            cycle = [it]
+            cycle.append(cycle)
+            del it, cycle
+            gc.set_threshold(gc.get_count()[0] + step, 1000, 1000)
+            try:
+                if {operation!r} == "stats":
+                    pool.stats()
+                else:
+                    pool.shutdown(wait=False, cancel_futures=True)
+            finally:
+                gc.set_threshold(700, 10, 10)
+            gate.set()
+            pool.shutdown(wait=True)
+            gc.collect()
+            s = pool.stats()
+            assert s.submitted == s.completed + s.cancelled, s
+            assert s.workers == 0, s
+        print("ok")
+    """
+    proc = run_child(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
+class TestShutdownWaitsForInlineTasks:
+    """`shutdown(wait=True)` also waits for tasks run outside its workers."""
+
+    def _shutdown_after(
+        self, pool: WorkerPool, release: threading.Event, order: list[str]
+    ) -> None:
+        def shut() -> None:
+            pool.shutdown(wait=True)
+            order.append("shutdown")
+
+        closer = threading.Thread(target=shut)
+        closer.start()
+        closer.join(0.2)  # on the old pool, shutdown had returned by now
+        release.set()
+        closer.join(TIMEOUT)
+        assert not closer.is_alive()
+
+    def test_shutdown_waits_for_a_caller_runs_task(self) -> None:
+        pool = WorkerPool(1, max_pending=0, on_full="caller_runs")
+        release = threading.Event()
+        started = threading.Event()
+        order: list[str] = []
+        busy = threading.Event()
+        pool.submit(busy.wait, TIMEOUT)
+
+        def inline() -> None:
+            started.set()
+            release.wait(TIMEOUT)
+            order.append("task")
+
+        submitter = threading.Thread(target=pool.submit, args=(inline,))
+        submitter.start()
+        assert started.wait(TIMEOUT)
+        busy.set()
+        self._shutdown_after(pool, release, order)
+        submitter.join(TIMEOUT)
+        assert order == ["task", "shutdown"]
+        s = pool.stats()
+        assert (s.running, s.completed, s.submitted) == (0, 2, 2), s
+
+    def test_shutdown_waits_for_a_task_helped_by_another_pool(self) -> None:
+        a = WorkerPool(1)
+        b = WorkerPool(1)
+        release = threading.Event()
+        started = threading.Event()
+        busy = threading.Event()
+        order: list[str] = []
+        a.submit(busy.wait, TIMEOUT)
+
+        def helped() -> None:
+            started.set()
+            release.wait(TIMEOUT)
+            order.append("task")
+
+        queued = a.submit(helped)
+        waiter = b.submit(queued.result)  # b's worker runs it inline
+        assert started.wait(TIMEOUT)
+        busy.set()
+        self._shutdown_after(a, release, order)
+        waiter.result(TIMEOUT)
+        b.shutdown()
+        assert order == ["task", "shutdown"]
+
+    def test_a_task_run_inline_may_shut_its_pool_down_and_wait(self) -> None:
+        """The wait does not include the caller's own inline task."""
+        pool = WorkerPool(1, max_pending=0, on_full="caller_runs")
+        busy = threading.Event()
+        pool.submit(busy.wait, TIMEOUT)
+
+        def closes() -> str:
+            busy.set()
+            pool.shutdown(wait=True)
+            return "closed"
+
+        assert pool.submit(closes).result(TIMEOUT) == "closed"
+        assert pool.stats().workers == 0
