@@ -56,11 +56,12 @@ from __future__ import annotations
 import _queue as queue  # the C module: `queue` also imports heapq
 import collections
 import itertools
+import os
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sized
-from concurrent.futures import Executor, Future, InvalidStateError
+from concurrent.futures import CancelledError, Executor, Future, InvalidStateError
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -386,8 +387,11 @@ class _StreamCore(Generic[R]):
                 `progress` callback raised.
         """
         if not self._busy.acquire(blocking=False):
-            msg = "the stream is being advanced by another thread; use one per thread"
-            raise RuntimeError(msg)
+            # Not raised here: `itertools.chain` drops its source when the
+            # source raises, which would end the stream for the thread that
+            # is advancing it.  An error from the iterator handed back is
+            # raised to this caller alone.
+            return iter(_refuse_concurrent_next, None)
         try:
             error, self._input_error = self._input_error, None
             if error is not None:
@@ -395,12 +399,18 @@ class _StreamCore(Generic[R]):
             if self._closed:
                 return None
             value = self._next_value()
-            if value is _END:
+            if value is _END or (self._closed_now() and self._input_error is None):
+                # The end, or close() from another thread while waiting: a
+                # result that arrived meanwhile is dropped, not handed out.
                 self._closed = True
                 return None
             return self._hand_out(value)
         finally:
             self._busy.release()
+
+    def _closed_now(self) -> bool:
+        # Read afresh: close() from another thread sets it at any time.
+        return self._closed
 
     def _next_value(self) -> Any:
         raise NotImplementedError  # pragma: no cover - overridden
@@ -421,10 +431,15 @@ class _StreamCore(Generic[R]):
             return None
         try:
             args = next(inputs, None)
-        except BaseException as exc:
+        except Exception as exc:
             self.close()
             self._input_error = exc
             return None
+        except BaseException:
+            # Ctrl-C, SystemExit: not deferred behind the result in hand
+            # (a consumer that stops there would never see it).
+            self.close()
+            raise
         if args is None:
             self._inputs = None
         return args
@@ -460,6 +475,14 @@ class _StreamCore(Generic[R]):
 _END: Final = object()  # no task left
 
 
+def _refuse_concurrent_next() -> None:
+    msg = (
+        "the stream is already being advanced (by another thread, or from its "
+        "progress callback); advance a stream from one thread at a time"
+    )
+    raise RuntimeError(msg)
+
+
 @final
 class _OrderedCore(_StreamCore[R]):
     __slots__ = ("_futures",)
@@ -477,25 +500,65 @@ class _OrderedCore(_StreamCore[R]):
         self._futures = futures
 
     def _next_value(self) -> Any:
-        if not self._futures:
-            return _END
-        future = self._futures.popleft()
+        futures = self._futures
         try:
-            value = future.result(self._remaining())
+            # Left in the deque while awaited, so that close() from another
+            # thread cancels it too.
+            future = futures[0]
+        except IndexError:  # no task left, or emptied by close()
+            return _END
+        try:
+            value = self._await(future)
         except BaseException:
             # A late task is not left to run (one that failed is done).
             future.cancel()
             self.close()
             raise
-        del future
+        if value is _END:
+            return _END
+        try:
+            taken = futures.popleft()
+        except IndexError:  # emptied by close() meanwhile
+            return _END
+        if taken is not future:  # close() took ours: `taken` is not wanted
+            taken.cancel()
+            return _END
+        del future, taken
         args = self._next_input()
         if args is not None:
             try:
-                self._futures.append(submit_task(self._executor, self._fn, *args))
+                nxt = submit_task(self._executor, self._fn, *args)
             except BaseException:
                 self.close()
                 raise
+            futures.append(nxt)
+            if self._closed_now():  # by close() from another thread meanwhile
+                nxt.cancel()
         return value
+
+    def _await(self, future: Future[Any]) -> Any:
+        """The future's result; _END if the stream is closed meanwhile.
+
+        Waits in slices, so that close() from another thread ends the wait
+        and a waiting main thread services Ctrl-C.
+        """
+        while True:
+            if self._closed:
+                return _END
+            remaining = self._remaining()
+            wait = _POLL if remaining is None else min(remaining, _POLL)
+            try:
+                return future.result(wait)
+            except CancelledError:
+                if self._closed_now():
+                    return _END
+                raise
+            except TimeoutError:
+                if future.done():
+                    raise  # the task's own TimeoutError
+                if remaining is not None and remaining <= 0:
+                    msg = f"{len(self._futures)} tasks unfinished at the deadline"
+                    raise TimeoutError(msg) from None
 
     def close(self) -> None:
         super().close()
@@ -542,11 +605,13 @@ class _UnorderedCore(_StreamCore[R]):
         if args is not None:
             try:
                 nxt = submit_task(self._executor, self._fn, *args)
-                self._in_flight.add(nxt)
-                nxt.add_done_callback(self._done.put)
             except BaseException:
                 self.close()
                 raise
+            self._in_flight.add(nxt)
+            nxt.add_done_callback(self._done.put)
+            if self._closed_now():  # by close() from another thread meanwhile
+                nxt.cancel()
         return value
 
     def _take(self) -> Future[Any] | None:
@@ -1179,6 +1244,16 @@ _group_numbers = itertools.count(1)
 _group_numbers_lock = threading.Lock()  # guards _group_numbers
 
 
+def _fresh_lock_in_child() -> None:
+    # A thread that held the lock at a fork does not exist in the child.
+    global _group_numbers_lock  # noqa: PLW0603
+    _group_numbers_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock_in_child)
+
+
 def _next_group_name() -> str:
     with _group_numbers_lock:
         return f"FutureGroup-{next(_group_numbers)}"
@@ -1270,6 +1345,7 @@ class FutureGroup:
         "_progress",
         "_progress_error",
         "_state",
+        "_submitting",
         "_timeout",
         "_unfinished",
     )
@@ -1305,6 +1381,7 @@ class FutureGroup:
         self._futures: list[Future[Any]] = []
         self._index: dict[Future[Any], int] = {}
         self._unfinished = 0
+        self._submitting = 0  # submit() calls past the state check, not added yet
         self._failures: list[tuple[int, BaseException]] = []
         self._cancelled = False
         self._hook = self._member_done  # one bound method for every member
@@ -1369,13 +1446,22 @@ class FutureGroup:
         with self._lock:
             self._check_open("submit to")
             cancelled = self._cancelled
-        if cancelled:
-            future: Future[R] = Future()
-            future.cancel()
-            future.set_running_or_notify_cancel()
-        else:
-            future = submit_task(executor, fn, *args, **kwargs)
-        return self.add(future)
+            # The block's end waits for this submission: the task it starts
+            # is a member even if the block is ending meanwhile.
+            self._submitting += 1
+        future: Future[R] | None = None
+        try:
+            if cancelled:
+                future = Future()
+                future.cancel()
+                future.set_running_or_notify_cancel()
+            else:
+                future = submit_task(executor, fn, *args, **kwargs)
+            return self._adopt(future)
+        finally:
+            with self._lock:
+                self._submitting -= 1
+                self._cond.notify_all()
 
     def add(self, future: Future[R]) -> Future[R]:
         """Make `future` a member: the block waits for it and raises its error.
@@ -1399,6 +1485,12 @@ class FutureGroup:
             raise TypeError(msg)
         with self._lock:
             self._check_open("add to")
+        return self._adopt(future)
+
+    def _adopt(self, future: Future[R]) -> Future[R]:
+        # For add() and submit(): submit() checked the state before
+        # submitting, and its task is a member whatever the state now.
+        with self._lock:
             if future in self._index:
                 return future
             self._index[future] = len(self._futures)
@@ -1610,7 +1702,7 @@ class FutureGroup:
                 done = total - self._unfinished
                 progress = self._progress
                 if progress is None or reported == (done, total):
-                    if not self._unfinished:
+                    if not self._unfinished and not self._submitting:
                         return True
                     if deadline is None:
                         wait = _POLL

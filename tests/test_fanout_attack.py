@@ -1,0 +1,247 @@
+"""Adversarial tests of the fan-out helpers: races, misuse and interruptions.
+
+Each test pins a defect found by attacking `_fanout.py`: a second thread
+advancing a stream, `close()` racing a waiting consumer, an input raising
+`KeyboardInterrupt`, `submit` racing the end of a `FutureGroup` block, and
+`fork()` while another thread holds a library lock.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import safethreads._fanout as fanout_module
+from safethreads import (
+    FutureGroup,
+    ResultStream,
+    WorkerPool,
+    executor_imap_unordered,
+    executor_map,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+TIMEOUT = 60.0
+
+
+def _advancing(stream: ResultStream[Any]) -> Callable[[], bool]:
+    """Whether a thread is inside the stream's `next()`, between tasks."""
+    return stream._core._busy.locked
+
+
+def _wait_until(predicate: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.001)
+
+
+@pytest.mark.parametrize("mapper", [executor_map, executor_imap_unordered])
+def test_second_thread_does_not_truncate_the_first_consumers_stream(
+    mapper: Callable[..., ResultStream[int]],
+) -> None:
+    """A thread refused mid-stream leaves the stream whole for its consumer."""
+    gate = threading.Event()
+    waiting = threading.Event()
+
+    def task(x: int) -> int:
+        if x == 1:
+            waiting.set()
+            gate.wait(TIMEOUT)
+        return x
+
+    with cf.ThreadPoolExecutor(2) as pool:
+        stream = mapper(pool, task, range(5), buffersize=1)
+        assert next(stream) == 0
+        got: list[list[int]] = []
+        consumer = threading.Thread(target=lambda: got.append(sorted(stream)))
+        consumer.start()
+        waiting.wait(TIMEOUT)
+        # The consumer holds the stream while task 1 runs.
+        try:
+            _wait_until(_advancing(stream))
+            with pytest.raises(RuntimeError, match="one thread at a time"):
+                next(stream)
+        finally:
+            gate.set()
+            consumer.join(TIMEOUT)
+    assert got == [[1, 2, 3, 4]]
+
+
+def test_progress_calling_next_reentrantly_is_refused_and_stream_goes_on() -> None:
+    """next() from the progress callback raises; the stream is not cut short."""
+    refused: list[RuntimeError] = []
+
+    def progress(done: int, total: int | None) -> None:
+        del done, total
+        try:
+            next(stream)
+        except RuntimeError as exc:
+            refused.append(exc)
+
+    with cf.ThreadPoolExecutor(2) as pool:
+        stream = executor_map(pool, abs, range(4), buffersize=2, progress=progress)
+        assert list(stream) == [0, 1, 2, 3]
+    assert len(refused) == 4
+
+
+@pytest.mark.parametrize("mapper", [executor_map, executor_imap_unordered])
+def test_close_from_another_thread_cancels_the_awaited_task(
+    mapper: Callable[..., ResultStream[object]],
+) -> None:
+    """close() cancels the task the consumer waits for; no result after close."""
+    release = threading.Event()
+    ran: list[int] = []
+    with WorkerPool(1) as pool:
+        blocker = pool.submit(release.wait, TIMEOUT)
+        stream = mapper(pool, ran.append, range(3), buffersize=3)
+        out: list[list[object]] = []
+        consumer = threading.Thread(target=lambda: out.append(list(stream)))
+        consumer.start()
+        try:
+            _wait_until(_advancing(stream))
+            stream.close()
+            consumer.join(TIMEOUT / 4)
+            alive = consumer.is_alive()
+        finally:
+            release.set()
+        consumer.join(TIMEOUT)
+        assert blocker.result(timeout=TIMEOUT)
+    assert not alive, "close() did not end the consumer's wait"
+    assert out == [[]]
+    assert ran == []
+
+
+@pytest.mark.parametrize("mapper", [executor_map, executor_imap_unordered])
+def test_no_result_handed_out_after_close_returns(
+    mapper: Callable[..., ResultStream[int]],
+) -> None:
+    """A result arriving while close() runs is dropped, not handed out."""
+    started = threading.Event()
+    finish = threading.Event()
+
+    def task(x: int) -> int:
+        started.set()
+        finish.wait(TIMEOUT)
+        return x
+
+    with cf.ThreadPoolExecutor(1) as pool:
+        stream = mapper(pool, task, [7], buffersize=1)
+        out: list[list[int]] = []
+        consumer = threading.Thread(target=lambda: out.append(list(stream)))
+        consumer.start()
+        started.wait(TIMEOUT)
+        try:
+            _wait_until(_advancing(stream))
+            stream.close()  # the task is running: it cannot be cancelled
+        finally:
+            finish.set()
+        consumer.join(TIMEOUT)
+    assert out == [[]]
+
+
+@pytest.mark.parametrize("mapper", [executor_map, executor_imap_unordered])
+@pytest.mark.parametrize("stop", [KeyboardInterrupt, SystemExit])
+def test_input_raising_interrupt_propagates_at_once(
+    mapper: Callable[..., ResultStream[int]], stop: type[BaseException]
+) -> None:
+    """Ctrl-C or SystemExit from the input is not deferred (and lost)."""
+
+    def inputs() -> Iterator[int]:
+        yield 1
+        yield 2
+        raise stop
+
+    with cf.ThreadPoolExecutor(2) as pool:
+        stream = mapper(pool, abs, inputs(), buffersize=1)
+        assert next(stream) == 1
+        with pytest.raises(stop):
+            next(stream)
+        assert list(stream) == []
+
+
+def test_input_raising_exception_still_hands_out_results_first() -> None:
+    """An ordinary exception from the input comes after the results in hand."""
+
+    def inputs() -> Iterator[int]:
+        yield 1
+        raise LookupError("input broke")
+
+    with cf.ThreadPoolExecutor(2) as pool:
+        stream = executor_map(pool, abs, inputs(), buffersize=1)
+        assert next(stream) == 1
+        with pytest.raises(LookupError, match="input broke"):
+            next(stream)
+
+
+def test_submit_racing_the_end_of_the_block_is_waited_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A submit that passed the open check is a member the block waits for."""
+    real_submit = fanout_module.submit_task
+    in_submit = threading.Event()
+    proceed = threading.Event()
+
+    def slow_submit(executor: cf.Executor, fn: Callable[[], float]) -> cf.Future[float]:
+        in_submit.set()
+        proceed.wait(TIMEOUT)
+        return real_submit(executor, fn)
+
+    monkeypatch.setattr(fanout_module, "submit_task", slow_submit)
+    outcome: list[object] = []
+
+    def submitter(group: FutureGroup) -> None:
+        try:
+            outcome.append(group.submit(lambda: 1 / 0))
+        except RuntimeError as exc:  # pragma: no cover - the defect
+            outcome.append(exc)
+
+    with cf.ThreadPoolExecutor(2) as pool:
+        group = FutureGroup(pool)
+        thread = threading.Thread(target=submitter, args=(group,))
+        with pytest.raises(ExceptionGroup) as caught, group:  # noqa: PT012
+            thread.start()
+            in_submit.wait(TIMEOUT)
+            threading.Timer(0.2, proceed.set).start()
+        thread.join(TIMEOUT)
+    [future] = outcome
+    assert isinstance(future, cf.Future)
+    [error] = caught.value.exceptions
+    assert isinstance(error, ZeroDivisionError)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_fork_while_a_group_is_being_named_does_not_hang_the_child() -> None:
+    """The module lock naming groups is fresh in a forked child."""
+    code = textwrap.dedent(
+        """
+        import os, sys, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import safethreads._fanout as fanout
+        from safethreads import FutureGroup
+        fanout._group_numbers_lock.acquire()  # as another thread would, mid-call
+        pid = os.fork()
+        if pid == 0:
+            FutureGroup()
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        sys.exit(os.waitstatus_to_exitcode(status))
+        """
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", code], timeout=20, capture_output=True, check=False
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the forked child hung on the group-naming lock")
+    assert done.returncode == 0, done.stderr
