@@ -29,6 +29,7 @@ from safethreads import (
 )
 
 if TYPE_CHECKING:
+    import types
     from collections.abc import Callable, Iterator
 
 TIMEOUT = 60.0
@@ -245,3 +246,108 @@ def test_fork_while_a_group_is_being_named_does_not_hang_the_child() -> None:
     except subprocess.TimeoutExpired:
         pytest.fail("the forked child hung on the group-naming lock")
     assert done.returncode == 0, done.stderr
+
+
+def test_progress_raising_systemexit_reports_failures_and_closes_the_group() -> None:
+    """SystemExit from progress propagates, names the failures, ends the block."""
+
+    def progress(done: int, total: int | None) -> None:
+        del done, total
+        raise SystemExit(3)
+
+    with cf.ThreadPoolExecutor(2) as pool:
+        group = FutureGroup(pool, progress=progress)
+        with pytest.raises(SystemExit) as caught, group:  # noqa: PT012
+            failed = group.submit(lambda: 1 / 0)
+            failed.exception(TIMEOUT)
+        assert "ZeroDivisionError" in "".join(caught.value.__notes__)
+        with pytest.raises(RuntimeError, match="its block ended"):
+            group.add(pool.submit(int))
+
+
+class _Recording(cf.ThreadPoolExecutor):
+    """A thread pool that remembers every future it hands out."""
+
+    def __init__(self) -> None:
+        super().__init__(2)
+        self.handed_out: list[cf.Future[Any]] = []
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        future = super().submit(fn, *args, **kwargs)
+        self.handed_out.append(future)
+        return future
+
+
+def _interrupt_at_call(target: int) -> Callable[..., Any]:
+    """A trace function raising KeyboardInterrupt at the target-th call.
+
+    Counts the Python functions of `_fanout` entered, and those they call
+    (the lock's `Condition`, the future's methods): a function's entry is
+    where the interpreter runs a signal handler, so each is a point where a
+    real Ctrl-C can land.  (Raising at any line, a trace function can also
+    skip a `with` statement's `__exit__` or a `finally` block's first step,
+    which no signal can do.)
+    """
+    seen = 0
+    source = fanout_module.__file__
+
+    def trace(frame: types.FrameType, event: str, arg: object) -> None:
+        nonlocal seen
+        del arg
+        caller = frame.f_back
+        ours = frame.f_code.co_filename == source or (
+            caller is not None and caller.f_code.co_filename == source
+        )
+        # Not the entry of `__exit__` itself: a signal there escapes any
+        # context manager written in Python before its first line runs.
+        if event == "call" and ours and frame.f_code.co_name != "__exit__":
+            seen += 1
+            if seen == target:
+                raise KeyboardInterrupt
+
+    return trace
+
+
+def test_ctrl_c_at_every_call_of_a_group_keeps_it_consistent() -> None:
+    """Ctrl-C at each call in submit/add/exit: no lock held, no count leaked."""
+    target = 0
+    while True:
+        target += 1
+        pool = _Recording()
+        # The deadline turns a leaked count (a wait that cannot end) into
+        # a failed assertion instead of a hang.
+        group = FutureGroup(pool, timeout=10)
+        raised: BaseException | None = None
+        entered = False
+        sys.settrace(_interrupt_at_call(target))
+        try:
+            with group:
+                entered = True
+                group.submit(abs, -1)
+                group.submit(lambda: 1 / 0)
+                group.add(pool.submit(abs, 2))
+        except BaseException as exc:
+            raised = exc
+        finally:
+            sys.settrace(None)
+        pool.shutdown(wait=True)
+        assert not group._lock.locked(), target
+        if raised is None:
+            break  # the target is past the last line: every point was tried
+        if not entered:
+            continue
+        assert group._state == "closed", target
+        members = set(group.futures)
+        # (A task whose submission the interrupt cut short, between the
+        # executor's submit returning and the group adopting its future, is
+        # not a member: a known gap, see the guarantees page.)
+        assert not isinstance(raised, TimeoutError), (target, raised)
+        assert not group._live, target
+        assert not group._submitting, target
+        # The member failure is raised or named on the interrupt, never lost.
+        if any(f.exception(0) is not None for f in members if not f.cancelled()):
+            text = repr(raised) + "".join(getattr(raised, "__notes__", []))
+            if isinstance(raised, BaseExceptionGroup):
+                text += repr(raised.exceptions)
+            assert "ZeroDivisionError" in text, (target, raised)
+    assert target > 50

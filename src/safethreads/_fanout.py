@@ -56,6 +56,7 @@ from __future__ import annotations
 import _queue as queue  # the C module: `queue` also imports heapq
 import collections
 import itertools
+import operator
 import os
 import sys
 import threading
@@ -1340,6 +1341,7 @@ class FutureGroup:
         "_futures",
         "_hook",
         "_index",
+        "_live",
         "_lock",
         "_name",
         "_progress",
@@ -1347,7 +1349,6 @@ class FutureGroup:
         "_state",
         "_submitting",
         "_timeout",
-        "_unfinished",
     )
 
     def __init__(
@@ -1380,8 +1381,10 @@ class FutureGroup:
         self._state = _GroupState.NEW
         self._futures: list[Future[Any]] = []
         self._index: dict[Future[Any], int] = {}
-        self._unfinished = 0
-        self._submitting = 0  # submit() calls past the state check, not added yet
+        # Members whose end has not been counted yet.
+        self._live: set[Future[Any]] = set()
+        # A token per submit() call past the state check, not added yet.
+        self._submitting: set[object] = set()
         self._failures: list[tuple[int, BaseException]] = []
         self._cancelled = False
         self._hook = self._member_done  # one bound method for every member
@@ -1411,7 +1414,7 @@ class FutureGroup:
         with self._lock:
             return (
                 f"<FutureGroup {self._name!r} {self._state} "
-                f"members={len(self._futures)} unfinished={self._unfinished}>"
+                f"members={len(self._futures)} unfinished={len(self._live)}>"
             )
 
     # --- members --------------------------------------------------------------------
@@ -1443,14 +1446,17 @@ class FutureGroup:
                 "FutureGroup(executor) or submit elsewhere and add() the future"
             )
             raise RuntimeError(msg)
-        with self._lock:
-            self._check_open("submit to")
-            cancelled = self._cancelled
-            # The block's end waits for this submission: the task it starts
-            # is a member even if the block is ending meanwhile.
-            self._submitting += 1
-        future: Future[R] | None = None
+        # The block's end waits while this token is in `_submitting`: the
+        # task submitted is a member even if the block is ending meanwhile.
+        # A token, not a count: removing it is idempotent, so an interrupt
+        # at any point cannot leave the block waiting for it.
+        token = object()
         try:
+            with self._lock:
+                self._check_open("submit to")
+                cancelled = self._cancelled
+                self._submitting.add(token)
+            future: Future[R]
             if cancelled:
                 future = Future()
                 future.cancel()
@@ -1460,7 +1466,7 @@ class FutureGroup:
             return self._adopt(future)
         finally:
             with self._lock:
-                self._submitting -= 1
+                self._submitting.discard(token)
                 self._cond.notify_all()
 
     def add(self, future: Future[R]) -> Future[R]:
@@ -1490,17 +1496,23 @@ class FutureGroup:
     def _adopt(self, future: Future[R]) -> Future[R]:
         # For add() and submit(): submit() checked the state before
         # submitting, and its task is a member whatever the state now.
-        with self._lock:
-            if future in self._index:
-                return future
-            self._index[future] = len(self._futures)
-            self._futures.append(future)
-            self._unfinished += 1
-            cancel = self._cancelled
-        if cancel:
-            future.cancel()
-        # Runs at once if the future is already done.
-        future.add_done_callback(self._hook)
+        try:
+            with self._lock:
+                if future in self._index:
+                    return future
+                self._live.add(future)
+                self._index[future] = len(self._futures)
+                self._futures.append(future)
+                cancel = self._cancelled
+            if cancel:
+                future.cancel()
+        finally:
+            # Hooked whatever interrupts this call, so that the block never
+            # waits for a member whose end nobody counts (a second hook on
+            # a member finds it no longer live, and does nothing).  Runs at
+            # once if the future is already done.
+            if future in self._live:
+                future.add_done_callback(self._hook)
         return future
 
     def _check_open(self, action: str) -> None:
@@ -1516,10 +1528,10 @@ class FutureGroup:
         exc = None if future.cancelled() else future.exception(timeout=0)
         cancel_now = late = False
         with self._lock:
-            index = self._index.get(future)
-            if index is None:  # pragma: no cover - only members are hooked
+            if future not in self._live:  # counted by an earlier hook
                 return
-            self._unfinished -= 1
+            self._live.discard(future)
+            index = self._index.get(future, -1)
             if exc is not None:
                 if self._state == _GroupState.CLOSED:
                     late = True
@@ -1527,7 +1539,7 @@ class FutureGroup:
                     self._failures.append((index, exc))
                     if self._fail_fast and not self._cancelled:
                         self._cancelled = cancel_now = True
-            if self._unfinished == 0 or self._progress is not None:
+            if not self._live or self._progress is not None:
                 self._cond.notify_all()
         if cancel_now:
             self._cancel_members()
@@ -1587,7 +1599,7 @@ class FutureGroup:
                 self._deadline = time.monotonic() + self._timeout
         return self
 
-    def __exit__(
+    def __exit__(  # type: ignore[exit-return]  # the documented signature
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -1607,18 +1619,14 @@ class FutureGroup:
             KeyboardInterrupt: on Ctrl-C, after the wait (or at once on a
                 second Ctrl-C).
         """
-        with self._lock:
-            self._state = _GroupState.CLOSING
-        if exc is not None:
-            self.cancel()
-        interrupt, unfinished = self._wait_at_exit(exc)
+        interrupt, unfinished = self._close_and_wait(exc)
         with self._lock:
             self._state = _GroupState.CLOSED
-            indexed = sorted(self._failures, key=lambda f: f[0])
+            indexed = sorted(self._failures, key=operator.itemgetter(0))
             self._failures = []
         for index, error in indexed:
             error.add_note(f"in member {index} of group {self._name!r}")
-        failures = [error for _, error in indexed]
+        failures = list(map(operator.itemgetter(1), indexed))
         if interrupt is not None or isinstance(exc, SystemExit):
             propagating = interrupt if interrupt is not None else exc
             assert propagating is not None
@@ -1647,6 +1655,28 @@ class FutureGroup:
             raise BaseExceptionGroup(msg, errors) from None
         return False
 
+    def _close_and_wait(
+        self, exc: BaseException | None
+    ) -> tuple[BaseException | None, list[Future[Any]]]:
+        """Stop new members, cancel on an error, wait: `_wait_at_exit`.
+
+        Whatever escapes on the way (Ctrl-C before the wait handles it, an
+        exception from a future's own callback while cancelling) still ends
+        in the same place: the block closes and reports its failures.
+        """
+        try:
+            with self._lock:
+                self._state = _GroupState.CLOSING
+            if exc is not None:
+                self.cancel()
+            return self._wait_at_exit(exc)
+        except KeyboardInterrupt as ki:
+            # Ctrl-C before the wait could handle it: a first press.
+            return self._wait_at_exit(ki)
+        except BaseException as escaping:
+            self.cancel()
+            return escaping, self._unfinished_members()
+
     def _wait_at_exit(
         self, exc: BaseException | None
     ) -> tuple[BaseException | None, list[Future[Any]]]:
@@ -1656,7 +1686,9 @@ class FutureGroup:
             The `KeyboardInterrupt` to propagate (if any) and the members
             still unfinished.
         """
-        interrupt = exc if isinstance(exc, KeyboardInterrupt) else None
+        interrupt: BaseException | None = (
+            exc if isinstance(exc, KeyboardInterrupt) else None
+        )
         presses = 0 if interrupt is None else 1
         while True:
             try:
@@ -1676,6 +1708,15 @@ class FutureGroup:
                 self._progress = None
                 self._progress_error = error
                 self.cancel()
+                continue
+            except BaseException as stop:
+                # SystemExit (or another BaseException) from the progress
+                # callback: it propagates like the body's SystemExit, after
+                # the wait, with notes naming the failures it hides.
+                self._progress = None
+                self.cancel()
+                if interrupt is None:
+                    interrupt = stop
                 continue
             if finished:
                 return interrupt, []
@@ -1699,10 +1740,10 @@ class FutureGroup:
         while True:
             with self._lock:
                 total = len(self._futures)
-                done = total - self._unfinished
+                done = total - len(self._live)
                 progress = self._progress
                 if progress is None or reported == (done, total):
-                    if not self._unfinished and not self._submitting:
+                    if not self._live and not self._submitting:
                         return True
                     if deadline is None:
                         wait = _POLL
@@ -1712,10 +1753,27 @@ class FutureGroup:
                             return False
                         wait = min(remaining, _POLL)
                     # Timed, so that the main thread services Ctrl-C.
-                    self._cond.wait(wait)
-                    continue
-            reported = (done, total)
-            progress(done, total)
+                    idle = not self._cond.wait(wait)
+                else:
+                    idle = None
+            if idle is None:
+                assert progress is not None
+                reported = (done, total)
+                progress(done, total)
+            elif idle:
+                self._sweep()
+
+    def _sweep(self) -> None:
+        """Count the members that are done but whose hook has not run.
+
+        Only an interrupt inside `add()` leaves a member unhooked; counting
+        it here (its failure too) keeps the block from waiting for it
+        forever.  A hook that runs later finds it counted and does nothing.
+        """
+        with self._lock:
+            done = [f for f in self._live if f.done()]
+        for future in done:
+            self._member_done(future)
 
     def _unfinished_members(self) -> list[Future[Any]]:
         with self._lock:
@@ -1742,5 +1800,5 @@ class FutureGroup:
     def _check(self) -> None:
         with self._lock:
             # A future may be done with its callback still to run.
-            assert self._unfinished >= sum(1 for f in self._futures if not f.done())
+            assert len(self._live) >= sum(1 for f in self._futures if not f.done())
             assert len(self._index) == len(self._futures)
