@@ -1599,7 +1599,7 @@ class FutureGroup:
                 self._deadline = time.monotonic() + self._timeout
         return self
 
-    def __exit__(  # type: ignore[exit-return]  # the documented signature
+    def __exit__(  # type: ignore[exit-return]  # noqa: C901 - one place, see below
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -1619,7 +1619,21 @@ class FutureGroup:
             KeyboardInterrupt: on Ctrl-C, after the wait (or at once on a
                 second Ctrl-C).
         """
-        interrupt, unfinished = self._close_and_wait(exc)
+        # Whatever escapes on the way to the wait's own handling (Ctrl-C, an
+        # exception from a future's own callback while cancelling) still
+        # ends here: the block closes and reports its failures.  Inline, not
+        # a helper: a signal at a helper's entry would escape the handlers.
+        try:
+            with self._lock:
+                self._state = _GroupState.CLOSING
+            if exc is not None:
+                self.cancel()
+            interrupt, unfinished = self._wait_at_exit(exc)
+        except KeyboardInterrupt as ki:  # a first press
+            interrupt, unfinished = self._wait_at_exit(ki)
+        except BaseException as escaping:
+            self.cancel()
+            interrupt, unfinished = escaping, self._unfinished_members()
         with self._lock:
             self._state = _GroupState.CLOSED
             indexed = sorted(self._failures, key=operator.itemgetter(0))
@@ -1654,28 +1668,6 @@ class FutureGroup:
             msg = f"unhandled errors in future group {self._name!r}"
             raise BaseExceptionGroup(msg, errors) from None
         return False
-
-    def _close_and_wait(
-        self, exc: BaseException | None
-    ) -> tuple[BaseException | None, list[Future[Any]]]:
-        """Stop new members, cancel on an error, wait: `_wait_at_exit`.
-
-        Whatever escapes on the way (Ctrl-C before the wait handles it, an
-        exception from a future's own callback while cancelling) still ends
-        in the same place: the block closes and reports its failures.
-        """
-        try:
-            with self._lock:
-                self._state = _GroupState.CLOSING
-            if exc is not None:
-                self.cancel()
-            return self._wait_at_exit(exc)
-        except KeyboardInterrupt as ki:
-            # Ctrl-C before the wait could handle it: a first press.
-            return self._wait_at_exit(ki)
-        except BaseException as escaping:
-            self.cancel()
-            return escaping, self._unfinished_members()
 
     def _wait_at_exit(
         self, exc: BaseException | None
