@@ -553,6 +553,10 @@ class TestFutureGroup:
             with pytest.raises(KeyboardInterrupt), group:  # noqa: PT012 - the block is the code under test
                 running = group.submit(tasks.wait_for_file, gate)
                 queued.append(group.submit(tasks.square, 2))
+                # Started before Ctrl-C, else the interrupt cancels it.
+                deadline = time.monotonic() + TIMEOUT
+                while not running.running() and time.monotonic() < deadline:
+                    time.sleep(0.001)
                 helper.start()
                 _thread.interrupt_main()
                 time.sleep(TIMEOUT)  # interrupted at once
