@@ -516,6 +516,10 @@ class TestFutureGroup:
             with pytest.raises(ExceptionGroup) as info, FutureGroup(pool) as group:  # noqa: PT012 - the block is the code under test
                 running = group.submit(tasks.wait_for_file, gate)
                 queued = group.submit(tasks.square, 3)
+                # Started before the body fails, else the failure cancels it.
+                deadline = time.monotonic() + TIMEOUT
+                while not running.running() and time.monotonic() < deadline:
+                    time.sleep(0.001)
                 _released(gate)
                 msg = "body broke"
                 raise KeyError(msg)
@@ -549,6 +553,10 @@ class TestFutureGroup:
             with pytest.raises(KeyboardInterrupt), group:  # noqa: PT012 - the block is the code under test
                 running = group.submit(tasks.wait_for_file, gate)
                 queued.append(group.submit(tasks.square, 2))
+                # Started before Ctrl-C, else the interrupt cancels it.
+                deadline = time.monotonic() + TIMEOUT
+                while not running.running() and time.monotonic() < deadline:
+                    time.sleep(0.001)
                 helper.start()
                 _thread.interrupt_main()
                 time.sleep(TIMEOUT)  # interrupted at once

@@ -56,11 +56,13 @@ from __future__ import annotations
 import _queue as queue  # the C module: `queue` also imports heapq
 import collections
 import itertools
+import operator
+import os
 import sys
 import threading
 import time
 from collections.abc import Iterator, Sized
-from concurrent.futures import Executor, Future, InvalidStateError
+from concurrent.futures import CancelledError, Executor, Future, InvalidStateError
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -386,8 +388,11 @@ class _StreamCore(Generic[R]):
                 `progress` callback raised.
         """
         if not self._busy.acquire(blocking=False):
-            msg = "the stream is being advanced by another thread; use one per thread"
-            raise RuntimeError(msg)
+            # Not raised here: `itertools.chain` drops its source when the
+            # source raises, which would end the stream for the thread that
+            # is advancing it.  An error from the iterator handed back is
+            # raised to this caller alone.
+            return iter(_refuse_concurrent_next, None)
         try:
             error, self._input_error = self._input_error, None
             if error is not None:
@@ -395,12 +400,18 @@ class _StreamCore(Generic[R]):
             if self._closed:
                 return None
             value = self._next_value()
-            if value is _END:
+            if value is _END or (self._closed_now() and self._input_error is None):
+                # The end, or close() from another thread while waiting: a
+                # result that arrived meanwhile is dropped, not handed out.
                 self._closed = True
                 return None
             return self._hand_out(value)
         finally:
             self._busy.release()
+
+    def _closed_now(self) -> bool:
+        # Read afresh: close() from another thread sets it at any time.
+        return self._closed
 
     def _next_value(self) -> Any:
         raise NotImplementedError  # pragma: no cover - overridden
@@ -421,10 +432,15 @@ class _StreamCore(Generic[R]):
             return None
         try:
             args = next(inputs, None)
-        except BaseException as exc:
+        except Exception as exc:
             self.close()
             self._input_error = exc
             return None
+        except BaseException:
+            # Ctrl-C, SystemExit: not deferred behind the result in hand
+            # (a consumer that stops there would never see it).
+            self.close()
+            raise
         if args is None:
             self._inputs = None
         return args
@@ -460,6 +476,14 @@ class _StreamCore(Generic[R]):
 _END: Final = object()  # no task left
 
 
+def _refuse_concurrent_next() -> None:
+    msg = (
+        "the stream is already being advanced (by another thread, or from its "
+        "progress callback); advance a stream from one thread at a time"
+    )
+    raise RuntimeError(msg)
+
+
 @final
 class _OrderedCore(_StreamCore[R]):
     __slots__ = ("_futures",)
@@ -477,25 +501,65 @@ class _OrderedCore(_StreamCore[R]):
         self._futures = futures
 
     def _next_value(self) -> Any:
-        if not self._futures:
-            return _END
-        future = self._futures.popleft()
+        futures = self._futures
         try:
-            value = future.result(self._remaining())
+            # Left in the deque while awaited, so that close() from another
+            # thread cancels it too.
+            future = futures[0]
+        except IndexError:  # no task left, or emptied by close()
+            return _END
+        try:
+            value = self._await(future)
         except BaseException:
             # A late task is not left to run (one that failed is done).
             future.cancel()
             self.close()
             raise
-        del future
+        if value is _END:
+            return _END
+        try:
+            taken = futures.popleft()
+        except IndexError:  # emptied by close() meanwhile
+            return _END
+        if taken is not future:  # close() took ours: `taken` is not wanted
+            taken.cancel()
+            return _END
+        del future, taken
         args = self._next_input()
         if args is not None:
             try:
-                self._futures.append(submit_task(self._executor, self._fn, *args))
+                nxt = submit_task(self._executor, self._fn, *args)
             except BaseException:
                 self.close()
                 raise
+            futures.append(nxt)
+            if self._closed_now():  # by close() from another thread meanwhile
+                nxt.cancel()
         return value
+
+    def _await(self, future: Future[Any]) -> Any:
+        """The future's result; _END if the stream is closed meanwhile.
+
+        Waits in slices, so that close() from another thread ends the wait
+        and a waiting main thread services Ctrl-C.
+        """
+        while True:
+            if self._closed:
+                return _END
+            remaining = self._remaining()
+            wait = _POLL if remaining is None else min(remaining, _POLL)
+            try:
+                return future.result(wait)
+            except CancelledError:
+                if self._closed_now():
+                    return _END
+                raise
+            except TimeoutError:
+                if future.done():
+                    raise  # the task's own TimeoutError
+                if remaining is not None and remaining <= 0:
+                    msg = f"{len(self._futures)} tasks unfinished at the deadline"
+                    raise TimeoutError(msg) from None
 
     def close(self) -> None:
         super().close()
@@ -542,11 +606,13 @@ class _UnorderedCore(_StreamCore[R]):
         if args is not None:
             try:
                 nxt = submit_task(self._executor, self._fn, *args)
-                self._in_flight.add(nxt)
-                nxt.add_done_callback(self._done.put)
             except BaseException:
                 self.close()
                 raise
+            self._in_flight.add(nxt)
+            nxt.add_done_callback(self._done.put)
+            if self._closed_now():  # by close() from another thread meanwhile
+                nxt.cancel()
         return value
 
     def _take(self) -> Future[Any] | None:
@@ -1179,6 +1245,16 @@ _group_numbers = itertools.count(1)
 _group_numbers_lock = threading.Lock()  # guards _group_numbers
 
 
+def _fresh_lock_in_child() -> None:
+    # A thread that held the lock at a fork does not exist in the child.
+    global _group_numbers_lock  # noqa: PLW0603
+    _group_numbers_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock_in_child)
+
+
 def _next_group_name() -> str:
     with _group_numbers_lock:
         return f"FutureGroup-{next(_group_numbers)}"
@@ -1265,13 +1341,14 @@ class FutureGroup:
         "_futures",
         "_hook",
         "_index",
+        "_live",
         "_lock",
         "_name",
         "_progress",
         "_progress_error",
         "_state",
+        "_submitting",
         "_timeout",
-        "_unfinished",
     )
 
     def __init__(
@@ -1304,7 +1381,10 @@ class FutureGroup:
         self._state = _GroupState.NEW
         self._futures: list[Future[Any]] = []
         self._index: dict[Future[Any], int] = {}
-        self._unfinished = 0
+        # Members whose end has not been counted yet.
+        self._live: set[Future[Any]] = set()
+        # A token per submit() call past the state check, not added yet.
+        self._submitting: set[object] = set()
         self._failures: list[tuple[int, BaseException]] = []
         self._cancelled = False
         self._hook = self._member_done  # one bound method for every member
@@ -1334,7 +1414,7 @@ class FutureGroup:
         with self._lock:
             return (
                 f"<FutureGroup {self._name!r} {self._state} "
-                f"members={len(self._futures)} unfinished={self._unfinished}>"
+                f"members={len(self._futures)} unfinished={len(self._live)}>"
             )
 
     # --- members --------------------------------------------------------------------
@@ -1366,16 +1446,28 @@ class FutureGroup:
                 "FutureGroup(executor) or submit elsewhere and add() the future"
             )
             raise RuntimeError(msg)
-        with self._lock:
-            self._check_open("submit to")
-            cancelled = self._cancelled
-        if cancelled:
-            future: Future[R] = Future()
-            future.cancel()
-            future.set_running_or_notify_cancel()
-        else:
-            future = submit_task(executor, fn, *args, **kwargs)
-        return self.add(future)
+        # The block's end waits while this token is in `_submitting`: the
+        # task submitted is a member even if the block is ending meanwhile.
+        # A token, not a count: removing it is idempotent, so an interrupt
+        # at any point cannot leave the block waiting for it.
+        token = object()
+        try:
+            with self._lock:
+                self._check_open("submit to")
+                cancelled = self._cancelled
+                self._submitting.add(token)
+            future: Future[R]
+            if cancelled:
+                future = Future()
+                future.cancel()
+                future.set_running_or_notify_cancel()
+            else:
+                future = submit_task(executor, fn, *args, **kwargs)
+            return self._adopt(future)
+        finally:
+            with self._lock:
+                self._submitting.discard(token)
+                self._cond.notify_all()
 
     def add(self, future: Future[R]) -> Future[R]:
         """Make `future` a member: the block waits for it and raises its error.
@@ -1399,16 +1491,28 @@ class FutureGroup:
             raise TypeError(msg)
         with self._lock:
             self._check_open("add to")
-            if future in self._index:
-                return future
-            self._index[future] = len(self._futures)
-            self._futures.append(future)
-            self._unfinished += 1
-            cancel = self._cancelled
-        if cancel:
-            future.cancel()
-        # Runs at once if the future is already done.
-        future.add_done_callback(self._hook)
+        return self._adopt(future)
+
+    def _adopt(self, future: Future[R]) -> Future[R]:
+        # For add() and submit(): submit() checked the state before
+        # submitting, and its task is a member whatever the state now.
+        try:
+            with self._lock:
+                if future in self._index:
+                    return future
+                self._live.add(future)
+                self._index[future] = len(self._futures)
+                self._futures.append(future)
+                cancel = self._cancelled
+            if cancel:
+                future.cancel()
+        finally:
+            # Hooked whatever interrupts this call, so that the block never
+            # waits for a member whose end nobody counts (a second hook on
+            # a member finds it no longer live, and does nothing).  Runs at
+            # once if the future is already done.
+            if future in self._live:
+                future.add_done_callback(self._hook)
         return future
 
     def _check_open(self, action: str) -> None:
@@ -1424,10 +1528,10 @@ class FutureGroup:
         exc = None if future.cancelled() else future.exception(timeout=0)
         cancel_now = late = False
         with self._lock:
-            index = self._index.get(future)
-            if index is None:  # pragma: no cover - only members are hooked
+            if future not in self._live:  # counted by an earlier hook
                 return
-            self._unfinished -= 1
+            self._live.discard(future)
+            index = self._index.get(future, -1)
             if exc is not None:
                 if self._state == _GroupState.CLOSED:
                     late = True
@@ -1435,7 +1539,7 @@ class FutureGroup:
                     self._failures.append((index, exc))
                     if self._fail_fast and not self._cancelled:
                         self._cancelled = cancel_now = True
-            if self._unfinished == 0 or self._progress is not None:
+            if not self._live or self._progress is not None:
                 self._cond.notify_all()
         if cancel_now:
             self._cancel_members()
@@ -1495,7 +1599,7 @@ class FutureGroup:
                 self._deadline = time.monotonic() + self._timeout
         return self
 
-    def __exit__(
+    def __exit__(  # type: ignore[exit-return]  # noqa: C901 - one place, see below
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -1515,18 +1619,28 @@ class FutureGroup:
             KeyboardInterrupt: on Ctrl-C, after the wait (or at once on a
                 second Ctrl-C).
         """
-        with self._lock:
-            self._state = _GroupState.CLOSING
-        if exc is not None:
+        # Whatever escapes on the way to the wait's own handling (Ctrl-C, an
+        # exception from a future's own callback while cancelling) still
+        # ends here: the block closes and reports its failures.  Inline, not
+        # a helper: a signal at a helper's entry would escape the handlers.
+        try:
+            with self._lock:
+                self._state = _GroupState.CLOSING
+            if exc is not None:
+                self.cancel()
+            interrupt, unfinished = self._wait_at_exit(exc)
+        except KeyboardInterrupt as ki:  # a first press
+            interrupt, unfinished = self._wait_at_exit(ki)
+        except BaseException as escaping:
             self.cancel()
-        interrupt, unfinished = self._wait_at_exit(exc)
+            interrupt, unfinished = escaping, self._unfinished_members()
         with self._lock:
             self._state = _GroupState.CLOSED
-            indexed = sorted(self._failures, key=lambda f: f[0])
+            indexed = sorted(self._failures, key=operator.itemgetter(0))
             self._failures = []
         for index, error in indexed:
             error.add_note(f"in member {index} of group {self._name!r}")
-        failures = [error for _, error in indexed]
+        failures = list(map(operator.itemgetter(1), indexed))
         if interrupt is not None or isinstance(exc, SystemExit):
             propagating = interrupt if interrupt is not None else exc
             assert propagating is not None
@@ -1564,7 +1678,9 @@ class FutureGroup:
             The `KeyboardInterrupt` to propagate (if any) and the members
             still unfinished.
         """
-        interrupt = exc if isinstance(exc, KeyboardInterrupt) else None
+        interrupt: BaseException | None = (
+            exc if isinstance(exc, KeyboardInterrupt) else None
+        )
         presses = 0 if interrupt is None else 1
         while True:
             try:
@@ -1584,6 +1700,15 @@ class FutureGroup:
                 self._progress = None
                 self._progress_error = error
                 self.cancel()
+                continue
+            except BaseException as stop:
+                # SystemExit (or another BaseException) from the progress
+                # callback: it propagates like the body's SystemExit, after
+                # the wait, with notes naming the failures it hides.
+                self._progress = None
+                self.cancel()
+                if interrupt is None:
+                    interrupt = stop
                 continue
             if finished:
                 return interrupt, []
@@ -1607,10 +1732,10 @@ class FutureGroup:
         while True:
             with self._lock:
                 total = len(self._futures)
-                done = total - self._unfinished
+                done = total - len(self._live)
                 progress = self._progress
                 if progress is None or reported == (done, total):
-                    if not self._unfinished:
+                    if not self._live and not self._submitting:
                         return True
                     if deadline is None:
                         wait = _POLL
@@ -1620,10 +1745,27 @@ class FutureGroup:
                             return False
                         wait = min(remaining, _POLL)
                     # Timed, so that the main thread services Ctrl-C.
-                    self._cond.wait(wait)
-                    continue
-            reported = (done, total)
-            progress(done, total)
+                    idle = not self._cond.wait(wait)
+                else:
+                    idle = None
+            if idle is None:
+                assert progress is not None
+                reported = (done, total)
+                progress(done, total)
+            elif idle:
+                self._sweep()
+
+    def _sweep(self) -> None:
+        """Count the members that are done but whose hook has not run.
+
+        Only an interrupt inside `add()` leaves a member unhooked; counting
+        it here (its failure too) keeps the block from waiting for it
+        forever.  A hook that runs later finds it counted and does nothing.
+        """
+        with self._lock:
+            done = [f for f in self._live if f.done()]
+        for future in done:
+            self._member_done(future)
 
     def _unfinished_members(self) -> list[Future[Any]]:
         with self._lock:
@@ -1650,5 +1792,5 @@ class FutureGroup:
     def _check(self) -> None:
         with self._lock:
             # A future may be done with its callback still to run.
-            assert self._unfinished >= sum(1 for f in self._futures if not f.done())
+            assert len(self._live) >= sum(1 for f in self._futures if not f.done())
             assert len(self._index) == len(self._futures)
