@@ -41,6 +41,7 @@ from ._fanout import (
     submit_task,
 )
 from ._locked_dict import MISSING, LockedDict, LockedDictGuard, Missing
+from ._observe import RunningTask, TaskInfo
 from ._result_thread import ResultThread, spawn
 from ._thread_group import ThreadGroup
 from ._worker_pool import OnFull, WorkerPool
@@ -63,6 +64,8 @@ __all__ = (  # noqa: RUF022 - plain sorted() order, checked by tests/test_api.py
     "PoolFull",
     "ResultStream",
     "ResultThread",
+    "RunningTask",
+    "TaskInfo",
     "ThreadGroup",
     "WorkerPool",
     "WorkerPoolStats",
