@@ -15,7 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from safethreads import PoolFull, RunningTask, TaskInfo, WorkerPool
+from safethreads import (
+    PoolFull,
+    RunningTask,
+    TaskInfo,
+    ThreadGroup,
+    ThreadGroupStats,
+    WorkerPool,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -466,3 +473,75 @@ class TestBadInput:
         """A hook that cannot be called is refused at the constructor."""
         with pytest.raises(TypeError, match=f"{name} must be callable or None"):
             WorkerPool(1, **{name: 3})  # type: ignore[arg-type]
+
+
+def member_blocks(started: threading.Event, gate: threading.Event) -> bool:
+    started.set()
+    return gate.wait(TIMEOUT)
+
+
+class TestThreadGroupObservability:
+    def test_stats_count_pending_running_finished_and_failed_members(self) -> None:
+        """A bounded group's snapshot adds up while members wait, run and fail."""
+        gate = threading.Event()
+        started = [threading.Event() for _ in range(2)]
+        seen: list[ThreadGroupStats] = []
+        g = ThreadGroup("seen", max_concurrency=2, fail_fast=False)
+
+        def body() -> None:
+            with g:
+                seen.append(g.stats())
+                g.spawn(boom, 1).join(TIMEOUT)
+                wait_until(lambda: g.stats().finished == 1, "the failed member")
+                for e in started:
+                    g.spawn(member_blocks, e, gate)
+                g.spawn(abs, -1)  # waits for a slot
+                for e in started:
+                    assert e.wait(TIMEOUT)
+                seen.append(g.stats())
+                gate.set()
+
+        with pytest.raises(ExceptionGroup) as caught:
+            body()
+        assert seen == [
+            ThreadGroupStats(0, 0, 0, 0, 0),
+            ThreadGroupStats(members=4, pending=1, running=2, finished=1, failed=1),
+        ]
+        assert len(caught.value.exceptions) == 1
+        s = g.stats()
+        assert s == ThreadGroupStats(
+            members=4, pending=0, running=0, finished=4, failed=1
+        )
+
+    @pytest.mark.stress
+    @pytest.mark.usefixtures("fast_switching")
+    def test_group_stats_add_up_in_every_snapshot(self) -> None:
+        """Members ending while others are spawned: every snapshot adds up."""
+        snapshots: list[ThreadGroupStats] = []
+        with ThreadGroup(max_concurrency=4) as g:
+            for i in range(200):
+                g.spawn(abs, -i)
+                snapshots.append(g.stats())
+        snapshots.append(g.stats())
+        for s in snapshots:
+            assert s.members == s.pending + s.running + s.finished, s
+            assert s.failed == 0
+        assert snapshots[-1] == ThreadGroupStats(200, 0, 0, 200, 0)
+
+    def test_running_lists_members_with_their_stacks(self) -> None:
+        """running() names each running member's function, thread and stack."""
+        gate = threading.Event()
+        started = threading.Event()
+        with ThreadGroup("watched") as g:
+            g.spawn(member_blocks, started, gate)
+            assert started.wait(TIMEOUT)
+            tasks = g.running()
+            gate.set()
+        assert len(tasks) == 1
+        (task,) = tasks
+        assert task.fn is member_blocks
+        assert task.thread_name == "watched-0"
+        assert task.started_at is task.elapsed is None
+        assert "in member_blocks" in task.stack
+        assert "_thread_group.py" not in task.stack
+        assert g.running() == []

@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType
 
+    from ._thread_group import ThreadGroup
     from ._worker_pool import WorkerPool
 
 __all__ = ["RunningTask", "TaskInfo"]
@@ -391,3 +392,63 @@ def _watch(
         if done:
             return
         sleeper.wait(interval)
+
+
+# --- ThreadGroup -------------------------------------------------------------------
+
+
+def group_snapshot(
+    group: ThreadGroup,
+) -> tuple[int, int, int, int, list[threading.Thread]]:
+    """(members, pending, finished, failed, running members), under its lock."""
+    with group._lock:
+        members = list(group._members)
+        pending = set(group._pending)
+        ended = group._ended
+        failed = group._failed_count
+        finished = 0
+        running = []
+        for t in members:
+            if t in pending:
+                continue
+            if t in ended or (t.ident is not None and not t.is_alive()):
+                finished += 1
+            else:
+                running.append(t)
+    return len(members), len(pending), finished, failed, running
+
+
+def group_running(group: ThreadGroup) -> list[RunningTask]:
+    """The running members of `group`, with their stacks."""
+    from ._thread_group import _member_stack  # noqa: PLC0415 - a cycle otherwise
+
+    running = group_snapshot(group)[4]
+    frames = sys._current_frames()
+    tasks = []
+    for t in running:
+        ident = t.ident
+        frame = None if ident is None else frames.get(ident)
+        if frame is None:
+            continue  # not started yet, or ended meanwhile
+        tasks.append(
+            RunningTask(
+                _member_function(t),
+                t.name,
+                ident or 0,
+                None,
+                None,
+                _member_stack(frame),
+            )
+        )
+    return tasks
+
+
+def _member_function(t: threading.Thread) -> Callable[..., Any]:
+    """The function a member runs: spawn()'s `fn`, a thread's target, or run."""
+    call_args = getattr(t, "_call_args", None)
+    if call_args and callable(call_args[0]):
+        return call_args[0]  # type: ignore[no-any-return]
+    target = getattr(t, "_target", None)
+    if callable(target):
+        return target  # type: ignore[no-any-return]
+    return t.run

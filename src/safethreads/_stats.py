@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import final
 
-__all__ = ["WorkerPoolStats"]
+__all__ = ["ThreadGroupStats", "WorkerPoolStats"]
 
 
 @final
@@ -68,5 +68,30 @@ class WorkerPoolStats:
     run_time_p99: float | None = None
 
 
+@final
+@dataclass(frozen=True, slots=True)
+class ThreadGroupStats:
+    """A snapshot of a `ThreadGroup`'s members, taken under its lock by `stats()`.
+
+    The member counts always add up: `members == pending + running + finished`.
+
+    Attributes:
+        members: Members spawned or added so far.
+        pending: Members waiting for a slot (`max_concurrency`), not started.
+        running: Members started and not finished.
+        finished: Members whose thread has finished, however it ended.
+        failed: Finished members whose failure the group took (it raises
+            them when the block ends); a member ended by the group's own
+            cancellation (`Cancelled`) is not counted.
+    """
+
+    members: int
+    pending: int
+    running: int
+    finished: int
+    failed: int
+
+
 # Whichever imports this module first, reprs and pickles name the public path.
 WorkerPoolStats.__module__ = "safethreads"
+ThreadGroupStats.__module__ = "safethreads"

@@ -83,6 +83,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, Self, TypeVar, final
 from . import _result_thread as _result_thread_module
 from ._cancel import CancelToken
 from ._errors import Cancelled
+from ._observe import group_running, group_snapshot
 from ._result_thread import ResultThread
 from ._waiting import (
     _binding,
@@ -96,6 +97,9 @@ from ._waiting import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
     from types import FrameType, TracebackType
+
+    from ._observe import RunningTask
+    from ._stats import ThreadGroupStats
 
 
 __all__ = ["ThreadGroup"]
@@ -375,6 +379,7 @@ class ThreadGroup:
         "_ended",
         "_exit_timeout",
         "_fail_fast",
+        "_failed_count",
         "_failures",
         "_hook",
         "_index",
@@ -464,6 +469,7 @@ class ThreadGroup:
         self._pending: collections.deque[ResultThread[Any]] = collections.deque()
         self._skipped: set[threading.Thread] = set()
         self._failures: list[tuple[int, BaseException]] = []
+        self._failed_count = 0  # failures taken, for stats(); kept after close
         self._callback_errors: list[BaseException] = []
         self._context_reset: contextvars.Token[CancelToken | None] | None = None
         self._hook = self._result_thread_done  # made once, installed per member
@@ -485,6 +491,40 @@ class ThreadGroup:
         """The members in spawn order (a snapshot), waiting ones included."""
         with self._lock:
             return tuple(self._members)
+
+    def stats(self) -> ThreadGroupStats:
+        """Return a snapshot of the members: pending, running, finished, failed.
+
+        Taken under the group's lock, so the counts add up:
+        `members == pending + running + finished`.  A snapshot: it may be
+        stale by the time it returns.
+
+        Returns:
+            A frozen `ThreadGroupStats`.
+        """
+        from ._stats import ThreadGroupStats  # noqa: PLC0415 - slow to import
+
+        members, pending, finished, failed, running = group_snapshot(self)
+        return ThreadGroupStats(
+            members=members,
+            pending=pending,
+            running=len(running),
+            finished=finished,
+            failed=failed,
+        )
+
+    def running(self) -> list[RunningTask]:
+        """Return the members running now, each with its current stack.
+
+        Each `RunningTask` names the member's function and thread and holds
+        its stack (from `sys._current_frames()`, from the member's own code
+        on).  `started_at` and `elapsed` are `None`: a group does not time
+        its members.  A snapshot: a member may have finished meanwhile.
+
+        Returns:
+            The running members, in spawn order.
+        """
+        return group_running(self)
 
     def __repr__(self) -> str:
         """Show the name, the state and the number of members."""
@@ -1115,6 +1155,7 @@ class ThreadGroup:
                 return False
             if not expected:
                 self._failures.append((index, exc))
+                self._failed_count += 1
         if not expected and self._fail_fast:
             self._cancel_quietly(
                 f"member {thread.name!r} of group {self._name!r} raised "
