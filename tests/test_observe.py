@@ -545,3 +545,87 @@ class TestThreadGroupObservability:
         assert "in member_blocks" in task.stack
         assert "_thread_group.py" not in task.stack
         assert g.running() == []
+
+
+class TestThreadGroupProgress:
+    def test_progress_is_reported_by_the_owner_as_members_finish(self) -> None:
+        """progress(done, total) runs in the leaving thread; done grows to total."""
+        calls: list[tuple[int, int | None, str]] = []
+        gates = [threading.Event() for _ in range(4)]
+
+        def member(i: int) -> None:
+            assert gates[i].wait(TIMEOUT)
+            if i + 1 < len(gates):
+                gates[i + 1].set()  # members finish one after another
+
+        def progress(done: int, total: int | None) -> None:
+            calls.append((done, total, threading.current_thread().name))
+
+        with ThreadGroup(progress=progress) as g:
+            for i in range(4):
+                g.spawn(member, i)
+            gates[0].set()
+        assert calls, "progress was never called"
+        assert {name for _, _, name in calls} == {threading.current_thread().name}
+        dones = [d for d, _, _ in calls]
+        assert dones == sorted(dones)
+        assert len(set(dones)) == len(dones)  # only called when something finished
+        assert calls[-1][:2] == (4, 4)
+        assert all(t == 4 for _, t, _ in calls)
+
+    def test_a_raising_progress_cancels_the_group_and_is_raised_after_the_body(
+        self,
+    ) -> None:
+        """A raising progress callback's error is raised after the body's."""
+        started = threading.Event()
+
+        def waits_for_cancel(token_wait: Callable[[float], bool]) -> None:
+            started.set()
+            token_wait(TIMEOUT)
+
+        def progress(done: int, total: int | None) -> None:
+            msg = f"bar broke at {done}/{total}"
+            raise RuntimeError(msg)
+
+        body_error = KeyError("body")
+        g = ThreadGroup(progress=progress)
+
+        def body() -> None:
+            with g:
+                g.spawn(waits_for_cancel, g.token.wait)
+                g.spawn(abs, -1)
+                assert started.wait(TIMEOUT)
+                raise body_error
+
+        with pytest.raises(ExceptionGroup) as caught:
+            body()
+        errors = caught.value.exceptions
+        assert errors[0] is body_error
+        assert isinstance(errors[1], RuntimeError)
+        assert "bar broke" in str(errors[1])
+        assert g.token.cancelled
+
+    def test_a_raising_progress_alone_is_raised_in_the_group(self) -> None:
+        """A raising progress cancels the group and is its only error."""
+
+        def progress(done: int, total: int | None) -> None:
+            raise ValueError(done)
+
+        g = ThreadGroup(progress=progress)
+        woken: list[bool] = []
+
+        def body() -> None:
+            with g:
+                # Ends early only because the raising callback cancels.
+                g.spawn(lambda: woken.append(g.token.wait(TIMEOUT * 3)))
+
+        with pytest.raises(ExceptionGroup) as caught:
+            body()
+        assert [type(e) for e in caught.value.exceptions] == [ValueError]
+        assert g.token.cancelled
+        assert woken == [True]
+
+    def test_progress_must_be_callable(self) -> None:
+        """A progress that cannot be called is refused at the constructor."""
+        with pytest.raises(TypeError, match="progress must be callable"):
+            ThreadGroup(progress=3)  # type: ignore[arg-type]

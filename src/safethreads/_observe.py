@@ -452,3 +452,48 @@ def _member_function(t: threading.Thread) -> Callable[..., Any]:
     if callable(target):
         return target  # type: ignore[no-any-return]
     return t.run
+
+
+class GroupProgress:
+    """A `ThreadGroup`'s `progress(done, total)` callback and its last report.
+
+    Called only by the thread leaving the block, while it waits, with no
+    lock held: calls never overlap, and `done` never goes down.
+    """
+
+    __slots__ = ("callback", "error", "last")
+
+    def __init__(self, callback: Callable[[int, int | None], object]) -> None:
+        self.callback: Callable[[int, int | None], object] | None = callback
+        self.last: tuple[int, int] | None = None
+        # What the callback raised (it is then called no more).
+        self.error: Exception | None = None
+
+    def report(self, group: ThreadGroup) -> None:
+        """Call the callback if members of `group` finished since the last call."""
+        callback = self.callback
+        if callback is None:
+            return
+        members, _, finished, _, _ = group_snapshot(group)
+        now = (finished, members)
+        if now == self.last:
+            return
+        self.last = now
+        try:
+            callback(finished, members)
+        except Exception as exc:
+            self.callback = None
+            self.error = exc
+            group._cancel_quietly(
+                f"the progress callback of group {group.name!r} raised "
+                f"{type(exc).__name__}"
+            )
+
+    def wrap(self, group: ThreadGroup, ready: Callable[[], bool]) -> Callable[[], bool]:
+        """`ready`, reporting progress first each time it is asked."""
+
+        def reporting() -> bool:
+            self.report(group)
+            return ready()
+
+        return reporting

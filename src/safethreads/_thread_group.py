@@ -83,7 +83,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, Self, TypeVar, final
 from . import _result_thread as _result_thread_module
 from ._cancel import CancelToken
 from ._errors import Cancelled
-from ._observe import group_running, group_snapshot
+from ._observe import GroupProgress, group_running, group_snapshot
 from ._result_thread import ResultThread
 from ._waiting import (
     _binding,
@@ -338,6 +338,14 @@ class ThreadGroup:
       they no longer hold up the interpreter's exit, as if they were daemon
       threads: if one is still running when the program ends, it is stopped
       where it is, without running its `finally` blocks.
+    - Progress: `progress(done, total)` is called by the thread leaving the
+      block, while it waits, each time members have finished since the
+      last call (once more at the end): `done` counts members finished in
+      any way, `total` the members so far.  Never in a member or with a
+      lock held, so calls never overlap and `done` never goes down.
+      Members that finish while the body runs are counted in the first
+      call.  If it raises, the group is cancelled as for an error in the
+      body and the exception is raised in the group, after the body's.
     - Who may spawn: the thread that entered the block, and the group's own
       members, while the block runs or the owner waits at its end.
     - Nesting: a group created inside another group's block, or inside one
@@ -362,12 +370,15 @@ class ThreadGroup:
             `None` for no limit.  Members given to `add()` do not count.
         wait_for_daemons: Whether the block's end waits for daemon members
             too, under the same `exit_timeout` as the others.
+        progress: Called with `(done, total)` as members finish while the
+            block's end waits, or `None`.
 
     Raises:
         ValueError: if `exit_timeout` is negative or NaN, or if
             `max_concurrency` is less than 1.
-        TypeError: if `exit_timeout` is not `None` or a number, or if
-            `max_concurrency` is not `None` or an `int`.
+        TypeError: if `exit_timeout` is not `None` or a number, if
+            `max_concurrency` is not `None` or an `int`, or if `progress`
+            is not callable.
     """
 
     __slots__ = (
@@ -392,6 +403,7 @@ class ThreadGroup:
         "_parent",
         "_parked",
         "_pending",
+        "_progress",
         "_result_members",
         "_running",
         "_skipped",
@@ -411,9 +423,12 @@ class ThreadGroup:
         token: CancelToken | None = None,
         max_concurrency: int | None = None,
         wait_for_daemons: bool = False,
+        progress: Callable[[int, int | None], object] | None = None,
     ) -> None:
         """Create a group; enter it with `with` to spawn members."""
         check_timeout(exit_timeout, "exit_timeout")
+        if progress is not None:
+            check_callable(progress, "progress")
         if exit_timeout is not None and exit_timeout < 0:
             msg = f"exit_timeout must be None or at least 0, not {exit_timeout!r}"
             raise ValueError(msg)
@@ -473,6 +488,7 @@ class ThreadGroup:
         self._callback_errors: list[BaseException] = []
         self._context_reset: contextvars.Token[CancelToken | None] | None = None
         self._hook = self._result_thread_done  # made once, installed per member
+        self._progress = None if progress is None else GroupProgress(progress)
 
     # --- properties -----------------------------------------------------------------
 
@@ -589,6 +605,8 @@ class ThreadGroup:
         with self._lock:
             self._state = _State.CLOSING
         interrupt, stuck = self._wait_at_exit(exc, reason)
+        if self._progress is not None and interrupt is None:
+            self._progress.report(self)  # the last call, once every member is done
         _abandon(stuck)
         timeout_error = None
         if stuck and interrupt is None:
@@ -625,6 +643,8 @@ class ThreadGroup:
                 return False  # re-raised by the with statement, traceback intact
             raise propagating
         errors = failures if body_error is None else [body_error, *failures]
+        if self._progress is not None and self._progress.error is not None:
+            errors.insert(0 if body_error is None else 1, self._progress.error)
         if timeout_error is not None:
             if not errors:
                 raise timeout_error
@@ -690,7 +710,9 @@ class ThreadGroup:
                 if self._token.cancelled:
                     # Again here: a Ctrl-C may have cut the token's callback short.
                     self._start_pending()
-                running = self._wait_members(deadline, include_daemon=include_daemon)
+                running = self._wait_members(
+                    deadline, include_daemon=include_daemon, report=self._progress
+                )
             except KeyboardInterrupt as ki:
                 presses += 1
                 if interrupt is None:
@@ -1346,8 +1368,12 @@ class ThreadGroup:
         include_daemon: bool,
         skip_joiners: bool = False,
         tokens: tuple[CancelToken, ...] = (),
+        report: GroupProgress | None = None,
     ) -> list[threading.Thread]:
-        """Wait for members until `deadline`; return those still running."""
+        """Wait for members until `deadline`; return those still running.
+
+        With `report`, progress is reported each time the wait wakes up.
+        """
         current = threading.current_thread()
         seen = 0
         running: list[threading.Thread] = []
@@ -1365,6 +1391,8 @@ class ThreadGroup:
                     ready = self._ended_or_joining(t)
                 else:
                     ready = self._ended_check(t)
+                if report is not None:
+                    ready = report.wrap(self, ready)
                 if not self._wait_for(ready, deadline, tokens):
                     running.append(t)
                 elif t in self._ended and t.is_alive():
