@@ -549,7 +549,8 @@ class WorkerPool(ThreadPoolExecutor):
                     if not run_here:
                         self._queue.put(future)
                         depth = self._queue.qsize()
-                        self._peak_queued = max(self._peak_queued, depth)
+                        if depth > self._peak_queued:  # noqa: PLR1730 - a compare costs less than max()
+                            self._peak_queued = depth
                         return True
             if sleeper is None:
                 break
