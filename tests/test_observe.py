@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import subprocess
 import sys
 import textwrap
@@ -629,3 +630,55 @@ class TestThreadGroupProgress:
         """A progress that cannot be called is refused at the constructor."""
         with pytest.raises(TypeError, match="progress must be callable"):
             ThreadGroup(progress=3)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_task_that_forks_with_the_timing_lock_held_ends_its_child() -> None:
+    """A child forked while another thread held the timing lock still finishes."""
+    code = textwrap.dedent(
+        """
+        import os, threading, warnings
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from safethreads import WorkerPool
+
+        pool = WorkerPool(2, metrics=True)
+        lock = pool._observer.lock
+        held, release = threading.Event(), threading.Event()
+
+        def hold():
+            with lock:
+                held.set()
+                release.wait(10)
+
+        def task():
+            holder = threading.Thread(target=hold)
+            holder.start()
+            held.wait(10)
+            pid = os.fork()
+            if pid == 0:
+                return "child"  # the child ends when the task does
+            release.set()
+            holder.join(10)
+            deadline = 20
+            while deadline > 0:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return os.waitstatus_to_exitcode(status)
+                threading.Event().wait(0.05)
+                deadline -= 0.05
+            os.kill(pid, 9)
+            return "hung"
+
+        print("child", pool.submit(task).result(30))
+        pool.shutdown()
+        """
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "child 0" in proc.stdout

@@ -205,6 +205,13 @@ class _Observer:
         # Tasks the watchdog already reported (reported once each).
         self.reported: set[_Timed] = set()
 
+    def after_fork_in_child(self) -> None:
+        """A fresh lock; forget the tasks of threads gone with the fork."""
+        self.lock = _thread.allocate_lock()
+        me = threading.current_thread()
+        self.running = {k: v for k, v in self.running.items() if v[1] is me}
+        self.reported = set()
+
     def wrap(self, fn: Callable[..., Any]) -> _Timed:
         return _Timed(fn, self)
 

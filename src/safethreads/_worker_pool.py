@@ -1122,6 +1122,8 @@ class WorkerPool(ThreadPoolExecutor):
     def _after_fork_in_child(self) -> None:
         """Make an inherited pool fail predictably: nothing of it runs here."""
         self._lock = self._box[0] = _allocate_lock()
+        if self._observer is not None:
+            self._observer.after_fork_in_child()
         old, self._queue = self._queue, queue.SimpleQueue()
         futures: list[PoolFuture[Any]] = []
         while True:
