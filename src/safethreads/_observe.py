@@ -80,7 +80,8 @@ class RunningTask(NamedTuple):
         thread_name: The name of the thread that runs it.
         thread_id: That thread's `threading.get_ident()`.
         started_at: When it started (`time.monotonic()`), or `None` if the
-            pool does not time its tasks.
+            pool does not time its tasks (it does with `metrics=True`, a
+            `watchdog` or a hook; a `ThreadGroup` does not).
         elapsed: Seconds it has been running, or `None` likewise.
         stack: The task's current stack, formatted as in a traceback
             (most recent call last), from the task's own code on.

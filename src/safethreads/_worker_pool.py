@@ -380,7 +380,7 @@ class WorkerPool(ThreadPoolExecutor):
         self._observer: _Observer | None = None
         if metrics or before_task or after_task or watchdog is not None:
             self._observer = _Observer(
-                metrics=bool(metrics) or watchdog is not None,
+                metrics=bool(metrics),
                 before=before_task,
                 after=after_task,
             )
@@ -1063,8 +1063,8 @@ class WorkerPool(ThreadPoolExecutor):
 
         Each `RunningTask` names the task's callable and thread and holds
         its current stack (from `sys._current_frames()`, from the task's own
-        code on).  With `metrics=True` or `watchdog`, it also holds the
-        start time and the time elapsed, and the list includes tasks run by
+        code on).  With `metrics=True`, a `watchdog` or a hook, it also holds
+        the start time and the time elapsed, and the list includes tasks run by
         a submitter (`"caller_runs"`) or by a waiting worker; otherwise it
         lists the tasks of the pool's worker threads, without times.  A
         snapshot: a task may have finished by the time it is read.
