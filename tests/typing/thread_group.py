@@ -63,5 +63,5 @@ def check_thread_group_observability() -> None:
     assert_type(group.stats(), ThreadGroupStats)
     assert_type(group.stats().failed, int)
     assert_type(group.running(), list[RunningTask])
-    ThreadGroup(progress=lambda done, total: None)
+    ThreadGroup(progress=lambda _done, _total: None)
     ThreadGroup(progress=print)
