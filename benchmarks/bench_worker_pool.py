@@ -91,6 +91,39 @@ def _throughput(rounds: int) -> None:
         bare.shutdown()
 
 
+def _count_hook(*_: object) -> None:
+    pass
+
+
+def _observability(rounds: int) -> None:
+    """The cost of timing and hooks, against the default (all off)."""
+    pools = [
+        ("WorkerPool", WorkerPool(MAX_WORKERS)),
+        ("WorkerPool(metrics=True)", WorkerPool(MAX_WORKERS, metrics=True)),
+        (
+            "WorkerPool(metrics=True, before_task=..., after_task=...)",
+            WorkerPool(
+                MAX_WORKERS,
+                metrics=True,
+                before_task=_count_hook,
+                after_task=_count_hook,
+            ),
+        ),
+    ]
+    try:
+        compare(
+            f"Observability overhead: {N_TASKS:,} no-op tasks, submit all, then "
+            f"result() each (max_workers={MAX_WORKERS})",
+            [Case(label, partial(_submit_all, pool)) for label, pool in pools],
+            ops=N_TASKS,
+            rounds=rounds,
+            unit="task",
+        )
+    finally:
+        for _, pool in pools:
+            pool.shutdown()
+
+
 _MEMORY_CHILD = """
 import sys, time
 from concurrent.futures import ThreadPoolExecutor
@@ -163,5 +196,6 @@ def run(rounds: int) -> None:
     """Throughput and latency against ThreadPoolExecutor; map peak memory."""
     start = time.perf_counter()
     _throughput(rounds)
+    _observability(rounds)
     _memory()
     print(f"\n(benchmark took {time.perf_counter() - start:.0f} s)")

@@ -41,12 +41,13 @@ from ._fanout import (
     submit_task,
 )
 from ._locked_dict import MISSING, LockedDict, LockedDictGuard, Missing
+from ._observe import RunningTask, TaskInfo
 from ._result_thread import ResultThread, spawn
 from ._thread_group import ThreadGroup
 from ._worker_pool import OnFull, WorkerPool
 
 if _typing.TYPE_CHECKING:
-    from ._stats import WorkerPoolStats
+    from ._stats import ThreadGroupStats, WorkerPoolStats
 
 # Plain sorted() order (checked by the tests), not isort order.
 __all__ = (  # noqa: RUF022 - plain sorted() order, checked by tests/test_api.py
@@ -63,7 +64,10 @@ __all__ = (  # noqa: RUF022 - plain sorted() order, checked by tests/test_api.py
     "PoolFull",
     "ResultStream",
     "ResultThread",
+    "RunningTask",
+    "TaskInfo",
     "ThreadGroup",
+    "ThreadGroupStats",
     "WorkerPool",
     "WorkerPoolStats",
     "executor_imap_unordered",
@@ -85,11 +89,12 @@ del _name
 
 def __getattr__(name: str) -> object:
     """Load the names that are costly to import on first access (PEP 562)."""
-    if name == "WorkerPoolStats":
-        from ._stats import WorkerPoolStats  # noqa: PLC0415 - slow to import
+    if name in ("WorkerPoolStats", "ThreadGroupStats"):
+        from . import _stats  # noqa: PLC0415 - slow to import
 
-        globals()[name] = WorkerPoolStats
-        return WorkerPoolStats
+        found_class: type = getattr(_stats, name)
+        globals()[name] = found_class
+        return found_class
     if name == "__version__":
         from importlib.metadata import (  # noqa: PLC0415 - slow to import
             PackageNotFoundError,

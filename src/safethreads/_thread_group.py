@@ -84,6 +84,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, Self, TypeVar, final
 from . import _result_thread as _result_thread_module
 from ._cancel import CancelToken
 from ._errors import Cancelled
+from ._observe import GroupProgress, group_running, group_snapshot
 from ._result_thread import ResultThread
 from ._waiting import (
     _binding,
@@ -97,6 +98,9 @@ from ._waiting import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping
     from types import FrameType, TracebackType
+
+    from ._observe import RunningTask
+    from ._stats import ThreadGroupStats
 
 
 __all__ = ["ThreadGroup"]
@@ -345,6 +349,14 @@ class ThreadGroup:
       they no longer hold up the interpreter's exit, as if they were daemon
       threads: if one is still running when the program ends, it is stopped
       where it is, without running its `finally` blocks.
+    - Progress: `progress(done, total)` is called by the thread leaving the
+      block, while it waits, each time members have finished since the
+      last call (once more at the end): `done` counts members finished in
+      any way, `total` the members so far.  Never in a member or with a
+      lock held, so calls never overlap and `done` never goes down.
+      Members that finish while the body runs are counted in the first
+      call.  If it raises, the group is cancelled as for an error in the
+      body and the exception is raised in the group, after the body's.
     - Who may spawn: the thread that entered the block, and the group's own
       members, while the block runs or the owner waits at its end.
     - Nesting: a group created inside another group's block, or inside one
@@ -369,12 +381,15 @@ class ThreadGroup:
             `None` for no limit.  Members given to `add()` do not count.
         wait_for_daemons: Whether the block's end waits for daemon members
             too, under the same `exit_timeout` as the others.
+        progress: Called with `(done, total)` as members finish while the
+            block's end waits, or `None`.
 
     Raises:
         ValueError: if `exit_timeout` is negative or NaN, or if
             `max_concurrency` is less than 1.
-        TypeError: if `exit_timeout` is not `None` or a number, or if
-            `max_concurrency` is not `None` or an `int`.
+        TypeError: if `exit_timeout` is not `None` or a number, if
+            `max_concurrency` is not `None` or an `int`, or if `progress`
+            is not callable.
     """
 
     __slots__ = (
@@ -387,6 +402,7 @@ class ThreadGroup:
         "_ended",
         "_exit_timeout",
         "_fail_fast",
+        "_failed_count",
         "_failures",
         "_hook",
         "_index",
@@ -399,6 +415,7 @@ class ThreadGroup:
         "_parent",
         "_parked",
         "_pending",
+        "_progress",
         "_result_members",
         "_running",
         "_skipped",
@@ -418,9 +435,12 @@ class ThreadGroup:
         token: CancelToken | None = None,
         max_concurrency: int | None = None,
         wait_for_daemons: bool = False,
+        progress: Callable[[int, int | None], object] | None = None,
     ) -> None:
         """Create a group; enter it with `with` to spawn members."""
         check_timeout(exit_timeout, "exit_timeout")
+        if progress is not None:
+            check_callable(progress, "progress")
         if exit_timeout is not None and exit_timeout < 0:
             msg = f"exit_timeout must be None or at least 0, not {exit_timeout!r}"
             raise ValueError(msg)
@@ -476,9 +496,11 @@ class ThreadGroup:
         self._pending: collections.deque[ResultThread[Any]] = collections.deque()
         self._skipped: set[threading.Thread] = set()
         self._failures: list[tuple[int, BaseException]] = []
+        self._failed_count = 0  # failures taken, for stats(); kept after close
         self._callback_errors: list[BaseException] = []
         self._context_reset: contextvars.Token[CancelToken | None] | None = None
         self._hook = self._result_thread_done  # made once, installed per member
+        self._progress = None if progress is None else GroupProgress(progress)
 
     # --- properties -----------------------------------------------------------------
 
@@ -497,6 +519,40 @@ class ThreadGroup:
         """The members in spawn order (a snapshot), waiting ones included."""
         with self._lock:
             return tuple(self._members)
+
+    def stats(self) -> ThreadGroupStats:
+        """Return a snapshot of the members: pending, running, finished, failed.
+
+        Taken under the group's lock, so the counts add up:
+        `members == pending + running + finished`.  A snapshot: it may be
+        stale by the time it returns.
+
+        Returns:
+            A frozen `ThreadGroupStats`.
+        """
+        from ._stats import ThreadGroupStats  # noqa: PLC0415 - slow to import
+
+        members, pending, finished, failed, running = group_snapshot(self)
+        return ThreadGroupStats(
+            members=members,
+            pending=pending,
+            running=len(running),
+            finished=finished,
+            failed=failed,
+        )
+
+    def running(self) -> list[RunningTask]:
+        """Return the members running now, each with its current stack.
+
+        Each `RunningTask` names the member's function and thread and holds
+        its stack (from `sys._current_frames()`, from the member's own code
+        on).  `started_at` and `elapsed` are `None`: a group does not time
+        its members.  A snapshot: a member may have finished meanwhile.
+
+        Returns:
+            The running members, in spawn order.
+        """
+        return group_running(self)
 
     def __repr__(self) -> str:
         """Show the name, the state and the number of members."""
@@ -555,6 +611,8 @@ class ThreadGroup:
         """
         interrupt, stuck, body_cancelled = self._wait_at_exit(exc)
         try:
+            if self._progress is not None and interrupt is None:
+                self._progress.report(self)  # the last call, once every member is done
             _abandon(stuck)
             timeout_error = None
             if stuck and interrupt is None:
@@ -600,6 +658,8 @@ class ThreadGroup:
                 return False  # re-raised by the with statement, traceback intact
             raise propagating
         errors = failures if body_error is None else [body_error, *failures]
+        if self._progress is not None and self._progress.error is not None:
+            errors.insert(0 if body_error is None else 1, self._progress.error)
         if timeout_error is not None:
             if not errors:
                 raise timeout_error
@@ -695,7 +755,9 @@ class ThreadGroup:
                 pending, reason = reason, None
                 self._cancel_at_exit(pending, interrupted=presses > 0)
                 running = self._wait_members(
-                    deadline, include_daemon=self._wait_for_daemons
+                    deadline,
+                    include_daemon=self._wait_for_daemons,
+                    report=self._progress,
                 )
             except KeyboardInterrupt as ki:
                 presses += 1
@@ -1194,6 +1256,7 @@ class ThreadGroup:
                 return False
             if not expected:
                 self._failures.append((index, exc))
+                self._failed_count += 1
         if not expected and self._fail_fast:
             self._cancel_quietly(
                 f"member {thread.name!r} of group {self._name!r} raised "
@@ -1384,8 +1447,12 @@ class ThreadGroup:
         include_daemon: bool,
         skip_joiners: bool = False,
         tokens: tuple[CancelToken, ...] = (),
+        report: GroupProgress | None = None,
     ) -> list[threading.Thread]:
-        """Wait for members until `deadline`; return those still running."""
+        """Wait for members until `deadline`; return those still running.
+
+        With `report`, progress is reported each time the wait wakes up.
+        """
         current = threading.current_thread()
         seen = 0
         running: list[threading.Thread] = []
@@ -1403,6 +1470,8 @@ class ThreadGroup:
                     ready = self._ended_or_joining(t)
                 else:
                     ready = self._ended_check(t)
+                if report is not None:
+                    ready = report.wrap(self, ready)
                 if not self._wait_for(ready, deadline, tokens):
                     running.append(t)
                 elif t in self._ended and t.is_alive():

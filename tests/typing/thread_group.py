@@ -54,3 +54,14 @@ def check_cancel_token() -> None:
     assert_type(token.close(), None)
     assert_type(CancelToken.after(1.0), CancelToken)
     assert_type(Cancelled("r").reason, object)
+
+
+def check_thread_group_observability() -> None:
+    from safethreads import RunningTask, ThreadGroupStats
+
+    group = ThreadGroup()
+    assert_type(group.stats(), ThreadGroupStats)
+    assert_type(group.stats().failed, int)
+    assert_type(group.running(), list[RunningTask])
+    ThreadGroup(progress=lambda _done, _total: None)
+    ThreadGroup(progress=print)

@@ -6,7 +6,14 @@ import concurrent.futures as cf
 from collections.abc import Iterator
 from typing import assert_type
 
-from safethreads import BrokenWorkerPool, PoolFull, WorkerPool, WorkerPoolStats
+from safethreads import (
+    BrokenWorkerPool,
+    PoolFull,
+    RunningTask,
+    TaskInfo,
+    WorkerPool,
+    WorkerPoolStats,
+)
 
 
 def check_worker_pool() -> None:
@@ -56,3 +63,18 @@ def check_worker_pool() -> None:
     full: RuntimeError = PoolFull("x")
     assert_type(err, cf.BrokenExecutor)
     assert_type(full, RuntimeError)
+
+
+def check_worker_pool_observability() -> None:
+    def before(task: TaskInfo) -> None:
+        assert_type(task.started_at, float)
+
+    def after(task: TaskInfo, error: BaseException | None) -> None:
+        assert_type(task.thread_name, str)
+
+    pool = WorkerPool(metrics=True, before_task=before, after_task=after, watchdog=5)
+    assert_type(pool.running(), list[RunningTask])
+    assert_type(pool.running()[0].elapsed, float | None)
+    assert_type(pool.stats().run_time_p99, float | None)
+    assert_type(pool.stats().rejected, int)
+    WorkerPool(after_task=before)  # type: ignore[arg-type]
