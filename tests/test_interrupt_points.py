@@ -111,7 +111,11 @@ def submit_on_full_pool_block(inject: Injector) -> None:
     try:
         with inject:
             futures.append(pool.submit(str, "third"))
+        # Make room now: an interrupt that lands before submit() blocks
+        # leaves `_blocked` at 0 forever, and the checks below must not wait
+        # out the blocker's timeout (the watchdog would call that a hang).
         stop.set()
+        gate.set()
         helper.join(TASK_SECONDS)
         _check_delivered(futures)
         check_pool(pool)
@@ -175,7 +179,10 @@ def pool_future_result(inject: Injector) -> None:
         helper = _release_when(lambda: future._sleepers is not None, gate, stop)  # type: ignore[attr-defined]
         with inject:
             assert future.result() is True
+        # Release the task now: an interrupt that lands before result()
+        # parks leaves `_sleepers` empty, and the helper would never fire.
         stop.set()
+        gate.set()
         helper.join(TASK_SECONDS)
         assert future.result(timeout=TASK_SECONDS) is True
         check_pool(pool)
