@@ -398,6 +398,22 @@ KNOWN: dict[str, str] = {
         "Ctrl-C is not abandoned with the others; its failure is reported "
         "as unobserved"
     ),
+    # Harness artefacts, not yet filtered out: the tracer raises before the
+    # first instruction of a line, but a real signal is raised at a call's
+    # end or a backward jump, with that instruction's exception handler.
+    # These points follow a call inside a try or open a finally's normal path.
+    "locked_block": (
+        "harness artefact (not a library defect): Ctrl-C at _locked_dict.py "
+        "1544-1546 (`self._entered = True` ... in LockedDictGuard.__enter__), "
+        "plain stores after `level = self._count()` returned inside its try; "
+        "no real signal lands there, the tracer's raise leaves the lock held"
+    ),
+    "dict_compute": (
+        "harness artefact (not a library defect): Ctrl-C at _locked_dict.py "
+        "988/989 (first lines of compute's inner finally) and 996 (the outer "
+        "finally's `lock.release()`, reached with no call since the try's "
+        "last one); no real signal lands there"
+    ),
     "group_spawn_exit_join_all": (
         "open: Ctrl-C in ThreadGroup.__enter__ at `self._owner = "
         "threading.current_thread()` (after the state is OPEN) leaves the "
