@@ -106,7 +106,7 @@ def submit_on_full_pool_block(inject: Injector) -> None:
     """`submit` on a full pool with `on_full="block"`, room made while it waits."""
     pool, gate, futures = _busy_pool("block")
     stop = threading.Event()
-    helper = _release_when(lambda: pool._blocked > 0, gate, stop)
+    helper = _release_when(lambda: len(pool._blocked) > 0, gate, stop)
     try:
         with inject:
             futures.append(pool.submit(str, "third"))
