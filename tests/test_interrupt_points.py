@@ -402,6 +402,12 @@ KNOWN: dict[str, str] = {
     # first instruction of a line, but a real signal is raised at a call's
     # end or a backward jump, with that instruction's exception handler.
     # These points follow a call inside a try or open a finally's normal path.
+    "submit_on_full_pool_block": (
+        "harness artefact (not a library defect): Ctrl-C at _worker_pool.py "
+        "474 (`worker.sleeper.release()` in submit's hand-off, under the pool "
+        "lock), reached from `with self._lock:` through plain stores only; "
+        "no real signal lands there, the tracer's raise strands the worker"
+    ),
     "locked_block": (
         "harness artefact (not a library defect): Ctrl-C at _locked_dict.py "
         "1544-1546 (`self._entered = True` ... in LockedDictGuard.__enter__), "
