@@ -130,6 +130,10 @@ def with_exits(code: CodeType) -> frozenset[int]:
                 op.opname == "LOAD_CONST" and op.argval is None for op in window[:3]
             ) and window[3].opname in {"CALL", "PRECALL"}:
                 found.add(window[0].offset)  # the normal exit
+                # A `return` inside the block keeps its value under the
+                # exit's arguments: the line event is on that `SWAP`.
+                if i and ops[i - 1].opname == "SWAP":
+                    found.add(ops[i - 1].offset)
             if (
                 window[0].opname == "PUSH_EXC_INFO"
                 and window[1].opname == "WITH_EXCEPT_START"
