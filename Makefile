@@ -101,7 +101,7 @@ test-all:
 		ver=$$($$py -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
 		echo "=== pytest on CPython $$ver ($$py)"; \
 		$(MAKE) --no-print-directory pytest-only PYTHON=$$py VENV=.venv-$$ver \
-			PYTEST_ARGS='-m "not packaging"'; \
+			PYTEST_ARGS='-m "not packaging and not exhaustive"'; \
 	done
 
 .PHONY: pytest-only
@@ -136,20 +136,20 @@ $(FT_VENV)/.installed-test: $(FT_BIN)/python pyproject.toml $(FT_PINS)
 test-ft: test-ft-suite test-ft-stress
 
 test-ft-suite: $(FT_VENV)/.installed-test
-	$(FT_PYTEST) -m "not packaging" $(PYTEST_ARGS)
+	$(FT_PYTEST) -m "not packaging and not exhaustive" $(PYTEST_ARGS)
 
 test-ft-stress: $(FT_VENV)/.installed-test
-	$(FT_PYTEST) -m stress --count=$(STRESS_COUNT) $(PYTEST_ARGS)
+	$(FT_PYTEST) -m "stress and not exhaustive" --count=$(STRESS_COUNT) $(PYTEST_ARGS)
 
 # pytest-run-parallel: each test body runs in PARALLEL_THREADS threads at
 # once, which finds state shared between calls that should not be. Tests
 # that cannot run that way themselves are marked in tests/conftest.py.
 test-parallel: $(VENV)/.installed-test
-	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not packaging" \
+	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not packaging and not exhaustive" \
 		--parallel-threads=$(PARALLEL_THREADS) $(PYTEST_ARGS)
 
 test-parallel-ft: $(FT_VENV)/.installed-test
-	$(FT_PYTEST) -m "not packaging" --parallel-threads=$(PARALLEL_THREADS) \
+	$(FT_PYTEST) -m "not packaging and not exhaustive" --parallel-threads=$(PARALLEL_THREADS) \
 		$(PYTEST_ARGS)
 
 # --- benchmarks ---------------------------------------------------------------
