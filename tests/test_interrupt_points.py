@@ -452,6 +452,7 @@ def _raise(text: str) -> NoReturn:
 # Minutes in all: `make test` runs it; the other interpreters' runs and the
 # parallel runs skip it to keep CI within its time (`-m "not exhaustive"`).
 @pytest.mark.exhaustive
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("name", _cases())
 def test_ctrl_c_at_every_line_keeps_invariants(name: str) -> None:
     """No line of the scenario, interrupted, breaks an invariant."""
