@@ -420,11 +420,6 @@ KNOWN: dict[str, str] = {
         "finally's `lock.release()`, reached with no call since the try's "
         "last one); no real signal lands there"
     ),
-    "group_spawn_exit_join_all": (
-        "open: Ctrl-C in ThreadGroup.__enter__ at `self._owner = "
-        "threading.current_thread()` (after the state is OPEN) leaves the "
-        "group half-entered: _check fails `assert self._owner is not None`"
-    ),
 }
 
 

@@ -454,6 +454,9 @@ class TestCtrlCBeforeTheExitWait:
             if hasattr(ThreadGroup, name)
         }
         stop = ThreadGroup._wait_members.__code__
+        # What the context held before (an earlier test may have left a
+        # group token in this thread's context): the block must restore it.
+        before = _CURRENT_TOKEN.get()
         for n in itertools.count(1):
             g = ThreadGroup(f"pre-exit-{n}", fail_fast=False)
             tracer, seen = _interrupt_at_line(n, codes, stop, g.cancel)
@@ -472,7 +475,7 @@ class TestCtrlCBeforeTheExitWait:
                 sys.settrace(None)
             assert waiter is not None
             assert not waiter.is_alive(), f"line {n}: member outlived the block"
-            assert _CURRENT_TOKEN.get() is None, f"line {n}: context not restored"
+            assert _CURRENT_TOKEN.get() is before, f"line {n}: context not restored"
             g.results(return_exceptions=True)  # the block has ended
             if seen[0] < n:  # the wait started before line n: done
                 assert isinstance(outcome, ExceptionGroup), outcome
