@@ -143,14 +143,15 @@ test-ft-stress: $(FT_VENV)/.installed-test
 
 # pytest-run-parallel: each test body runs in PARALLEL_THREADS threads at
 # once, which finds state shared between calls that should not be. Tests
-# that cannot run that way themselves are marked in tests/conftest.py.
+# that cannot run that way themselves are marked in tests/conftest.py and
+# skipped here: make test and make test-ft have run them once already.
 test-parallel: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider -m "not packaging and not exhaustive" \
-		--parallel-threads=$(PARALLEL_THREADS) $(PYTEST_ARGS)
+		--parallel-threads=$(PARALLEL_THREADS) --skip-thread-unsafe=True $(PYTEST_ARGS)
 
 test-parallel-ft: $(FT_VENV)/.installed-test
 	$(FT_PYTEST) -m "not packaging and not exhaustive" --parallel-threads=$(PARALLEL_THREADS) \
-		$(PYTEST_ARGS)
+		--skip-thread-unsafe=True $(PYTEST_ARGS)
 
 # --- benchmarks ---------------------------------------------------------------
 bench: $(VENV)/.installed
