@@ -166,3 +166,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[Any]) -> No
         reason = serial_reason(item)
         if reason is not None:
             item.add_marker(pytest.mark.thread_unsafe(reason=reason))
+
+
+# --- exit ---------------------------------------------------------------------
+# A test can leave behind something that blocks interpreter exit (a
+# non-daemon thread, an exit hook waiting for work): pytest-timeout covers the
+# tests only, and such a run would hang after its summary. Give the exit a
+# deadline: past it, dump every thread's stack and end the process with
+# status 1, so the run fails with the culprit's stack instead of hanging.
+EXIT_DEADLINE_SECONDS = 120
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """Arm the exit deadline once pytest itself is done."""
+    import faulthandler
+
+    stream = sys.__stderr__
+    if stream is not None:
+        faulthandler.dump_traceback_later(
+            EXIT_DEADLINE_SECONDS, exit=True, file=stream
+        )
