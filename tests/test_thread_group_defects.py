@@ -348,7 +348,7 @@ class TestExitAndFork:
                 if pid:
                     go.set()
             if pid == 0:
-                print("child done", flush=True)
+                os.write(1, b"child done\\n")
                 os._exit(0)
             print("parent", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
             """
@@ -367,12 +367,13 @@ class TestExitAndFork:
             go = threading.Event()
             with ThreadGroup("f", max_concurrency=1) as g:
                 g.spawn(go.wait, 10)
-                waiting = g.spawn(print, "waiting member ran", flush=True)
+                # One write(2) each: both processes share the pipe.
+                waiting = g.spawn(os.write, 1, b"waiting member ran\\n")
                 pid = os.fork()
                 if pid:
                     go.set()
             if pid == 0:
-                print("child done", flush=True)
+                os.write(1, b"child done\\n")
                 os._exit(0)
             print("parent", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
             """

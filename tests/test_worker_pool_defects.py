@@ -115,6 +115,7 @@ class TestHandOff:
             # With both busy and no queue, a third task is refused.
             hold_workers(pool, 2, gate)
             assert pool.try_submit(add, 1) is None
+            gate.set()
 
 
 class TestShutdownWaits:
@@ -646,6 +647,7 @@ class TestStats:
             s = pool.stats()
             assert (s.queued, s.running, s.cancelled) == (1, 1, 2)
             assert s.submitted == 4
+            gate.set()
 
     @pytest.mark.stress
     @pytest.mark.usefixtures("fast_switching")
@@ -738,6 +740,7 @@ class TestMessages:
                 TimeoutError, match=r"\.hold did not finish within 0\.01"
             ):
                 held.exception(timeout=0.01)
+            gate.set()
 
 
 class TestObserved:
