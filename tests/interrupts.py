@@ -1,16 +1,19 @@
-"""Ctrl-C at every point: a harness that interrupts library code line by line.
+"""Ctrl-C at every point: a harness that interrupts library code wherever a
+real Ctrl-C could.
 
-A `KeyboardInterrupt` from Ctrl-C can arrive between any two lines of Python
-code running in the main thread.  This harness makes that systematic:
+CPython delivers a `KeyboardInterrupt` from Ctrl-C only where it checks for
+pending signals: after a call returns, on a backward jump, when a function
+starts or a generator resumes (see `signal_points`).  This harness makes
+Ctrl-C at each of those places systematic:
 
-1. It runs a *scenario* once with a `sys.settrace` hook that records every
-   line executed in `safethreads` code by the main thread.  A point is a
-   `(file, line, occurrence)` triple: "the 3rd time line 412 of
-   `_worker_pool.py` ran".
+1. It runs a *scenario* once with a `sys.settrace` hook that traces the
+   instructions of `safethreads` code run by the main thread and records
+   every signal point reached.  A point is "the 3rd time the instruction at
+   offset 36 of the function on line 405 of `_worker_pool.py` ran".
 2. It runs the scenario again once per recorded point, and this time the
-   hook raises `KeyboardInterrupt` from that line, just before it executes.
-   (An exception raised by a trace function propagates into the traced
-   frame, and CPython removes the hook, so exactly one interrupt arrives.)
+   hook raises `KeyboardInterrupt` just before that instruction.  (An
+   exception raised by a trace function propagates into the traced frame,
+   and CPython removes the hook, so exactly one interrupt arrives.)
 3. After each run the scenario checks its invariants (see the helpers
    below), and the harness checks the global ones: no thread left behind,
    no module-level lock of the library left held.
@@ -32,10 +35,11 @@ broken, and cleans up with bounded waits::
 `explore(scenario)` returns one `Finding` per point whose run failed; the
 finding names the point, so `run_at(scenario, point)` replays it.
 
-Limits: the interrupt lands at line granularity, in the main thread, in
-library code only (a real Ctrl-C may also land between two bytecodes of one
-line, or inside stdlib code the library calls, such as `Thread.join`).
-Lines reached a different number of times in a rerun (waiting loops whose
+Limits: the interrupt lands in the main thread, in library code only (a
+real Ctrl-C may also land inside stdlib code the library calls, such as
+`Thread.join`), and after a call to a Python function even where that
+function would have returned before the interpreter checked again.  Points
+reached a different number of times in a rerun (waiting loops whose
 iterations depend on timing) may not be reached; such points are skipped.
 """
 
@@ -44,7 +48,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dis
-import functools
+import itertools
 import linecache
 import os
 import signal
@@ -76,6 +80,7 @@ __all__ = [
     "record",
     "run_at",
     "shutdown_within",
+    "signal_points",
     "wait_for_threads",
     "with_exits",
 ]
@@ -92,17 +97,18 @@ TraceFunction = "Callable[[FrameType, str, Any], Any]"
 
 @dataclass(frozen=True, order=True)
 class Point:
-    """A line of library code, and which of its executions in one run."""
+    """An instruction where a real Ctrl-C can land, and which run of it."""
 
     filename: str
     lineno: int
+    offset: int
     occurrence: int
 
     def __str__(self) -> str:
-        """Show `_worker_pool.py:412#3`, with the source line."""
+        """Show `_worker_pool.py:412@36#3`, with the source line."""
         source = linecache.getline(self.filename, self.lineno).strip()
         name = Path(self.filename).name
-        return f"{name}:{self.lineno}#{self.occurrence}  {source}"
+        return f"{name}:{self.lineno}@{self.offset}#{self.occurrence}  {source}"
 
 
 class InjectedInterrupt(KeyboardInterrupt):
@@ -146,38 +152,65 @@ def with_exits(code: CodeType) -> frozenset[int]:
 _WITH_EXITS: dict[CodeType, frozenset[int]] = {}
 
 
-@functools.cache
-def _is_try(key: tuple[str, int]) -> bool:
-    """Whether the line is a bare `try:`: a no-op instruction, not a point.
+# Where CPython checks for a pending signal ("the eval breaker"): after a
+# call returns, after a backward jump (each loop iteration), and when a
+# function starts or a generator resumes.  A real Ctrl-C raises its
+# KeyboardInterrupt there and nowhere else.
+_CHECKING_OPS = frozenset(
+    {"CALL", "CALL_FUNCTION_EX", "CALL_KW", "JUMP_BACKWARD", "RESUME"}
+)
 
-    A real Ctrl-C is never delivered there (the interpreter checks for
-    signals on calls and backward jumps), and the no-op may sit outside the
-    region of an enclosing `with` that guarantees its `__exit__`.
+
+def signal_points(code: CodeType) -> frozenset[int]:
+    """The offsets of `code` where a real Ctrl-C may raise.
+
+    That is, the instructions that follow one where the interpreter checks
+    for signals; the trace hook raises just before such an instruction,
+    which puts the interrupt in the same exception-handling region the real
+    one would be in.  An offset inside a `with` exit sequence (see
+    `with_exits`) is left out: no real signal is delivered between the
+    block's end and its `__exit__` call.
     """
-    return linecache.getline(*key).strip() == "try:"
+    points = _SIGNAL_POINTS.get(code)
+    if points is None:
+        ops = list(dis.get_instructions(code))
+        exits = with_exits(code)
+        points = frozenset(
+            after.offset
+            for before, after in itertools.pairwise(ops)
+            if before.opname in _CHECKING_OPS and after.offset not in exits
+        )
+        _SIGNAL_POINTS[code] = points
+    return points
+
+
+_SIGNAL_POINTS: dict[CodeType, frozenset[int]] = {}
 
 
 class _Tracer:
-    """Records library lines run by this thread; raises at one of them."""
+    """Records library signal points run by this thread; raises at one of them."""
 
     def __init__(self, target: Point | None) -> None:
         self.target = target
         self.points: list[Point] = []
         self.fired = False
-        self._counts: collections.Counter[tuple[str, int]] = collections.Counter()
+        self._counts: collections.Counter[tuple[str, int, int]] = collections.Counter()
 
     def global_trace(self, frame: FrameType, event: str, _arg: object) -> Any:
         if event == "call" and frame.f_code.co_filename.startswith(LIBRARY_DIR):
+            frame.f_trace_lines = False
+            frame.f_trace_opcodes = True
             return self.local_trace
         return None
 
     def local_trace(self, frame: FrameType, event: str, _arg: object) -> Any:
-        if event == "line" and frame.f_lasti not in with_exits(frame.f_code):
-            key = (frame.f_code.co_filename, frame.f_lineno)
-            if _is_try(key):
-                return self.local_trace
+        if event == "opcode" and frame.f_lasti in signal_points(frame.f_code):
+            code = frame.f_code
+            key = (code.co_filename, code.co_firstlineno, frame.f_lasti)
             self._counts[key] += 1
-            point = Point(key[0], key[1], self._counts[key])
+            point = Point(
+                code.co_filename, frame.f_lineno or 0, frame.f_lasti, self._counts[key]
+            )
             if self.target is None:
                 self.points.append(point)
             elif point == self.target and not self.fired:

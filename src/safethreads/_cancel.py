@@ -402,15 +402,26 @@ class CancelToken:
             parent_link()  # a cancelled child needs no link from its parent
         callbacks = self._callbacks
         while True:
-            # One at a time, taken out and called in one statement, so that
-            # those not yet run stay in the table for a second pass.  A
-            # remover racing us leaves a no-op behind.
-            with self._lock:
-                if not callbacks:
-                    return
-                key = next(iter(callbacks))
+            # One at a time, so that those not yet run stay in the table for
+            # a second pass.  The callback is taken out with subscripts, not a
+            # call: the interpreter checks for Ctrl-C after calls only, so
+            # the one place an interrupt can strike while it is out of the
+            # table is the lock's release, and then it goes back in.
+            taken: tuple[int, Callable[[], object]] | None = None
             try:
-                callbacks.pop(key, _not_registered)()
+                with self._lock:
+                    if not callbacks:
+                        return
+                    key = next(iter(callbacks))
+                    taken = key, callbacks[key]
+                    del callbacks[key]
+            except BaseException:
+                if taken is not None:
+                    with self._lock:
+                        callbacks[taken[0]] = taken[1]
+                raise
+            try:
+                taken[1]()
             except BaseException as exc:  # every callback runs; errors are kept
                 errors.append(exc)
 

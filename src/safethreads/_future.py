@@ -136,7 +136,7 @@ class PoolFuture(Future[R]):
     # Rarely set; the class attribute is the default, so a future that never
     # needs them does not pay for storing them.  `_cond` and `_waiter_list`
     # are created together under `_LAZY_LOCK`; the others are guarded by
-    # `_lock` (`_in_queue` by the pool's lock).
+    # `_lock` (`_in_queue` and `_counted_here` by the pool's lock).
     _cond: threading.Condition | None = None
     _waiter_list: list[Any] | None = None
     _exception: BaseException | None = None
@@ -147,6 +147,9 @@ class PoolFuture(Future[R]):
     _callbacks: Any = None
     # Still counted as queued by a pool with `max_pending`.
     _in_queue: bool = False
+    # Counted as running in the calling thread by its pool (caller_runs or
+    # a waiter running it); guarded by the pool's lock.
+    _counted_here: bool = False
     # Its owner gave up on the outcome: a failure is not worth reporting.
     _quiet: bool = False
     # set_running_or_notify_cancel() has reported the cancellation.

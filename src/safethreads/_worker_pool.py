@@ -109,7 +109,7 @@ import threading
 import time
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures._base import PENDING, RUNNING
+from concurrent.futures._base import FINISHED, PENDING, RUNNING
 from typing import TYPE_CHECKING, Any, Final, Literal, ParamSpec, TypeVar, final
 
 from ._errors import BrokenWorkerPool, PoolFull
@@ -149,6 +149,7 @@ _allocate_lock = _thread.allocate_lock
 _copy_context = contextvars.copy_context
 _PENDING: Final = PENDING
 _RUNNING: Final = RUNNING
+_FINISHED: Final = FINISHED
 _LOGGER: Final = logging.getLogger("concurrent.futures")
 
 # How long one timed wait lasts in loops that must stay responsive to signals.
@@ -506,61 +507,69 @@ class WorkerPool(ThreadPoolExecutor):
         sleeper: _thread.LockType | None = None
         while True:
             run_here = False
-            with self._lock:
-                if sleeper is not None and sleeper in self._blocked:
-                    self._blocked.remove(sleeper)  # timed out, not woken
-                sleeper = None
-                if self._shutdown or self._broken_reason is not None:
-                    self._rejected += 1
-                    raise self._closed_error()
-                idle = self._idle_workers
-                if idle:
-                    worker = idle[-1]
-                    worker.handoff = future
-                    self._submitted += 1
-                    del idle[-1]
-                    worker.sleeper.release()
-                    return True
-                if len(self._workers) < self._max_workers + self._compensating:
-                    self._start_worker_locked(future)
-                    return True
-                if self._max_pending is not None:
-                    if self._queued < self._max_pending:
-                        future._in_queue = True
-                        self._queued += 1
-                    elif policy is None:
+            try:
+                with self._lock:
+                    if sleeper is not None and sleeper in self._blocked:
+                        self._blocked.remove(sleeper)  # timed out, not woken
+                    sleeper = None
+                    if self._shutdown or self._broken_reason is not None:
                         self._rejected += 1
-                        return False
-                    elif policy == "block" and not self._is_own_worker():
-                        sleeper = _allocate_lock()
-                        sleeper.acquire()
-                        self._blocked.append(sleeper)
-                    elif policy == "raise":
-                        self._rejected += 1
-                        msg = (
-                            f"the pool's queue is full ({self._max_pending} tasks "
-                            "pending); retry later, or choose on_full='block' or "
-                            "'caller_runs'"
-                        )
-                        raise PoolFull(msg)
-                    else:
-                        # caller_runs, or "block" from one of the pool's own
-                        # workers, which would otherwise risk every worker
-                        # waiting for room that only a worker can make.
-                        # Counted as running from now on, so that a
-                        # shutdown(wait=True) waits for it.
-                        run_here = True
-                        self._extra_running += 1
-                if sleeper is None:
-                    self._submitted += 1
-                    if not run_here:
-                        self._queue.put(future)
-                        depth = self._queue.qsize()
-                        if depth > self._peak_queued:  # noqa: PLR1730 - a compare costs less than max()
-                            self._peak_queued = depth
+                        raise self._closed_error()  # noqa: TRY301 - decided under the lock
+                    idle = self._idle_workers
+                    if idle:
+                        worker = idle[-1]
+                        worker.handoff = future
+                        self._submitted += 1
+                        del idle[-1]
+                        worker.sleeper.release()
                         return True
-            if sleeper is None:
-                break
+                    if len(self._workers) < self._max_workers + self._compensating:
+                        self._start_worker_locked(future)
+                        return True
+                    if self._max_pending is not None:
+                        if self._queued < self._max_pending:
+                            future._in_queue = True
+                            self._queued += 1
+                        elif policy is None:
+                            self._rejected += 1
+                            return False
+                        elif policy == "block" and not self._is_own_worker():
+                            sleeper = _allocate_lock()
+                            sleeper.acquire()
+                            self._blocked.append(sleeper)
+                        elif policy == "raise":
+                            self._rejected += 1
+                            msg = (
+                                f"the pool's queue is full ({self._max_pending} tasks "
+                                "pending); retry later, or choose on_full='block' or "
+                                "'caller_runs'"
+                            )
+                            raise PoolFull(msg)  # noqa: TRY301 - decided under the lock
+                        else:
+                            # caller_runs, or "block" from one of the pool's own
+                            # workers, which would otherwise risk every worker
+                            # waiting for room that only a worker can make.
+                            # Counted as running from now on, so that a
+                            # shutdown(wait=True) waits for it.
+                            run_here = True
+                            future._counted_here = True
+                            self._extra_running += 1
+                    if sleeper is None:
+                        self._submitted += 1
+                        if not run_here:
+                            self._queue.put(future)
+                            depth = self._queue.qsize()
+                            if depth > self._peak_queued:  # noqa: PLR1730 - a compare costs less than max()
+                                self._peak_queued = depth
+                            return True
+                if run_here:
+                    self._run_here(future)
+                    return True
+            except BaseException:
+                if run_here:
+                    self._unreserve(future)
+                raise
+            assert sleeper is not None  # every other way out of the block returned
             try:
                 # Timed: a wake-up lost to an interrupted submitter costs the
                 # others one slice at most.
@@ -572,22 +581,20 @@ class WorkerPool(ThreadPoolExecutor):
                     else:
                         self._room_one_locked()  # pass on the wake-up given
                 raise
-        self._run_reserved(future)
-        return True
 
-    def _run_reserved(self, future: PoolFuture[Any]) -> None:
-        """Run a task `_place` accepted to run here (counted as running)."""
-        try:
-            self._run_here(future, reserved=True)
-        except BaseException:
-            if future._state is _PENDING:
-                # Interrupted before the task started: it was accepted, so
-                # it ends cancelled rather than pending forever.
-                with self._lock:
-                    self._extra_running -= 1
-                    self._release_exit_waiters_locked()
-                future.cancel()
-            raise
+    def _unreserve(self, future: PoolFuture[Any]) -> None:
+        """Undo `_place`'s reservation of a task it accepted to run here.
+
+        For an interrupt that struck between the reservation and the start
+        of the task: it was accepted, so it ends cancelled rather than
+        pending forever, and is no longer counted as running.
+        """
+        with self._lock:
+            if future._counted_here:
+                future._counted_here = False
+                self._extra_running -= 1
+                self._release_exit_waiters_locked()
+        future.cancel()  # does nothing once the task has started
 
     def _room_one_locked(self) -> None:
         """Wake one submitter blocked on the full pool (lock held)."""
@@ -659,69 +666,74 @@ class WorkerPool(ThreadPoolExecutor):
                 waiters.remove(entry)
                 entry[2].release()
 
-    def _run_here(self, future: PoolFuture[Any], *, reserved: bool = False) -> None:
+    def _run_here(self, future: PoolFuture[Any]) -> None:
         """Claim and run `future` in the calling thread, if still pending.
 
         The claim and the `_extra_running` count change in one critical
         section, so `shutdown(wait=True)` never sees the task neither queued
-        nor running.  `reserved`: `_place` has already counted it.
+        nor running; `_place` may have counted it already (caller_runs).
+        The future's `_counted_here` flag and state, not the path taken, say
+        what to give back, so a Ctrl-C (which strikes only after a call
+        returns) anywhere in between leaks nothing.
         """
-        claimed = ok = False
-        try:
-            claimed = self._claim_here(future, reserved=reserved)
-            if not claimed:
-                return
-            fn = future._fn
-            args = future._args or ()
-            kwargs = future._kwargs or {}
-            context = future._context
-            future._args = future._kwargs = future._context = None
-            assert fn is not None
-            inline = _inline_stack()
-            inline.append(self)
-            try:
-                if context is not None:
-                    value = context.run(fn, *args, **kwargs)
-                else:
-                    value = fn(*args, **kwargs)
-            except BaseException as exc:
-                inline.pop()
-                _trim(exc)
-                ok = False
-                future._complete(None, exc)
-            else:
-                inline.pop()
-                ok = True
-                future._complete(value, None)
-        except BaseException as exc:
-            if claimed and future._state is _RUNNING:
-                # Interrupted between the claim and the outcome (Ctrl-C):
-                # the future is not left running forever.
-                future._complete(None, exc)
-            ok = False
-            raise
-        finally:
-            if claimed:
-                with self._lock:
-                    self._extra_running -= 1
-                    if ok:
-                        self._extra_completed += 1
-                    else:
-                        self._extra_failed += 1
-                    self._release_exit_waiters_locked()
-
-    def _claim_here(self, future: PoolFuture[Any], *, reserved: bool) -> bool:
-        """Claim `future` and count it as running here, in one critical section."""
         claimed = False
-        with self._lock:
-            with future._lock:
+        try:
+            with self._lock, future._lock:
                 if future._state is _PENDING:
                     future._state = _RUNNING
                     claimed = True
-            if claimed != reserved:
-                self._extra_running += 1 if claimed else -1
-                self._release_exit_waiters_locked()
-        return claimed
+                    if not future._counted_here:
+                        future._counted_here = True
+                        self._extra_running += 1
+            if claimed:
+                self._execute_here(future)
+        except BaseException as exc:
+            if claimed and future._state is _RUNNING:
+                # Interrupted between the claim and the outcome (Ctrl-C):
+                # the future is not left running forever, and the
+                # interrupt, which goes on up, is not reported again.
+                future._complete(None, exc)
+                future._silence()
+            raise
+        finally:
+            with self._lock:
+                if future._counted_here:
+                    future._counted_here = False
+                    self._extra_running -= 1
+                    if future._state is _FINISHED and future._exception is None:
+                        self._extra_completed += 1
+                    elif claimed:
+                        self._extra_failed += 1
+                    self._release_exit_waiters_locked()
+
+    def _execute_here(self, future: PoolFuture[Any]) -> None:
+        """Run the task of `future`, claimed by this thread, and complete it."""
+        fn = future._fn
+        args = future._args or ()
+        kwargs = future._kwargs or {}
+        context = future._context
+        future._args = future._kwargs = future._context = None
+        assert fn is not None
+        inline = _inline_stack()
+        depth = len(inline)
+        try:
+            inline.append(self)
+            if context is not None:
+                value = context.run(fn, *args, **kwargs)
+            else:
+                value = fn(*args, **kwargs)
+        except BaseException as exc:
+            del inline[depth:]
+            _trim(exc)
+            future._complete(None, exc)
+            if not isinstance(exc, Exception):
+                # Ctrl-C or exit in the calling thread is the caller's too:
+                # the future records it, and it goes on up.
+                future._silence()
+                raise
+        else:
+            del inline[depth:]
+            future._complete(value, None)
 
     def _help(self, future: PoolFuture[Any]) -> None:
         """Run a still-queued future of this pool in a waiting worker.
@@ -1582,7 +1594,7 @@ def _trim(exc: BaseException) -> None:
         tb = exc.__traceback__ = tb.tb_next
 
 
-_PLUMBING = frozenset({_work.__code__, WorkerPool._run_here.__code__, _CALL_CODE})
+_PLUMBING = frozenset({_work.__code__, WorkerPool._execute_here.__code__, _CALL_CODE})
 
 
 def _check_observing(before_task: object, after_task: object, watchdog: object) -> None:
