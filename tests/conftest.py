@@ -184,6 +184,4 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 
     stream = sys.__stderr__
     if stream is not None:
-        faulthandler.dump_traceback_later(
-            EXIT_DEADLINE_SECONDS, exit=True, file=stream
-        )
+        faulthandler.dump_traceback_later(EXIT_DEADLINE_SECONDS, exit=True, file=stream)

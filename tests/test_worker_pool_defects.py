@@ -278,6 +278,32 @@ class TestHelping:
 
 
 class TestInterruptedSubmit:
+    @pytest.mark.parametrize("exc_type", [KeyboardInterrupt, SystemExit])
+    def test_interrupt_in_a_caller_runs_task_reaches_the_caller(
+        self, gate: threading.Event, exc_type: type[BaseException]
+    ) -> None:
+        """Ctrl-C (or exit) while the caller runs the task is raised by submit."""
+        captured: list[cf.Future[None]] = []
+
+        def interrupted() -> None:
+            raise exc_type
+
+        with WorkerPool(1, max_pending=0, on_full="caller_runs") as pool:
+            hold_workers(pool, 1, gate)
+            real_place = pool._place
+
+            def place(future: Any, policy: str | None) -> bool:
+                captured.append(future)
+                return real_place(future, policy)
+
+            pool._place = place  # type: ignore[method-assign]
+            with pytest.raises(exc_type):
+                pool.submit(interrupted)
+            gate.set()
+        (future,) = captured
+        assert isinstance(future.exception(timeout=0), exc_type)
+        assert pool.stats().running == 0
+
     def test_ctrl_c_while_a_worker_is_created_leaves_no_phantom(
         self, monkeypatch: pytest.MonkeyPatch
     ) -> None:
