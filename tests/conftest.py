@@ -118,8 +118,25 @@ SERIAL_CALLS = {
     "threading.enumerate": "compares the threads of the whole process",
     "setswitchinterval": "changes the process-wide switch interval",
     "sys.settrace": "traces the whole process",
+    "explore(": "an explorer traces every thread of the process",
+    # pytest ends the whole run on a KeyboardInterrupt or SystemExit that
+    # escapes in any thread; the copies' threads are not the test's own.
+    "KeyboardInterrupt": "raises an interrupt on purpose",
+    "SystemExit": "raises an interrupt on purpose",
     "threading.excepthook": "replaces the process-wide excepthook",
 }
+
+
+def _interrupt_parameter(item: pytest.Item) -> bool:
+    """Whether a parameter of `item` is KeyboardInterrupt, SystemExit or kin."""
+    callspec = getattr(item, "callspec", None)
+    params = callspec.params.values() if callspec is not None else ()
+    return any(
+        isinstance(value, type)
+        and issubclass(value, BaseException)
+        and not issubclass(value, Exception)
+        for value in params
+    )
 
 
 def serial_reason(item: pytest.Item) -> str | None:
@@ -138,6 +155,8 @@ def serial_reason(item: pytest.Item) -> str | None:
         # AST constructor recursion depth mismatch" (cf. gh-106905); not seen
         # on 3.13.
         return "a Hypothesis state machine: ast is not thread-safe here"
+    if _interrupt_parameter(item):
+        return "raises an interrupt on purpose"
     fixtures = set(getattr(item, "fixturenames", ()))
     for name, reason in SERIAL_FIXTURES.items():
         if name in fixtures:

@@ -251,6 +251,7 @@ def _stress_cases() -> list[Any]:
 
 
 @pytest.mark.stress
+@pytest.mark.exhaustive
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize(("name", "strategy"), _stress_cases())
 def test_many_explored_interleavings_keep_the_contract(
