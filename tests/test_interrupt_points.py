@@ -380,19 +380,7 @@ SCENARIOS: dict[str, Callable[[Injector], None]] = {
 # Scenarios that still fail, with the open defect each one finds.  The
 # defects of issue 9 item 6, the result_thread_result latch and the other
 # ones first listed here are fixed; see the report of each "open:" point.
-KNOWN: dict[str, str] = {
-    "pool_map": (
-        "open: Ctrl-C in map() just after the pool accepted a task and before "
-        "map holds its future (e.g. after `self._start_worker_locked(future)` "
-        "or the hand-off's `worker.sleeper.release()` in _place) leaves that "
-        "task outside map's abandon path: it runs, and its failure is "
-        "reported as unobserved ('ValueError: three') instead of silenced"
-    ),
-    "pool_imap_unordered": (
-        "open: as pool_map, for imap_unordered (also after "
-        "`nxt = pool.submit(fn, item)` in the iterator)"
-    ),
-}
+KNOWN: dict[str, str] = {}
 
 
 # Known only on some versions: (scenario, condition, reason).  Empty: the

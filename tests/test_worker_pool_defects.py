@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from child_process import SIGINT_PRELUDE
-from safethreads import WorkerPool
+from safethreads import PoolFull, WorkerPool
 from safethreads._future import PoolFuture
 
 if TYPE_CHECKING:
@@ -661,6 +661,21 @@ class TestFork:
 
 
 class TestStats:
+    def test_a_task_refused_inside_map_is_not_counted(
+        self, gate: threading.Event
+    ) -> None:
+        """A map whose second submit is refused counts only what was accepted."""
+        with WorkerPool(1, max_pending=0, on_full="raise") as pool:
+            hold_workers(pool, 1, gate)
+            with pytest.raises(PoolFull):
+                pool.map(add, range(3))
+            s = pool.stats()
+            gate.set()
+        assert (s.submitted, s.cancelled, s.rejected) == (1, 0, 1)
+        assert s.submitted == (
+            s.queued + s.running + s.completed + s.failed + s.cancelled
+        )
+
     def test_cancelled_tasks_are_not_counted_as_queued(
         self, gate: threading.Event
     ) -> None:

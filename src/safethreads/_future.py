@@ -150,6 +150,8 @@ class PoolFuture(Future[R]):
     # Counted as running in the calling thread by its pool (caller_runs or
     # a waiter running it); guarded by the pool's lock.
     _counted_here: bool = False
+    # Accepted by its pool (counted as submitted); guarded by the pool's lock.
+    _placed: bool = False
     # Its owner gave up on the outcome: a failure is not worth reporting.
     _quiet: bool = False
     # set_running_or_notify_cancel() has reported the cancellation.

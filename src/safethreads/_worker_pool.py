@@ -475,11 +475,22 @@ class WorkerPool(ThreadPoolExecutor):
             return future
         return None
 
-    def _submit_args(self, fn: Callable[..., R], args: tuple[Any, ...]) -> Future[R]:
-        """`submit(fn, *args)` without repacking the arguments (for map)."""
+    def _submit_owned(
+        self,
+        fn: Callable[..., R],
+        args: tuple[Any, ...],
+        own: Callable[[Future[R]], object],
+    ) -> Future[R]:
+        """`submit(fn, *args)` for map: `own(future)` before the pool takes it.
+
+        The caller holds the future before the pool may accept it, so a
+        Ctrl-C striking after acceptance cannot leave an accepted task that
+        the caller does not know of (map abandons what it holds).
+        """
         future: PoolFuture[R] = PoolFuture(
             self, fn, args, None, _copy_context() if self._copy_context else None
         )
+        own(future)
         self._place(future, self._on_full)
         return future
 
@@ -520,6 +531,7 @@ class WorkerPool(ThreadPoolExecutor):
                         worker = idle[-1]
                         worker.handoff = future
                         self._submitted += 1
+                        future._placed = True
                         del idle[-1]
                         worker.sleeper.release()
                         return True
@@ -556,6 +568,7 @@ class WorkerPool(ThreadPoolExecutor):
                             self._extra_running += 1
                     if sleeper is None:
                         self._submitted += 1
+                        future._placed = True
                         if not run_here:
                             self._queue.put(future)
                             depth = self._queue.qsize()
@@ -625,6 +638,7 @@ class WorkerPool(ThreadPoolExecutor):
             thread.start()
             if first is not None:
                 self._submitted += 1
+                first._placed = True
         except BaseException:
             # Interrupted or failed: if the thread exists after all, it sees
             # `abandoned` under this lock before doing anything.
@@ -794,6 +808,8 @@ class WorkerPool(ThreadPoolExecutor):
     def _cancelled_one(self, future: PoolFuture[Any]) -> None:
         """Account for a future cancelled before it started."""
         with self._lock:
+            if not future._placed:
+                return  # never accepted (refused or interrupted): not counted
             self._cancelled += 1
             if future._in_queue:
                 future._in_queue = False
@@ -909,23 +925,25 @@ class WorkerPool(ThreadPoolExecutor):
             args_iter if buffersize is None else itertools.islice(args_iter, buffersize)
         )
         futures: list[Future[R]] = []
-        submit = self._submit_args
+        submit, own = self._submit_owned, futures.append
+        # Until the primed iterator owns them, the futures are abandoned here
+        # if anything (the input, a refusal, Ctrl-C) interrupts.
         try:
             for args in first:
-                futures.append(submit(fn, args))  # noqa: PERF401 - keeps what was submitted if the input raises
+                submit(fn, args, own)
+            futures.reverse()  # popped from the end, oldest first
+            return _primed(
+                _map_results(
+                    futures,
+                    None if buffersize is None else args_iter,
+                    fn,
+                    deadline,
+                    self._ref,
+                )
+            )
         except BaseException:
             _abandon(futures)
             raise
-        futures.reverse()  # popped from the end, oldest first
-        return _primed(
-            _map_results(
-                futures,
-                None if buffersize is None else args_iter,
-                fn,
-                deadline,
-                self._ref,
-            )
-        )
 
     def imap_unordered(
         self,
@@ -969,24 +987,24 @@ class WorkerPool(ThreadPoolExecutor):
         inputs = iter(iterable)
         in_flight: set[Future[R]] = set()
         first = inputs if buffersize is None else itertools.islice(inputs, buffersize)
+        submit, own = self._submit_owned, in_flight.add
+        # As in map: abandoned here until the primed iterator owns them.
         try:
             for item in first:
-                future = self.submit(fn, item)
-                in_flight.add(future)
-                future.add_done_callback(done.put)
+                submit(fn, (item,), own).add_done_callback(done.put)
+            return _primed(
+                _unordered_results(
+                    done,
+                    in_flight,
+                    None if buffersize is None else inputs,
+                    fn,
+                    deadline,
+                    self._ref,
+                )
+            )
         except BaseException:
             _abandon(in_flight)
             raise
-        return _primed(
-            _unordered_results(
-                done,
-                in_flight,
-                None if buffersize is None else inputs,
-                fn,
-                deadline,
-                self._ref,
-            )
-        )
 
     # --- shutdown --------------------------------------------------------------
 
@@ -1441,21 +1459,19 @@ def _map_results(
     out: list[R] = []  # empty while suspended: no result is kept
     try:
         yield _PRIMED
-        if args_iter is None and deadline is None:
-            # The common case, lean: a failure raised here is observed and
-            # there is nothing late to cancel; no local keeps the result.
-            while futures:
-                yield futures.pop().result()
-            return
         while futures:
-            future = futures.pop()
+            # Subscripts, not pop(): no Ctrl-C between taking the future and
+            # holding it (the interpreter checks for signals after calls).
+            future = futures[-1]
+            del futures[-1]
             try:
                 if deadline is None:
                     out.append(future.result())
                 else:
                     out.append(future.result(deadline - time.monotonic()))
             except BaseException:
-                # A late task is not left to run (one that failed is done).
+                # A late task is not left to run (one that failed is done),
+                # and one interrupted by Ctrl-C is abandoned with the rest.
                 _abandon((future,))
                 raise
             del future
@@ -1466,7 +1482,7 @@ def _map_results(
                     args_iter = None
                 else:
                     # Newest goes first in the list, so insert at the front.
-                    futures.insert(0, pool._submit_args(fn, args))
+                    pool._submit_owned(fn, args, functools.partial(futures.insert, 0))
                 del pool, args
             yield out.pop()
     finally:
@@ -1496,8 +1512,10 @@ def _unordered_results(  # noqa: PLR0917 - private plumbing of imap_unordered
                 except queue.Empty:
                     msg = f"{len(in_flight)} tasks unfinished at the deadline"
                     raise TimeoutError(msg) from None
-            in_flight.discard(future)
+            # Still in flight while its outcome is read: a Ctrl-C inside
+            # result() leaves it to the cleanup below.
             out.append(future.result())
+            in_flight.discard(future)
             del future
             if inputs is not None:
                 item = next(inputs, sentinel)
@@ -1505,10 +1523,9 @@ def _unordered_results(  # noqa: PLR0917 - private plumbing of imap_unordered
                 if item is sentinel or pool is None:
                     inputs = None
                 else:
-                    nxt = pool.submit(fn, item)
-                    in_flight.add(nxt)
-                    nxt.add_done_callback(done.put)
-                    del nxt
+                    pool._submit_owned(fn, (item,), in_flight.add).add_done_callback(
+                        done.put
+                    )
                 del pool, item
             yield out.pop()
     finally:
@@ -1578,12 +1595,16 @@ def _abandon_from_finalizer(
     if pool is not None:
         locks.append(pool._lock)
     del pool
+    # Looked at, not acquired: a Ctrl-C just after a probing acquire()
+    # returned would leave the lock held for good.
+    deadline = time.monotonic() + _FINALIZER_PATIENCE
     for lock in locks:
-        if not lock.acquire(timeout=_FINALIZER_PATIENCE):
-            with contextlib.suppress(RuntimeError):  # the interpreter is exiting
-                _thread.start_new_thread(_abandon, (todo,))
-            return
-        lock.release()
+        while lock.locked():
+            if time.monotonic() >= deadline:
+                with contextlib.suppress(RuntimeError):  # the interpreter is exiting
+                    _thread.start_new_thread(_abandon, (todo,))
+                return
+            time.sleep(_FINALIZER_PATIENCE / 50)
     _abandon(todo)
 
 
