@@ -1176,15 +1176,19 @@ class TestCtrlCNeverLeavesTheLockHeld:
         """Ctrl-C that arrives while the lock is awaited leaves it free."""
         d = LockedDict(a=1)
         main = threading.get_ident()
+        holding = threading.Event()
 
         def hold_then_interrupt() -> None:
             with d.locked():
+                holding.set()
                 wait_until_blocked_on_the_lock(main)
                 # A SIGINT that the kernel hands to another thread: the main
                 # thread sees it once it has the lock and its call returns.
                 _thread.interrupt_main()
 
         holder = start(hold_then_interrupt, name="holder")
+        # The holder must have the lock first, or the operation need not wait.
+        assert holding.wait(TIMEOUT)
         with pytest.raises(KeyboardInterrupt):
             operation(d)  # a Ctrl-C pending after it lands at this call
         holder.result(timeout=TIMEOUT)

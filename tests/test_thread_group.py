@@ -913,6 +913,7 @@ class TestResultThreadDoneHook:
         assert t._set_done_hook(lambda th: seen.append((th.done(), th))) is True
         t.start()
         assert t.result(timeout=TIMEOUT) == 3
+        t.join(TIMEOUT)  # the hook runs after the outcome, so after result()
         assert seen == [(True, t)]
         assert t._done_hook is None  # released after use
 
