@@ -839,10 +839,10 @@ class TestCancellableWaits:
             started.wait(TIMEOUT)
             g.cancel("deadlock broken")
         assert time.monotonic() - start < TIMEOUT / 2
-        # The first to end raised Cancelled; the other may then have seen
-        # everyone it waited for finished, and returned True.
+        # Each either raised Cancelled or returned True: a member's
+        # join_all() skips members that are themselves waiting for the group,
+        # so both may have returned before the cancel (seen on 3.13t).
         outcomes = [a.exception(timeout=0), b.exception(timeout=0)]
-        assert any(isinstance(o, Cancelled) for o in outcomes)
         for t, o in zip((a, b), outcomes, strict=True):
             assert isinstance(o, Cancelled) or t.result(timeout=0) is True
 

@@ -242,6 +242,29 @@ class TestExit:
 
 
 class TestHelping:
+    def test_a_raising_callback_of_a_helped_task_does_not_reach_the_helper(
+        self, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        """A done-callback's SystemExit, in a helping worker, is logged."""
+        ready = threading.Event()
+        inner: list[cf.Future[int]] = []
+
+        def boom(_f: object) -> None:
+            raise SystemExit("from a done-callback")
+
+        def outer() -> int:
+            assert ready.wait(TIMEOUT)
+            return inner[0].result()  # no timeout: the worker runs it inline
+
+        with WorkerPool(1) as pool:
+            helper = pool.submit(outer)
+            inner.append(pool.submit(int, "42"))  # queued behind outer
+            inner[0].add_done_callback(boom)
+            ready.set()
+            assert helper.result(TIMEOUT) == 42
+        assert inner[0].result(0) == 42
+        assert "from a done-callback" in caplog.text
+
     def test_result_with_timeout_does_not_run_a_queued_task_inline(self) -> None:
         """#4: from a worker, result(timeout=0) on a queued task times out."""
         with WorkerPool(1) as pool:

@@ -739,7 +739,7 @@ class WorkerPool(ThreadPoolExecutor):
         except BaseException as exc:
             del inline[depth:]
             _trim(exc)
-            future._complete(None, exc)
+            _complete_here(future, None, exc)
             if not isinstance(exc, Exception):
                 # Ctrl-C or exit in the calling thread is the caller's too:
                 # the future records it, and it goes on up.
@@ -747,7 +747,7 @@ class WorkerPool(ThreadPoolExecutor):
                 raise
         else:
             del inline[depth:]
-            future._complete(value, None)
+            _complete_here(future, value, None)
 
     def _help(self, future: PoolFuture[Any]) -> None:
         """Run a still-queued future of this pool in a waiting worker.
@@ -1606,6 +1606,24 @@ def _abandon_from_finalizer(
                 return
             time.sleep(_FINALIZER_PATIENCE / 50)
     _abandon(todo)
+
+
+def _complete_here(
+    future: PoolFuture[Any], value: object, exc: BaseException | None
+) -> None:
+    """Complete a future run outside `_work`, as `_work` would in a worker.
+
+    In a pool worker (helping), what a done-callback lets escape is logged
+    and the worker goes on; in any other thread (caller_runs) it propagates
+    once every callback ran.
+    """
+    if getattr(_local, "pool_ref", None) is None:
+        future._complete(value, exc)
+        return
+    try:
+        future._complete(value, exc)
+    except BaseException as cb_exc:
+        _callback_escaped(future, cb_exc)
 
 
 def _trim(exc: BaseException) -> None:
