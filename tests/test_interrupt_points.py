@@ -16,6 +16,7 @@ from __future__ import annotations
 import gc
 import threading
 import time
+from concurrent.futures import CancelledError
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
@@ -187,6 +188,34 @@ def pool_future_result(inject: Injector) -> None:
         check_pool(pool)
     finally:
         stop.set()
+        gate.set()
+        shutdown_within(pool)
+
+
+def pool_future_cancel(inject: Injector) -> None:
+    """`cancel()` on a queued pool future with a waiter and a done-callback."""
+    pool = WorkerPool(max_workers=1)
+    gate = threading.Event()
+    try:
+        pool.submit(gate.wait, TASK_SECONDS)
+        future = pool.submit(str, "queued")
+        called = threading.Event()
+        future.add_done_callback(lambda _: called.set())
+        waiter = ResultThread(target=future.exception, daemon=True)
+        waiter.start()
+        while future._sleepers is None:  # type: ignore[attr-defined]
+            waiter.join(0.001)  # until the waiter is parked
+        with inject:
+            future.cancel()
+        future.cancel()  # again after a Ctrl-C, as a user would
+        gate.set()
+        with pytest.raises(CancelledError):
+            waiter.result(timeout=TASK_SECONDS)
+        assert called.wait(TASK_SECONDS), "the done-callback never ran"
+        shutdown_within(pool)
+        s = pool.stats()
+        assert (s.queued, s.cancelled, s.completed) == (0, 1, 1), s
+    finally:
         gate.set()
         shutdown_within(pool)
 
@@ -366,6 +395,7 @@ SCENARIOS: dict[str, Callable[[Injector], None]] = {
         submit_on_full_pool_raise,
         submit_on_full_pool_caller_runs,
         pool_future_result,
+        pool_future_cancel,
         result_thread_result,
         pool_shutdown_wait,
         pool_map,

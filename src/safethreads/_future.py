@@ -536,26 +536,110 @@ class PoolFuture(Future[R]):
             `True` if the future is cancelled now (or already was), `False`
             if the task is running or finished.
         """
-        with self._lock:
-            state = self._state
-            if state in _CANCELLED_STATES:
-                return True
-            if state is not PENDING:
-                return False
-            # Straight to the notified state: the pool skips cancelled items
-            # without calling set_running_or_notify_cancel().
-            self._state = CANCELLED_AND_NOTIFIED
-            pool = self._pool
-            self._drop_work()
-            sleepers, callbacks = self._detach_locked()
-            if self._cond is not None:
-                for waiter in self._waiters:
-                    waiter.add_cancelled(self)
-                self._cond.notify_all()
+        pool = None
+        won = False
+        try:
+            with self._lock:
+                state = self._state
+                if state in _CANCELLED_STATES:
+                    return True
+                if state is not PENDING:
+                    return False
+                # Straight to the notified state: the pool skips cancelled
+                # items without calling set_running_or_notify_cancel().  From
+                # here to `won`, plain loads and stores only: a Ctrl-C (raised
+                # after calls) cannot split the change from what must follow.
+                self._state = CANCELLED_AND_NOTIFIED
+                pool = self._pool
+                self._fn = self._args = self._kwargs = self._context = None
+                self._pool = None
+                won = True
+                if self._cond is not None:
+                    for waiter in self._waiters:
+                        waiter.add_cancelled(self)
+                    self._cond.notify_all()
+        finally:
+            if won:
+                # What follows is idempotent and run twice, so that a Ctrl-C
+                # cutting the first pass short loses no count, waiter or
+                # callback (the second pass is a no-op otherwise).
+                try:
+                    self._deliver_cancel(pool)
+                finally:
+                    self._deliver_cancel(pool)
+        return True
+
+    def _deliver_cancel(self, pool: Any) -> None:  # noqa: C901, PLR0912 - one pass an interrupt can cut and the next resumes
+        """Count the cancellation, wake the waiters, run the callbacks.
+
+        Each waiter is woken and each callback taken out under the lock by
+        plain loads and stores, one at a time, so that an interrupt leaves
+        the rest in place for the next pass; a callback whose taking is cut
+        short at the lock's release goes back in.
+        """
         if pool is not None:
             pool._cancelled_one(self)
-        self._after_done(sleepers, callbacks)
-        return True
+        self._wake_parked()
+        escaped: BaseException | None = None
+        while True:
+            taken = None
+            try:
+                with self._lock:
+                    callbacks = self._callbacks
+                    if callbacks is None:
+                        break
+                    if type(callbacks) is list:
+                        taken = callbacks[0]
+                        del callbacks[0]
+                        if not callbacks:
+                            self._callbacks = None
+                    else:
+                        taken = callbacks
+                        self._callbacks = None
+            except BaseException:
+                if taken is not None:
+                    with self._lock:
+                        self._put_back_callback(taken)
+                raise
+            try:
+                taken(self)  # directly: no frame of ours to interrupt first
+            except Exception:
+                LOGGER.exception("exception calling callback for %r", self)
+            except BaseException as exc:
+                if escaped is None:
+                    escaped = exc
+        if escaped is not None:
+            try:
+                raise escaped
+            finally:
+                escaped = None
+
+    def _wake_parked(self) -> None:
+        """Wake the parked waiters, each under the lock as it is taken out."""
+        while True:
+            with self._lock:
+                sleepers = self._sleepers
+                if sleepers is None:
+                    return
+                if type(sleepers) is list:
+                    sleeper = sleepers[-1]
+                    del sleepers[-1]
+                    if not sleepers:
+                        self._sleepers = None
+                else:
+                    sleeper = sleepers
+                    self._sleepers = None
+                sleeper.release()
+
+    def _put_back_callback(self, fn: Any) -> None:
+        """With the lock held: return a callback taken out, first in line."""
+        callbacks = self._callbacks
+        if callbacks is None:
+            self._callbacks = fn
+        elif type(callbacks) is list:
+            callbacks.insert(0, fn)
+        else:
+            self._callbacks = [fn, callbacks]
 
     # --- the executor-side API of concurrent.futures.Future ------------------------
 

@@ -809,7 +809,10 @@ class WorkerPool(ThreadPoolExecutor):
         """Account for a future cancelled before it started."""
         with self._lock:
             if not future._placed:
-                return  # never accepted (refused or interrupted): not counted
+                # Never accepted (refused or interrupted), or counted
+                # already: `cancel()` may call this twice after a Ctrl-C.
+                return
+            future._placed = False
             self._cancelled += 1
             if future._in_queue:
                 future._in_queue = False
