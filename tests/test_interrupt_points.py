@@ -17,6 +17,7 @@ import gc
 import threading
 import time
 from concurrent.futures import CancelledError
+from concurrent.futures import wait as cf_wait
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
@@ -39,6 +40,7 @@ from safethreads import (
     ThreadGroup,
     WorkerPool,
 )
+from safethreads._cancel import bind_token
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -193,30 +195,58 @@ def pool_future_result(inject: Injector) -> None:
 
 
 def pool_future_cancel(inject: Injector) -> None:
-    """`cancel()` on a queued pool future with a waiter and a done-callback."""
+    """`cancel()` on a queued pool future with every kind of waiter.
+
+    A plain waiter in `exception()`, one with a token bound (it parks on a
+    `Parker`), a `concurrent.futures.wait()` and a done-callback.
+    """
     pool = WorkerPool(max_workers=1)
     gate = threading.Event()
+    token = CancelToken()
     try:
         pool.submit(gate.wait, TASK_SECONDS)
         future = pool.submit(str, "queued")
         called = threading.Event()
         future.add_done_callback(lambda _: called.set())
-        waiter = ResultThread(target=future.exception, daemon=True)
-        waiter.start()
-        while future._sleepers is None:  # type: ignore[attr-defined]
-            waiter.join(0.001)  # until the waiter is parked
+
+        def wait_bound() -> object:
+            with bind_token(token):
+                return future.exception()
+
+        def wait_stdlib() -> bool:
+            done, _ = cf_wait([future], timeout=TASK_SECONDS)
+            return future in done
+
+        waiters: list[ResultThread[object]] = [
+            ResultThread(target=future.exception, daemon=True),
+            ResultThread(target=wait_bound, daemon=True),
+        ]
+        stdlib = ResultThread(target=wait_stdlib, daemon=True)
+        stdlib.start()
+        for t in waiters:
+            t.start()
+        while (
+            future._sleepers is None  # type: ignore[attr-defined]
+            or type(future._sleepers) is not list  # type: ignore[attr-defined]
+            or len(future._sleepers) < 2  # type: ignore[attr-defined]
+            or not future._waiter_list  # type: ignore[attr-defined]
+        ):
+            stdlib.join(0.001)  # until all three wait
         with inject:
             future.cancel()
         future.cancel()  # again after a Ctrl-C, as a user would
         gate.set()
-        with pytest.raises(CancelledError):
-            waiter.result(timeout=TASK_SECONDS)
+        for t in waiters:
+            with pytest.raises(CancelledError):
+                t.result(timeout=TASK_SECONDS)
+        assert stdlib.result(timeout=TASK_SECONDS + 1), "wait() missed the cancel"
         assert called.wait(TASK_SECONDS), "the done-callback never ran"
         shutdown_within(pool)
         s = pool.stats()
         assert (s.queued, s.cancelled, s.completed) == (0, 1, 1), s
     finally:
         gate.set()
+        token.cancel("cleanup")  # frees a waiter the cancel stranded
         shutdown_within(pool)
 
 

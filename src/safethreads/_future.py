@@ -554,10 +554,6 @@ class PoolFuture(Future[R]):
                 self._fn = self._args = self._kwargs = self._context = None
                 self._pool = None
                 won = True
-                if self._cond is not None:
-                    for waiter in self._waiters:
-                        waiter.add_cancelled(self)
-                    self._cond.notify_all()
         finally:
             if won:
                 # What follows is idempotent and run twice, so that a Ctrl-C
@@ -579,6 +575,7 @@ class PoolFuture(Future[R]):
         """
         if pool is not None:
             pool._cancelled_one(self)
+        self._notify_cancelled()
         self._wake_parked()
         escaped: BaseException | None = None
         while True:
@@ -614,22 +611,65 @@ class PoolFuture(Future[R]):
             finally:
                 escaped = None
 
+    def _notify_cancelled(self) -> None:
+        """Hand the cancellation to `wait()` / `as_completed()` waiters.
+
+        Idempotent: a waiter that already has this future is skipped, so a
+        pass cut short by Ctrl-C is finished by the next one.
+        """
+        waiters = self._waiter_list
+        if waiters is None:
+            return
+        with self._lock:
+            for waiter in waiters:
+                if self not in waiter.finished_futures:
+                    waiter.add_cancelled(self)
+            cond = self._cond
+            if cond is not None:
+                cond.notify_all()
+
     def _wake_parked(self) -> None:
-        """Wake the parked waiters, each under the lock as it is taken out."""
+        """Wake the parked waiters, each under the lock as it is taken out.
+
+        A waiter whose wake-up an interrupt may have cut short (a `Parker`
+        runs Python code) goes back in for the next pass; waking it twice
+        does no harm.
+        """
         while True:
-            with self._lock:
-                sleepers = self._sleepers
-                if sleepers is None:
-                    return
-                if type(sleepers) is list:
-                    sleeper = sleepers[-1]
-                    del sleepers[-1]
-                    if not sleepers:
+            sleeper = None
+            try:
+                with self._lock:
+                    sleepers = self._sleepers
+                    if sleepers is None:
+                        return
+                    if type(sleepers) is list:
+                        sleeper = sleepers[-1]
+                        del sleepers[-1]
+                        if not sleepers:
+                            self._sleepers = None
+                    else:
+                        sleeper = sleepers
                         self._sleepers = None
-                else:
-                    sleeper = sleepers
-                    self._sleepers = None
-                sleeper.release()
+                    try:  # noqa: SIM105 - suppress() would add a frame to interrupt
+                        sleeper.release()
+                    except RuntimeError:
+                        pass  # released already, by an earlier pass
+                    sleeper = None
+            except BaseException:
+                if sleeper is not None:
+                    with self._lock:
+                        self._put_back_sleeper(sleeper)
+                raise
+
+    def _put_back_sleeper(self, sleeper: Any) -> None:
+        """With the lock held: return a sleeper taken out to be woken."""
+        sleepers = self._sleepers
+        if sleepers is None:
+            self._sleepers = sleeper
+        elif type(sleepers) is list:
+            sleepers.append(sleeper)
+        else:
+            self._sleepers = [sleepers, sleeper]
 
     def _put_back_callback(self, fn: Any) -> None:
         """With the lock held: return a callback taken out, first in line."""

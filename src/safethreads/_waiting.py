@@ -82,17 +82,22 @@ class Parker:
     the completer of a wait and a token's cancellation may both release it.
     """
 
-    __slots__ = ("_lock", "_once")
+    __slots__ = ("_lock",)
 
     def __init__(self) -> None:
         self._lock = _thread.allocate_lock()  # held until released once
         self._lock.acquire()
-        self._once = _thread.allocate_lock()  # taken by the first release()
 
     def release(self) -> None:
-        """Open the latch; a no-op after the first call."""
-        if self._once.acquire(blocking=False):
+        """Open the latch; a no-op after the first call.
+
+        One call, no step before it: a Ctrl-C cannot leave the latch marked
+        released but shut (the waiter takes it back only once, to return).
+        """
+        try:  # noqa: SIM105 - suppress() would add a frame to interrupt
             self._lock.release()
+        except RuntimeError:
+            pass  # open already
 
     def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
         """Wait until released, as `Lock.acquire` does."""
