@@ -79,6 +79,13 @@ def gate() -> Iterator[threading.Event]:
     event.set()
 
 
+def _source_line(frame: Any, offset: int) -> str:
+    """The source line `offset` lines from the one a frame is at."""
+    import linecache
+
+    return linecache.getline(frame.f_code.co_filename, frame.f_lineno + offset)
+
+
 def hold_workers(
     pool: WorkerPool, n: int, gate: threading.Event
 ) -> list[cf.Future[bool]]:
@@ -326,6 +333,49 @@ class TestInterruptedSubmit:
         (future,) = captured
         assert isinstance(future.exception(timeout=0), exc_type)
         assert pool.stats().running == 0
+
+    def test_ctrl_c_while_a_caller_runs_task_is_counted_keeps_counts(
+        self, gate: threading.Event
+    ) -> None:
+        """A SIGINT while the caller waits for the pool lock to count its task."""
+        import signal
+
+        from safethreads import _worker_pool
+
+        main = threading.get_ident()
+
+        def blocked_before_counting() -> bool:
+            # The caller is in _run_here's `finally`, waiting for the lock
+            # that we hold: the line after `finally:`, `with self._lock:`.
+            frame = sys._current_frames().get(main)
+            return (
+                frame is not None
+                and frame.f_code is _worker_pool.WorkerPool._run_here.__code__
+                and "with self._lock" in _source_line(frame, 0)
+                and "finally:" in _source_line(frame, -1)
+            )
+
+        def hold_the_lock_and_interrupt() -> None:
+            with pool._lock:
+                wait_until(blocked_before_counting, "the caller waiting to count")
+                # No frame shows the caller inside the kernel's wait for the
+                # lock: give it a moment to get there, or the signal lands
+                # before the wait and the test passes without testing.
+                time.sleep(0.05)
+                # A real signal: it interrupts the caller's wait for the lock.
+                signal.pthread_kill(main, signal.SIGINT)
+
+        def task() -> int:
+            threading.Thread(target=hold_the_lock_and_interrupt, daemon=True).start()
+            return 7
+
+        with WorkerPool(1, max_pending=0, on_full="caller_runs") as pool:
+            hold_workers(pool, 1, gate)
+            with pytest.raises(KeyboardInterrupt):
+                pool.submit(task)
+            gate.set()
+        s = pool.stats()
+        assert (s.submitted, s.completed, s.queued, s.running) == (2, 2, 0, 0), s
 
     def test_ctrl_c_while_a_worker_is_created_leaves_no_phantom(
         self, monkeypatch: pytest.MonkeyPatch

@@ -600,13 +600,11 @@ class WorkerPool(ThreadPoolExecutor):
 
         For an interrupt that struck between the reservation and the start
         of the task: it was accepted, so it ends cancelled rather than
-        pending forever, and is no longer counted as running.
+        pending forever, and is no longer counted as running; or one that
+        stopped `_run_here`'s own accounting after the task ran.
         """
         with self._lock:
-            if future._counted_here:
-                future._counted_here = False
-                self._extra_running -= 1
-                self._release_exit_waiters_locked()
+            self._uncount_here_locked(future)
         future.cancel()  # does nothing once the task has started
 
     def _room_one_locked(self) -> None:
@@ -711,14 +709,24 @@ class WorkerPool(ThreadPoolExecutor):
             raise
         finally:
             with self._lock:
-                if future._counted_here:
-                    future._counted_here = False
-                    self._extra_running -= 1
-                    if future._state is _FINISHED and future._exception is None:
-                        self._extra_completed += 1
-                    elif claimed:
-                        self._extra_failed += 1
-                    self._release_exit_waiters_locked()
+                self._uncount_here_locked(future)
+
+    def _uncount_here_locked(self, future: PoolFuture[Any]) -> None:
+        """Give back `future`'s count as running here, once (lock held).
+
+        The outcome is read from the future, so whichever of `_run_here`'s
+        `finally` and `_unreserve` gets here first (a Ctrl-C can stop the
+        first while it waits for the lock) counts it right.
+        """
+        if future._counted_here:
+            future._counted_here = False
+            self._extra_running -= 1
+            if future._state is _FINISHED:
+                if future._exception is None:
+                    self._extra_completed += 1
+                else:
+                    self._extra_failed += 1
+            self._release_exit_waiters_locked()
 
     def _execute_here(self, future: PoolFuture[Any]) -> None:
         """Run the task of `future`, claimed by this thread, and complete it."""
