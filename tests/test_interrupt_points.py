@@ -354,6 +354,51 @@ def pool_imap_unordered(inject: Injector) -> None:
     )
 
 
+def _close_scenario(
+    inject: Injector, start: Callable[[WorkerPool, Callable[[int], int]], Any]
+) -> None:
+    """Close a result iterator while three failing tasks wait in the queue."""
+    gate = threading.Event()
+
+    def task(x: int) -> int:
+        if x == 0:
+            gate.wait(TASK_SECONDS)
+            return 0
+        msg = f"task {x} failed"
+        raise ValueError(msg)
+
+    with _Reports() as reports:
+        pool = WorkerPool(max_workers=1)
+        try:
+            results = start(pool, task)
+            deadline = time.monotonic() + TASK_SECONDS
+            while pool.stats().running != 1:  # task 0 holds the only worker
+                assert time.monotonic() < deadline, "the first task never started"
+                time.sleep(0.001)
+            with inject:
+                results.close()
+            del results
+            gate.set()
+            shutdown_within(pool)
+            s = pool.stats()
+            assert (s.queued, s.cancelled, s.failed) == (0, 3, 0), s
+        finally:
+            gate.set()
+            shutdown_within(pool)
+        gc.collect()
+    assert not reports.seen, f"abandoned tasks' failures reported: {reports.seen}"
+
+
+def pool_map_close(inject: Injector) -> None:
+    """`close()` on a `map` iterator with tasks still queued."""
+    _close_scenario(inject, lambda pool, task: pool.map(task, range(4)))
+
+
+def pool_imap_unordered_close(inject: Injector) -> None:
+    """`close()` on an `imap_unordered` iterator with tasks still queued."""
+    _close_scenario(inject, lambda pool, task: pool.imap_unordered(task, range(4)))
+
+
 # --- ThreadGroup, CancelToken --------------------------------------------------
 
 
@@ -430,6 +475,8 @@ SCENARIOS: dict[str, Callable[[Injector], None]] = {
         pool_shutdown_wait,
         pool_map,
         pool_imap_unordered,
+        pool_map_close,
+        pool_imap_unordered_close,
         group_spawn_exit_join_all,
         token_cancel_with_callbacks,
         locked_block,

@@ -953,7 +953,10 @@ class WorkerPool(ThreadPoolExecutor):
                 )
             )
         except BaseException:
-            _abandon(futures)
+            try:
+                _abandon(futures)
+            finally:
+                _abandon(futures)  # finishes a pass a Ctrl-C cut short
             raise
 
     def imap_unordered(
@@ -1014,7 +1017,10 @@ class WorkerPool(ThreadPoolExecutor):
                 )
             )
         except BaseException:
-            _abandon(in_flight)
+            try:
+                _abandon(in_flight)
+            finally:
+                _abandon(in_flight)  # finishes a pass a Ctrl-C cut short
             raise
 
     # --- shutdown --------------------------------------------------------------
@@ -1483,7 +1489,7 @@ def _map_results(
             except BaseException:
                 # A late task is not left to run (one that failed is done),
                 # and one interrupted by Ctrl-C is abandoned with the rest.
-                _abandon((future,))
+                _abandon([future])
                 raise
             del future
             if args_iter is not None:
@@ -1498,7 +1504,11 @@ def _map_results(
             yield out.pop()
     finally:
         if futures:
-            _abandon_from_finalizer(futures, pool_ref)
+            try:
+                _abandon_from_finalizer(futures, pool_ref)
+            finally:
+                # A second pass finishes what a Ctrl-C cut short.
+                _abandon_from_finalizer(futures, pool_ref)
 
 
 def _unordered_results(  # noqa: PLR0917 - private plumbing of imap_unordered
@@ -1541,7 +1551,11 @@ def _unordered_results(  # noqa: PLR0917 - private plumbing of imap_unordered
             yield out.pop()
     finally:
         if in_flight:
-            _abandon_from_finalizer(in_flight, pool_ref)
+            try:
+                _abandon_from_finalizer(in_flight, pool_ref)
+            finally:
+                # A second pass finishes what a Ctrl-C cut short.
+                _abandon_from_finalizer(in_flight, pool_ref)
 
 
 def _settle(
@@ -1574,12 +1588,29 @@ def _reraise(exc: BaseException | None) -> None:
             exc = None
 
 
-def _abandon(futures: Iterable[Future[Any]]) -> None:
-    """Cancel what has not started; nobody will look at the rest's outcome."""
-    for future in futures:
-        if isinstance(future, PoolFuture):
-            future._silence()
-        future.cancel()
+def _abandon(futures: list[Future[Any]] | set[Future[Any]]) -> None:
+    """Cancel what has not started; nobody will look at the rest's outcome.
+
+    Consumes `futures`, each one removed only once it is dealt with, so that
+    a pass a Ctrl-C cut short leaves the rest for the next (the call sites
+    run a second pass in a `finally`; both steps are idempotent).
+    """
+    if isinstance(futures, list):
+        while futures:
+            _give_up(futures[-1])
+            del futures[-1]
+    else:
+        while futures:
+            future = next(iter(futures))
+            _give_up(future)
+            futures.discard(future)
+
+
+def _give_up(future: Future[Any]) -> None:
+    """Cancel `future` if it has not started, and never report its failure."""
+    if isinstance(future, PoolFuture):
+        future._silence()
+    future.cancel()
 
 
 # How long a result iterator's cleanup waits for a lock before it assumes
@@ -1588,7 +1619,7 @@ _FINALIZER_PATIENCE: Final = 0.05
 
 
 def _abandon_from_finalizer(
-    futures: Iterable[Future[Any]], pool_ref: weakref.ref[WorkerPool]
+    futures: list[Future[Any]] | set[Future[Any]], pool_ref: weakref.ref[WorkerPool]
 ) -> None:
     """`_abandon`, from a result iterator's `finally`: never wait for oneself.
 
@@ -1600,9 +1631,8 @@ def _abandon_from_finalizer(
     lock it needs; if one stays held, it cancels from a fresh thread instead,
     which waits until the interrupted section has released it.
     """
-    todo = list(futures)
     pool = pool_ref()
-    locks = [f._lock for f in todo if isinstance(f, PoolFuture)]
+    locks = [f._lock for f in futures if isinstance(f, PoolFuture)]
     if pool is not None:
         locks.append(pool._lock)
     del pool
@@ -1613,10 +1643,11 @@ def _abandon_from_finalizer(
         while lock.locked():
             if time.monotonic() >= deadline:
                 with contextlib.suppress(RuntimeError):  # the interpreter is exiting
-                    _thread.start_new_thread(_abandon, (todo,))
+                    _thread.start_new_thread(_abandon, (list(futures),))
+                futures.clear()  # the thread has them now
                 return
             time.sleep(_FINALIZER_PATIENCE / 50)
-    _abandon(todo)
+    _abandon(futures)
 
 
 def _complete_here(
