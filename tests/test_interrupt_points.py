@@ -13,6 +13,7 @@ A failing exploration prints each failing point (`file:line#occurrence`);
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 import time
@@ -389,6 +390,38 @@ def _close_scenario(
     assert not reports.seen, f"abandoned tasks' failures reported: {reports.seen}"
 
 
+def pool_map_deadline(inject: Injector) -> None:
+    """`next()` on a `map` iterator whose deadline passes, tasks still queued."""
+    gate = threading.Event()
+
+    def task(x: int) -> int:
+        msg = f"task {x} failed"
+        raise ValueError(msg)
+
+    with _Reports() as reports:
+        pool = WorkerPool(max_workers=1)
+        try:
+            pool.submit(gate.wait, TASK_SECONDS)  # holds the only worker
+            deadline = time.monotonic() + TASK_SECONDS
+            while pool.stats().running != 1:
+                assert time.monotonic() < deadline, "the first task never started"
+                time.sleep(0.001)
+            results = pool.map(task, range(3), timeout=0.05)
+            with inject, contextlib.suppress(TimeoutError):
+                next(results)
+            del results
+            gc.collect()
+            gate.set()
+            shutdown_within(pool)
+            s = pool.stats()
+            assert (s.queued, s.cancelled, s.failed) == (0, 3, 0), s
+        finally:
+            gate.set()
+            shutdown_within(pool)
+        gc.collect()
+    assert not reports.seen, f"abandoned tasks' failures reported: {reports.seen}"
+
+
 def pool_map_close(inject: Injector) -> None:
     """`close()` on a `map` iterator with tasks still queued."""
     _close_scenario(inject, lambda pool, task: pool.map(task, range(4)))
@@ -475,6 +508,7 @@ SCENARIOS: dict[str, Callable[[Injector], None]] = {
         pool_shutdown_wait,
         pool_map,
         pool_imap_unordered,
+        pool_map_deadline,
         pool_map_close,
         pool_imap_unordered_close,
         group_spawn_exit_join_all,

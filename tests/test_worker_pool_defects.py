@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 from child_process import SIGINT_PRELUDE
-from safethreads import PoolFull, WorkerPool
+from safethreads import PoolFull, ResultThread, WorkerPool
 from safethreads._future import PoolFuture
 
 if TYPE_CHECKING:
@@ -731,6 +731,29 @@ class TestFork:
         assert "child: 0 0 1" in proc.stdout
         assert "child: busy broken" in proc.stdout
         assert "child: submit refused" in proc.stdout
+
+
+class TestCancelWhileWaited:
+    @pytest.mark.stress
+    @pytest.mark.usefixtures("fast_switching")
+    def test_as_completed_yields_each_cancelled_future_once(
+        self, gate: threading.Event
+    ) -> None:
+        """Futures cancelled while another thread iterates as_completed()."""
+        with WorkerPool(1) as pool:
+            hold_workers(pool, 1, gate)
+            for _ in range(100):
+                futures = [pool.submit(int) for _ in range(30)]
+                got: ResultThread[list[cf.Future[int]]] = ResultThread(
+                    target=list, args=(cf.as_completed(futures, timeout=TIMEOUT),)
+                )
+                got.start()
+                last: Any = futures[-1]
+                wait_until(lambda: bool(last._waiters), "as_completed() waiting")  # noqa: B023 - called at once
+                for f in futures:
+                    f.cancel()
+                assert sorted(map(id, got.result(TIMEOUT))) == sorted(map(id, futures))
+            gate.set()
 
 
 class TestStats:

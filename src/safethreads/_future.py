@@ -150,6 +150,10 @@ class PoolFuture(Future[R]):
     # Counted as running in the calling thread by its pool (caller_runs or
     # a waiter running it); guarded by the pool's lock.
     _counted_here: bool = False
+    # cancel(): the waiters of wait()/as_completed() told of it, and whether
+    # a pass of what follows the cancellation ran to its end.
+    _told: dict[int, Any] | None = None
+    _cancel_delivered: bool = False
     # Accepted by its pool (counted as submitted); guarded by the pool's lock.
     _placed: bool = False
     # Its owner gave up on the outcome: a failure is not worth reporting.
@@ -573,6 +577,8 @@ class PoolFuture(Future[R]):
         the rest in place for the next pass; a callback whose taking is cut
         short at the lock's release goes back in.
         """
+        if self._cancel_delivered:
+            return  # the first pass ran to its end
         if pool is not None:
             pool._cancelled_one(self)
         self._notify_cancelled()
@@ -605,6 +611,7 @@ class PoolFuture(Future[R]):
             except BaseException as exc:
                 if escaped is None:
                     escaped = exc
+        self._cancel_delivered = True
         if escaped is not None:
             try:
                 raise escaped
@@ -614,15 +621,23 @@ class PoolFuture(Future[R]):
     def _notify_cancelled(self) -> None:
         """Hand the cancellation to `wait()` / `as_completed()` waiters.
 
-        Idempotent: a waiter that already has this future is skipped, so a
-        pass cut short by Ctrl-C is finished by the next one.
+        Idempotent: a waiter already told is skipped, so a pass cut short by
+        Ctrl-C is finished by the next one.
         """
         waiters = self._waiter_list
         if waiters is None:
             return
         with self._lock:
+            told = self._told
+            if told is None:
+                told = self._told = {}
             for waiter in waiters:
-                if self not in waiter.finished_futures:
+                key = id(waiter)
+                if key not in told:
+                    # Recorded, then told, with no call in between for a
+                    # Ctrl-C to follow: told twice, as_completed() would
+                    # yield the future twice (and fail).
+                    told[key] = waiter
                     waiter.add_cancelled(self)
             cond = self._cond
             if cond is not None:

@@ -1477,20 +1477,15 @@ def _map_results(
     try:
         yield _PRIMED
         while futures:
-            # Subscripts, not pop(): no Ctrl-C between taking the future and
-            # holding it (the interpreter checks for signals after calls).
+            # Left in the list until its result is in hand: a failure, the
+            # deadline or a Ctrl-C leaves it to the cleanup below with the
+            # rest (a late task is not left to run).
             future = futures[-1]
+            if deadline is None:
+                out.append(future.result())
+            else:
+                out.append(future.result(deadline - time.monotonic()))
             del futures[-1]
-            try:
-                if deadline is None:
-                    out.append(future.result())
-                else:
-                    out.append(future.result(deadline - time.monotonic()))
-            except BaseException:
-                # A late task is not left to run (one that failed is done),
-                # and one interrupted by Ctrl-C is abandoned with the rest.
-                _abandon([future])
-                raise
             del future
             if args_iter is not None:
                 args = next(args_iter, None)
@@ -1600,8 +1595,9 @@ def _abandon(futures: list[Future[Any]] | set[Future[Any]]) -> None:
             _give_up(futures[-1])
             del futures[-1]
     else:
-        while futures:
-            future = next(iter(futures))
+        # Over a copy: taking the "first" of a set again and again after
+        # removals costs time quadratic in its size.
+        for future in list(futures):
             _give_up(future)
             futures.discard(future)
 
@@ -1631,6 +1627,8 @@ def _abandon_from_finalizer(
     lock it needs; if one stays held, it cancels from a fresh thread instead,
     which waits until the interrupted section has released it.
     """
+    if not futures:
+        return  # done by a first pass, or handed to a thread
     pool = pool_ref()
     locks = [f._lock for f in futures if isinstance(f, PoolFuture)]
     if pool is not None:
