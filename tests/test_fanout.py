@@ -411,11 +411,12 @@ class TestBoundedExecutor:
         _released(gate)
         # Not cf.wait(): a future cancelled by shutdown(cancel_futures=True)
         # is never "notified", and cf.wait() would not count it as done.
-        # Tasks already handed to a worker finish (a process pool hands over
-        # one more than it runs; Dask cancels running tasks too).
+        # Tasks already handed to a worker finish; Dask cancels running
+        # tasks too. A process pool of one marks running the task its worker
+        # runs and fills its call queue (max_workers + 1 more) behind it.
         finished = [f.result(TIMEOUT) for f in futures if not f.cancelled()]
         assert finished == [0] * len(finished)
-        assert len(finished) <= 2
+        assert len(finished) <= (3 if engine in ("spawn", "fork") else 2)
         inner.shutdown(wait=True)
 
     @pytest.mark.stress
