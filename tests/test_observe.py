@@ -24,6 +24,7 @@ from safethreads import (
     ThreadGroupStats,
     WorkerPool,
 )
+from waiting import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -31,14 +32,6 @@ if TYPE_CHECKING:
     from safethreads import WorkerPoolStats
 
 TIMEOUT = 10.0  # every wait in these tests is bounded
-
-
-def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + TIMEOUT
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.001)
 
 
 def boom(x: int) -> int:

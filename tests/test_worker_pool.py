@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from child_process import SIGINT_PRELUDE
 from safethreads import BrokenWorkerPool, PoolFull, WorkerPool, WorkerPoolStats
 from safethreads._future import PoolFuture
+from waiting import wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -249,9 +250,20 @@ class TestBackpressure:
             assert again.result(timeout=TIMEOUT) == 2
 
     def test_handoff_with_zero_pending(self) -> None:
-        """max_pending=0 accepts a task whenever an idle worker can take it."""
+        """max_pending=0 accepts a task whenever an idle worker can take it.
+
+        A worker parks again only after its task's future is done, so the
+        next submit waits until one can take it (without a GIL the submitter
+        wakes before the worker gets there).
+        """
+
+        def can_take(pool: WorkerPool) -> bool:
+            s = pool.stats()
+            return s.idle > 0 or s.workers < 2
+
         with WorkerPool(2, max_pending=0, on_full="raise") as pool:
             for i in range(20):
+                wait_until(lambda: can_take(pool), "a worker free to take a task")
                 assert pool.submit(add, i).result(timeout=TIMEOUT) == i
 
     def test_nested_submit_on_full_pool_runs_inline(self) -> None:

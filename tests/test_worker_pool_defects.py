@@ -27,6 +27,7 @@ import pytest
 from child_process import SIGINT_PRELUDE
 from safethreads import PoolFull, ResultThread, WorkerPool
 from safethreads._future import PoolFuture
+from waiting import wait_until
 
 if TYPE_CHECKING:
     import random
@@ -42,15 +43,6 @@ def fail_with(exc: BaseException) -> NoReturn:
 
 def add(a: int, b: int = 0) -> int:
     return a + b
-
-
-def wait_until(predicate: Callable[[], bool], what: str) -> None:
-    """Poll `predicate` until it holds; fail after TIMEOUT seconds."""
-    deadline = time.monotonic() + TIMEOUT
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.005)
 
 
 def _has_idle(pool: WorkerPool) -> bool:
