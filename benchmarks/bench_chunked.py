@@ -1,7 +1,7 @@
-"""Chunked maps of a no-op: `executor_map(chunksize=)` against `ThreadPool.imap`.
+"""Chunked maps of a no-op: `WorkerPool.map(chunksize=)` against `ThreadPool.imap`.
 
 300,000 calls of a function that returns its argument, in chunks of 256, on
-four threads: through `executor_map` over a `WorkerPool` and over a
+four threads: through `WorkerPool.map` and through `executor_map` over a
 `ThreadPoolExecutor` (eager, and bounded with `buffersize=8` chunks), and
 through `multiprocessing.pool.ThreadPool.imap` with the same chunk size, the
 baseline.  Each round consumes every result in order and checks their sum.
@@ -41,6 +41,15 @@ def _thread_pool_imap(pool: ThreadPool) -> None:
     _check(total)
 
 
+def _pool_map(pool: WorkerPool, buffersize: int | None) -> None:
+    total = 0
+    for r in pool.map(
+        identity, range(N_ITEMS), chunksize=CHUNKSIZE, buffersize=buffersize
+    ):
+        total += r
+    _check(total)
+
+
 def _executor_map(pool: Executor, buffersize: int | None) -> None:
     total = 0
     for r in executor_map(
@@ -65,13 +74,12 @@ def run(rounds: int) -> None:
                     partial(_thread_pool_imap, baseline),
                 ),
                 Case(
-                    f"executor_map(WorkerPool, chunksize={CHUNKSIZE})",
-                    partial(_executor_map, workers, None),
+                    f"WorkerPool.map(chunksize={CHUNKSIZE})",
+                    partial(_pool_map, workers, None),
                 ),
                 Case(
-                    f"executor_map(WorkerPool, chunksize={CHUNKSIZE}, "
-                    f"buffersize={BUFFERSIZE})",
-                    partial(_executor_map, workers, BUFFERSIZE),
+                    f"WorkerPool.map(chunksize={CHUNKSIZE}, buffersize={BUFFERSIZE})",
+                    partial(_pool_map, workers, BUFFERSIZE),
                 ),
                 Case(
                     f"executor_map(ThreadPoolExecutor, chunksize={CHUNKSIZE})",

@@ -439,6 +439,126 @@ class TestImapUnordered:
             pool.imap_unordered(add, [1], buffersize=0)
 
 
+class TestMapChunks:
+    """`chunksize` and `progress` on the pool's own map and imap_unordered."""
+
+    def test_chunked_map_in_order_one_task_per_chunk(self) -> None:
+        """Each chunk is one task; results come in input order."""
+        with WorkerPool(3) as pool:
+            got = pool.map(add, range(103), timeout=TIMEOUT, chunksize=10)
+            assert list(got) == list(range(103))
+            assert pool.stats().submitted == 11
+            two = pool.map(add, range(50), [1] * 40, chunksize=7)
+            assert list(two) == [i + 1 for i in range(40)]
+
+    def test_buffersize_counts_chunks_and_reads_lazily(self) -> None:
+        """With buffersize=N at most N chunks are submitted ahead of the consumer."""
+        drawn = itertools.count()
+        endless = (next(drawn) for _ in itertools.count())
+        with WorkerPool(2) as pool:
+            results = pool.map(add, endless, chunksize=8, buffersize=3)
+            assert [next(results) for _ in range(20)] == list(range(20))
+            results.close()  # type: ignore[attr-defined]
+            # 3 chunks at the call, one more for each of the 2 finished with.
+            assert pool.stats().submitted <= 3 + 3
+        assert next(drawn) <= (3 + 3) * 8 + 1
+
+    def test_failing_item_raises_in_place_of_its_chunk(self) -> None:
+        """Earlier chunks are handed out, then the failing chunk's exception."""
+
+        def fail_on_13(x: int) -> int:
+            if x == 13:
+                raise ValueError(x)
+            return x
+
+        got: list[int] = []
+        with WorkerPool(2) as pool:
+            results = pool.map(fail_on_13, range(40), chunksize=5)
+            with pytest.raises(ValueError, match="13"):  # noqa: PT012 - partial results
+                for value in results:
+                    got.append(value)  # noqa: PERF402 - the results before the error
+        assert got == list(range(10))
+
+    def test_chunked_imap_unordered_chunk_by_chunk(self) -> None:
+        """Each chunk's results come together and in input order."""
+        with WorkerPool(4) as pool:
+            got = list(pool.imap_unordered(add, range(60), chunksize=6, buffersize=4))
+            assert pool.stats().submitted == 10
+        assert sorted(got) == list(range(60))
+        for start in range(0, 60, 6):
+            first = got[start]
+            assert first % 6 == 0
+            assert got[start : start + 6] == list(range(first, first + 6))
+
+    @pytest.mark.parametrize("ordered", [True, False])
+    @pytest.mark.parametrize("chunksize", [1, 4])
+    def test_progress_rises_to_total_in_the_consumer(
+        self, ordered: bool, chunksize: int
+    ) -> None:
+        """progress(done, total) is called in the consuming thread up to (n, n)."""
+        calls: list[tuple[int, int | None]] = []
+        threads: set[int] = set()
+
+        def progress(done: int, total: int | None) -> None:
+            calls.append((done, total))
+            threads.add(threading.get_ident())
+
+        with WorkerPool(2) as pool:
+            if ordered:
+                got = list(
+                    pool.map(add, range(30), chunksize=chunksize, progress=progress)
+                )
+            else:
+                got = sorted(
+                    pool.imap_unordered(
+                        add, range(30), chunksize=chunksize, progress=progress
+                    )
+                )
+        assert got == list(range(30))
+        done = [d for d, _ in calls]
+        assert done == sorted(set(done))
+        assert done[-1] == 30
+        assert {t for _, t in calls} == {30}
+        assert len(calls) == -(-30 // chunksize)
+        assert threads == {threading.get_ident()}
+
+    @pytest.mark.parametrize(
+        ("kwargs", "error", "match"),
+        [
+            ({"chunksize": 0}, ValueError, "chunksize must be >= 1"),
+            ({"chunksize": True}, TypeError, "chunksize must be an int"),
+            ({"progress": 3}, TypeError, "progress"),
+        ],
+    )
+    def test_bad_chunksize_or_progress_is_refused_at_the_call(
+        self, kwargs: dict[str, Any], error: type[Exception], match: str
+    ) -> None:
+        """Both methods refuse a bad chunksize or progress before submitting."""
+        with WorkerPool(1) as pool:
+            with pytest.raises(error, match=match):
+                pool.map(add, [1], **kwargs)
+            with pytest.raises(error, match=match):
+                pool.imap_unordered(add, [1], **kwargs)
+            assert pool.stats().submitted == 0
+
+    @given(
+        items=st.lists(st.integers(), max_size=60),
+        chunksize=st.integers(1, 9),
+        buffersize=st.one_of(st.none(), st.integers(1, 4)),
+    )
+    def test_same_results_as_builtin_map(
+        self, items: list[int], chunksize: int, buffersize: int | None
+    ) -> None:
+        """Any chunking and buffering gives the builtin map's results."""
+        with WorkerPool(3) as pool:
+            ordered = pool.map(add, items, chunksize=chunksize, buffersize=buffersize)
+            assert list(ordered) == items
+            unordered = pool.imap_unordered(
+                add, iter(items), chunksize=chunksize, buffersize=buffersize
+            )
+            assert sorted(unordered) == sorted(items)
+
+
 class TestWorkHelping:
     def test_single_worker_nested_wait(self) -> None:
         """A one-worker pool whose task waits on a subtask completes."""

@@ -51,6 +51,10 @@ def check_worker_pool() -> None:
     assert_type(
         pool.imap_unordered(parse, ["1"], timeout=2.0, buffersize=8), Iterator[int]
     )
+    assert_type(
+        pool.imap_unordered(parse, ["1"], chunksize=4, progress=print), Iterator[int]
+    )
+    assert_type(pool.map(combine, [1], ["a"], progress=print), Iterator[str])
 
     assert_type(pool.stats(), WorkerPoolStats)
     assert_type(pool.stats().queued, int)
