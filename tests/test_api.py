@@ -9,6 +9,7 @@ import pickle
 import re
 import subprocess
 import sys
+import textwrap
 import typing
 from pathlib import Path
 
@@ -170,6 +171,80 @@ class TestImportCost:
             check=True,
         )
         assert done.stdout.strip() == "[]", done.stdout
+
+    @pytest.mark.subprocess
+    def test_import_loads_no_primitive(self) -> None:
+        """`import safethreads` loads none of its modules, nor `typing`."""
+        code = (
+            "import sys\n"
+            "before = set(sys.modules)\n"
+            "import safethreads\n"
+            "print(sorted(set(sys.modules) - before - {'safethreads'}))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        assert done.stdout.strip() == "[]", done.stdout
+
+    @pytest.mark.subprocess
+    def test_first_accesses_racing_in_threads_agree(self) -> None:
+        """Threads racing to first use different names all get the public objects."""
+        code = textwrap.dedent(
+            """
+            import sys, threading
+            sys.setswitchinterval(1e-6)
+            import safethreads
+            names = list(safethreads.__all__)
+            start = threading.Barrier(len(names))
+            got = {}
+            def use(name):
+                start.wait()
+                got[name] = getattr(safethreads, name)
+            threads = [threading.Thread(target=use, args=(n,)) for n in names]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            for name in names:
+                assert got[name] is getattr(safethreads, name), name
+                assert got[name].__module__ == "safethreads", name
+            assert set(names) <= set(dir(safethreads))
+            print("ok")
+            """
+        )
+        for _ in range(5):
+            done = subprocess.run(
+                [sys.executable, "-I", "-c", code],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert done.stdout.strip() == "ok", done.stderr
+
+    @pytest.mark.subprocess
+    def test_one_primitive_publishes_what_it_loaded(self) -> None:
+        """Names loaded as a dependency are bound under the public path too."""
+        code = (
+            "import sys, safethreads\n"
+            "from safethreads import ThreadGroup\n"
+            "thread_class = type(safethreads.spawn(int))\n"
+            "assert thread_class.__module__ == 'safethreads', thread_class\n"
+            "assert 'safethreads._locked_dict' not in sys.modules\n"
+            "print('ok')\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-I", "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.stdout.strip() == "ok", done.stderr
 
     @pytest.mark.subprocess
     def test_lazy_names_still_work(self) -> None:

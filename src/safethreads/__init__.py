@@ -28,26 +28,29 @@ thread-safety guarantees and the API reference); `python -m safethreads` runs
 a short tour.
 """
 
-import typing as _typing
+import sys as _sys
 
-from ._cancel import CancelToken
-from ._errors import BrokenWorkerPool, Cancelled, PoolFull
-from ._fanout import (
-    BoundedExecutor,
-    FutureGroup,
-    ResultStream,
-    executor_imap_unordered,
-    executor_map,
-    submit_task,
-)
-from ._locked_dict import MISSING, LockedDict, LockedDictGuard, Missing
-from ._observe import RunningTask, TaskInfo
-from ._result_thread import ResultThread, spawn
-from ._thread_group import ThreadGroup
-from ._worker_pool import OnFull, WorkerPool
-
-if _typing.TYPE_CHECKING:
+# Not `typing.TYPE_CHECKING`: importing `typing` costs more than the rest of
+# `import safethreads`; type checkers treat this name alike.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from ._cancel import CancelToken
+    from ._errors import BrokenWorkerPool, Cancelled, PoolFull
+    from ._fanout import (
+        BoundedExecutor,
+        FutureGroup,
+        ResultStream,
+        executor_imap_unordered,
+        executor_map,
+        submit_task,
+    )
+    from ._locked_dict import MISSING, LockedDict, LockedDictGuard, Missing
+    from ._observe import RunningTask, TaskInfo
+    from ._result_thread import ResultThread, spawn
     from ._stats import ThreadGroupStats, WorkerPoolStats
+    from ._thread_group import ThreadGroup
+    from ._worker_pool import OnFull, WorkerPool
+del TYPE_CHECKING
 
 # Plain sorted() order (checked by the tests), not isort order.
 __all__ = (  # noqa: RUF022 - plain sorted() order, checked by tests/test_api.py
@@ -80,21 +83,66 @@ __all__ = (  # noqa: RUF022 - plain sorted() order, checked by tests/test_api.py
 # because `importlib.metadata` costs more to import than the whole package.
 __version__: str
 
-# Tracebacks, reprs and pickles name the public path, not the private module.
-for _name in __all__:
-    if _name in globals():
-        globals()[_name].__module__ = __name__
-del _name
+# Where each public name is defined.  A name's module is imported on first
+# access (PEP 562), so `import safethreads` stays cheap for programs that use
+# one primitive, or none yet: a threading utility is imported everywhere.
+_HOMES: dict[str, str] = {
+    "BoundedExecutor": "_fanout",
+    "BrokenWorkerPool": "_errors",
+    "CancelToken": "_cancel",
+    "Cancelled": "_errors",
+    "FutureGroup": "_fanout",
+    "LockedDict": "_locked_dict",
+    "LockedDictGuard": "_locked_dict",
+    "MISSING": "_locked_dict",
+    "Missing": "_locked_dict",
+    "OnFull": "_worker_pool",
+    "PoolFull": "_errors",
+    "ResultStream": "_fanout",
+    "ResultThread": "_result_thread",
+    "RunningTask": "_observe",
+    "TaskInfo": "_observe",
+    "ThreadGroup": "_thread_group",
+    "ThreadGroupStats": "_stats",
+    "WorkerPool": "_worker_pool",
+    "WorkerPoolStats": "_stats",
+    "executor_imap_unordered": "_fanout",
+    "executor_map": "_fanout",
+    "spawn": "_result_thread",
+    "submit_task": "_fanout",
+}
+
+
+_ABSENT = object()
+
+
+def _publish_loaded() -> None:
+    """Bind every public name whose module is loaded, under the public path.
+
+    Run after each lazy import: modules import each other, so one access can
+    load several.  Tracebacks, reprs and pickles then name `safethreads`,
+    not the private module.  Idempotent, so racing first accesses agree.
+    """
+    namespace = globals()
+    for name, home in _HOMES.items():
+        if name in namespace:
+            continue
+        module = _sys.modules.get(f"{__name__}.{home}")
+        # Another thread may be importing it: a name not yet defined is
+        # bound by a later access.
+        value = getattr(module, name, _ABSENT)
+        if value is not _ABSENT:
+            value.__module__ = __name__
+            namespace[name] = value
 
 
 def __getattr__(name: str) -> object:
-    """Load the names that are costly to import on first access (PEP 562)."""
-    if name in ("WorkerPoolStats", "ThreadGroupStats"):
-        from . import _stats  # noqa: PLC0415 - slow to import
-
-        found_class: type = getattr(_stats, name)
-        globals()[name] = found_class
-        return found_class
+    """Load a public name's module on first access (PEP 562)."""
+    home = _HOMES.get(name)
+    if home is not None:
+        __import__(f"{__name__}.{home}")
+        _publish_loaded()
+        return globals()[name]
     if name == "__version__":
         from importlib.metadata import (  # noqa: PLC0415 - slow to import
             PackageNotFoundError,
