@@ -594,6 +594,34 @@ class TestFutureGroup:
         assert not running.done()  # the group left without it
         running.set_result(None)
 
+    def test_second_press_while_cancelling_abandons_the_wait(self) -> None:
+        """A second Ctrl-C landing in the first one's cancellation abandons the wait.
+
+        Without a GIL a second press can arrive while the first is still
+        cancelling the members; it must count as the second press.
+        """
+
+        class PressedDuringCancel(cf.Future[None]):
+            def cancel(self) -> bool:
+                raise KeyboardInterrupt  # the second press lands here
+
+        deadline = 10.0  # reached only if the second press is lost
+        group = FutureGroup(timeout=deadline)
+        running: cf.Future[None] = cf.Future()
+        running.set_running_or_notify_cancel()
+        first = KeyboardInterrupt()
+        start = time.monotonic()
+        with pytest.raises(KeyboardInterrupt) as info, group:  # noqa: PT012 - the block is the test
+            group.add(running)
+            group.add(PressedDuringCancel())
+            raise first
+        assert time.monotonic() - start < deadline / 2, "waited for the deadline"
+        assert info.value is first
+        assert "stopped waiting; 2 member(s) unfinished" in "".join(
+            info.value.__notes__
+        )
+        running.set_result(None)
+
 
 # --- engines that can lose a worker ---------------------------------------------
 

@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import _queue as queue  # the C module: `queue` also imports heapq
 import collections
+import contextlib
 import itertools
 import operator
 import os
@@ -1599,7 +1600,7 @@ class FutureGroup:
                 self._deadline = time.monotonic() + self._timeout
         return self
 
-    def __exit__(  # type: ignore[exit-return]  # noqa: C901 - one place, see below
+    def __exit__(  # type: ignore[exit-return]  # noqa: C901, PLR0912 - one place, see below
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -1629,8 +1630,18 @@ class FutureGroup:
             if exc is not None:
                 self.cancel()
             interrupt, unfinished = self._wait_at_exit(exc)
-        except KeyboardInterrupt as ki:  # a first press
-            interrupt, unfinished = self._wait_at_exit(ki)
+        except KeyboardInterrupt as ki:
+            with self._lock:
+                self._state = _GroupState.CLOSING
+            if isinstance(exc, KeyboardInterrupt):
+                # The body's Ctrl-C was the first press: this is the second,
+                # landed before the wait began (a free-threaded build lets
+                # it arrive while the first one's cancellation runs).
+                with contextlib.suppress(KeyboardInterrupt):
+                    self._cancel_members()  # finish what the press cut short
+                interrupt, unfinished = exc, self._unfinished_members()
+            else:  # a first press
+                interrupt, unfinished = self._wait_at_exit(ki)
         except BaseException as escaping:
             self.cancel()
             interrupt, unfinished = escaping, self._unfinished_members()
@@ -1684,8 +1695,8 @@ class FutureGroup:
         presses = 0 if interrupt is None else 1
         while True:
             try:
-                if presses:
-                    self.cancel()
+                if presses and not self.cancel():
+                    self._cancel_members()  # again: a press may have cut it short
                 finished = self._wait_members()
             except KeyboardInterrupt as ki:
                 presses += 1
