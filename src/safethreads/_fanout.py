@@ -350,7 +350,13 @@ class ResultStream(itertools.chain[R]):
         """Close the stream: its tasks not started are not left to run."""
         core = getattr(self, "_core", None)
         if core is not None:
-            core.close_from_finalizer()
+            try:
+                core.close_from_finalizer()
+            except (TypeError, AttributeError):
+                # At interpreter exit the module's globals may already be
+                # None: nothing is left to cancel for.
+                if _CHUNK_END is not None:
+                    raise
 
     def close(self) -> None:
         """Stop the stream: cancel every task not started, submit no more.
