@@ -558,6 +558,69 @@ class TestMapChunks:
             )
             assert sorted(unordered) == sorted(items)
 
+    @pytest.mark.parametrize("method", ["map", "imap_unordered"])
+    @pytest.mark.parametrize(
+        "kwargs", [{"chunksize": 10}, {"progress": lambda *_: None}]
+    )
+    def test_abandoned_tasks_failures_are_not_reported(
+        self, method: str, kwargs: dict[str, Any]
+    ) -> None:
+        """Tasks running when the stream is closed fail unreported, as unchunked."""
+        reports: list[BaseException | None] = []
+        release = threading.Event()
+
+        def late_failure(x: int) -> int:
+            if x >= 10:
+                release.wait(TIMEOUT)
+                raise ValueError(x)
+            return x
+
+        old_hook = threading.excepthook
+        threading.excepthook = lambda args: reports.append(args.exc_value)
+        try:
+            with WorkerPool(4) as pool:
+                results = getattr(pool, method)(late_failure, range(40), **kwargs)
+                assert next(results) in range(10)
+                wait_until(lambda: pool.stats().running >= 3, "late tasks running")
+                results.close()
+                release.set()
+            del results
+            gc.collect()
+        finally:
+            release.set()
+            threading.excepthook = old_hook
+        assert reports == []
+        s = pool.stats()
+        assert s.submitted == s.completed + s.failed + s.cancelled, s
+        pool._check()
+
+    @pytest.mark.parametrize("chunksize", [1, 10])
+    def test_close_from_another_thread_during_progress_ends_the_stream(
+        self, chunksize: int
+    ) -> None:
+        """After close() returns, next() hands out nothing more."""
+        in_progress = threading.Event()
+        closed = threading.Event()
+
+        def progress(done: int, total: int | None) -> None:
+            in_progress.set()
+            closed.wait(TIMEOUT)
+
+        with WorkerPool(2) as pool:
+            results = pool.map(add, range(100), chunksize=chunksize, progress=progress)
+
+            def closer() -> None:
+                in_progress.wait(TIMEOUT)
+                results.close()  # type: ignore[attr-defined]
+                closed.set()
+
+            thread = threading.Thread(target=closer)
+            thread.start()
+            got = list(results)
+            thread.join(TIMEOUT)
+        assert got == []
+        pool._check()
+
 
 class TestWorkHelping:
     def test_single_worker_nested_wait(self) -> None:

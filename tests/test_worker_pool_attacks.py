@@ -80,6 +80,49 @@ def test_collecting_a_map_iterator_inside_the_pool_lock_does_not_deadlock(
     assert proc.stdout.strip() == "ok"
 
 
+@pytest.mark.parametrize("operation", ["stats", "shutdown"])
+@pytest.mark.parametrize("method", ["map", "imap_unordered"])
+@pytest.mark.parametrize("kwargs", ["chunksize=2", "progress=lambda d, t: None"])
+def test_collecting_a_chunked_stream_inside_the_pool_lock_does_not_deadlock(
+    operation: str, method: str, kwargs: str
+) -> None:
+    """As above, for the stream `map` and `imap_unordered` return with
+    `chunksize` or `progress` (`executor_map` over the pool): its `__del__`
+    cancelled its tasks under the pool's lock, held by the collecting thread.
+    """
+    code = f"""
+        import gc, threading
+        from safethreads import WorkerPool
+        import safethreads._stats
+        for step in range(120):
+            pool = WorkerPool(1)
+            gate = threading.Event()
+            pool.submit(gate.wait, 30)
+            it = pool.{method}(abs, range(6), {kwargs})
+            cycle = [it]
+            cycle.append(cycle)
+            del it, cycle
+            gc.set_threshold(gc.get_count()[0] + step, 1000, 1000)
+            try:
+                if {operation!r} == "stats":
+                    pool.stats()
+                else:
+                    pool.shutdown(wait=False, cancel_futures=True)
+            finally:
+                gc.set_threshold(700, 10, 10)
+            gate.set()
+            pool.shutdown(wait=True)
+            gc.collect()
+            s = pool.stats()
+            assert s.submitted == s.completed + s.cancelled, s
+            assert s.workers == 0, s
+        print("ok")
+    """
+    proc = run_child(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
 class TestShutdownWaitsForInlineTasks:
     """`shutdown(wait=True)` also waits for tasks run outside its workers."""
 

@@ -54,6 +54,7 @@ lists under the lock and notify.
 from __future__ import annotations
 
 import _queue as queue  # the C module: `queue` also imports heapq
+import _thread
 import collections
 import contextlib
 import itertools
@@ -76,6 +77,7 @@ from typing import (
 )
 
 from ._errors import PoolFull
+from ._future import PoolFuture
 from ._waiting import check_callable, check_timeout
 
 if TYPE_CHECKING:
@@ -262,6 +264,37 @@ def _cancel_all(futures: Iterable[Future[Any]]) -> None:
         future.cancel()
 
 
+def _give_up(future: Future[Any]) -> None:
+    """Cancel `future` if it has not started; nobody will look at its outcome.
+
+    A `WorkerPool` future's failure is then not reported as unobserved, as
+    for the tasks the pool's own `map` abandons.
+    """
+    if isinstance(future, PoolFuture):
+        future._silence()
+    future.cancel()
+
+
+def _abandon(
+    futures: collections.deque[Future[Any]] | set[Future[Any]] | list[Future[Any]],
+) -> None:
+    """`_give_up` every future, removing each only once it is dealt with.
+
+    A pass that a Ctrl-C cuts short leaves the rest for the next one: the
+    callers run a second pass in a `finally` (both are idempotent).  Safe
+    while another thread removes futures too.
+    """
+    for future in list(futures):
+        _give_up(future)
+        with contextlib.suppress(KeyError, ValueError):  # removed meanwhile
+            futures.remove(future)
+
+
+# How long a stream's finalizer waits for a lock before it assumes that its
+# own thread holds it (as `WorkerPool.map`'s iterator does).
+_FINALIZER_PATIENCE: Final = 0.05
+
+
 # --- lazy bounded streams ---------------------------------------------------------
 
 
@@ -317,7 +350,13 @@ class ResultStream(itertools.chain[R]):
         """Close the stream: its tasks not started are not left to run."""
         core = getattr(self, "_core", None)
         if core is not None:
-            core.close()
+            try:
+                core.close_from_finalizer()
+            except (TypeError, AttributeError):
+                # At interpreter exit the module's globals may already be
+                # None: nothing is left to cancel for.
+                if _CHUNK_END is not None:
+                    raise
 
     def close(self) -> None:
         """Stop the stream: cancel every task not started, submit no more.
@@ -465,13 +504,63 @@ class _StreamCore(Generic[R]):
         items.append(_CHUNK_END)
         items.reverse()
         self._chunk = items
+        if self._closed_now() and self._input_error is None:
+            # close() (from another thread, or from `progress`) ran since
+            # the check in next_task_results and emptied the previous chunk:
+            # nothing is handed out after it returned.  (An input that
+            # raised closed the stream itself: the results in hand go out.)
+            items[:] = [_CHUNK_END]
         # Each `pop()` drops the list's reference to the result it returns.
         return iter(items.pop, _CHUNK_END)
 
     def close(self) -> None:
-        self._closed = True
-        self._inputs = None
-        self._chunk[:] = [_CHUNK_END]
+        try:
+            self._closed = True
+            self._inputs = None
+            self._chunk[:] = [_CHUNK_END]
+        finally:
+            try:
+                self._abandon_tasks()
+            finally:
+                self._abandon_tasks()  # finishes a pass a Ctrl-C cut short
+
+    def _abandon_tasks(self) -> None:
+        raise NotImplementedError  # pragma: no cover - overridden
+
+    def _unfinished(self) -> list[Future[Any]]:
+        raise NotImplementedError  # pragma: no cover - overridden
+
+    def close_from_finalizer(self) -> None:
+        """`close()`, from `ResultStream.__del__`: never wait for oneself.
+
+        The garbage collector finalizes a stream caught in a reference cycle
+        in any thread at any allocation, including inside a `WorkerPool`'s
+        or a `BoundedExecutor`'s critical section, whose locks cancelling
+        needs.  If one of them stays held, the stream is closed here without
+        them and its tasks are cancelled from a fresh thread.
+        """
+        locks: list[Any] = []
+        for future in self._unfinished():
+            if isinstance(future, PoolFuture):
+                locks.append(future._lock)
+                pool = future._pool
+                if pool is not None:
+                    locks.append(pool._lock)
+        if isinstance(self._executor, BoundedExecutor):
+            locks.append(self._executor._lock)
+        # Looked at, not acquired, as in `WorkerPool.map`'s iterator.
+        deadline = time.monotonic() + _FINALIZER_PATIENCE
+        for lock in locks:
+            while lock.locked():
+                if time.monotonic() >= deadline:
+                    self._closed = True
+                    self._inputs = None
+                    self._chunk[:] = [_CHUNK_END]
+                    with contextlib.suppress(RuntimeError):  # interpreter exiting
+                        _thread.start_new_thread(self.close, ())
+                    return
+                time.sleep(_FINALIZER_PATIENCE / 50)
+        self.close()
 
 
 _END: Final = object()  # no task left
@@ -513,8 +602,10 @@ class _OrderedCore(_StreamCore[R]):
             value = self._await(future)
         except BaseException:
             # A late task is not left to run (one that failed is done).
-            future.cancel()
-            self.close()
+            try:
+                _give_up(future)
+            finally:
+                self.close()
             raise
         if value is _END:
             return _END
@@ -535,7 +626,7 @@ class _OrderedCore(_StreamCore[R]):
                 raise
             futures.append(nxt)
             if self._closed_now():  # by close() from another thread meanwhile
-                nxt.cancel()
+                _give_up(nxt)
         return value
 
     def _await(self, future: Future[Any]) -> Any:
@@ -562,15 +653,11 @@ class _OrderedCore(_StreamCore[R]):
                     msg = f"{len(self._futures)} tasks unfinished at the deadline"
                     raise TimeoutError(msg) from None
 
-    def close(self) -> None:
-        super().close()
-        futures = self._futures
-        while futures:
-            try:
-                future = futures.popleft()
-            except IndexError:  # emptied by a concurrent close()
-                break
-            future.cancel()
+    def _abandon_tasks(self) -> None:
+        _abandon(self._futures)
+
+    def _unfinished(self) -> list[Future[Any]]:
+        return list(self._futures)
 
 
 @final
@@ -613,7 +700,7 @@ class _UnorderedCore(_StreamCore[R]):
             self._in_flight.add(nxt)
             nxt.add_done_callback(self._done.put)
             if self._closed_now():  # by close() from another thread meanwhile
-                nxt.cancel()
+                _give_up(nxt)
         return value
 
     def _take(self) -> Future[Any] | None:
@@ -635,16 +722,17 @@ class _UnorderedCore(_StreamCore[R]):
                 self._in_flight.discard(future)
                 return future
 
-    def close(self) -> None:
-        super().close()
-        in_flight, self._in_flight = self._in_flight, set()
-        _cancel_all(in_flight)
+    def _abandon_tasks(self) -> None:
+        _abandon(self._in_flight)
         # Drop finished futures still queued, with their results.
         while True:
             try:
                 self._done.get_nowait()
             except queue.Empty:
                 break
+
+    def _unfinished(self) -> list[Future[Any]]:
+        return list(self._in_flight)
 
 
 class _Plan(NamedTuple):
@@ -840,7 +928,10 @@ def executor_map(
         for args in first:
             futures.append(submit_task(executor, task, *args))
     except BaseException:
-        _cancel_all(futures)
+        try:
+            _abandon(futures)
+        finally:
+            _abandon(futures)  # finishes a pass a Ctrl-C cut short
         raise
     core: _OrderedCore[R] = _OrderedCore(
         executor,
@@ -927,7 +1018,10 @@ def executor_imap_unordered(
             in_flight.add(future)
             future.add_done_callback(done.put)
     except BaseException:
-        _cancel_all(in_flight)
+        try:
+            _abandon(in_flight)
+        finally:
+            _abandon(in_flight)  # finishes a pass a Ctrl-C cut short
         raise
     core: _UnorderedCore[R] = _UnorderedCore(
         executor,
