@@ -41,6 +41,8 @@ real Ctrl-C may also land inside stdlib code the library calls, such as
 function would have returned before the interpreter checked again.  Points
 reached a different number of times in a rerun (waiting loops whose
 iterations depend on timing) may not be reached; such points are skipped.
+Finalizers (`__del__` and what it calls) are not interrupted: CPython drops
+an exception raised there after printing it, a Ctrl-C included.
 """
 
 from __future__ import annotations
@@ -187,6 +189,20 @@ def signal_points(code: CodeType) -> frozenset[int]:
 _SIGNAL_POINTS: dict[CodeType, frozenset[int]] = {}
 
 
+def _in_finalizer(frame: FrameType | None) -> bool:
+    """Whether `frame` runs inside a `__del__` (the garbage collector's call).
+
+    CPython prints an exception raised in a finalizer ("Exception ignored
+    in") and drops it, so a Ctrl-C landing there is lost whatever the code
+    does; the harness does not interrupt finalizers.
+    """
+    while frame is not None:
+        if frame.f_code.co_name == "__del__":
+            return True
+        frame = frame.f_back
+    return False
+
+
 class _Tracer:
     """Records library signal points run by this thread; raises at one of them."""
 
@@ -197,7 +213,11 @@ class _Tracer:
         self._counts: collections.Counter[tuple[str, int, int]] = collections.Counter()
 
     def global_trace(self, frame: FrameType, event: str, _arg: object) -> Any:
-        if event == "call" and frame.f_code.co_filename.startswith(LIBRARY_DIR):
+        if (
+            event == "call"
+            and frame.f_code.co_filename.startswith(LIBRARY_DIR)
+            and not _in_finalizer(frame)
+        ):
             frame.f_trace_lines = False
             frame.f_trace_opcodes = True
             return self.local_trace

@@ -636,16 +636,7 @@ SCENARIOS: dict[str, Callable[[Injector], None]] = {
 # Scenarios that still fail, with the open defect each one finds.  The
 # defects of issue 9 item 6, the result_thread_result latch and the other
 # ones first listed here are fixed; see the report of each "open:" point.
-_UNOWNED_SUBMIT = (
-    "open: a Ctrl-C inside WorkerPool.submit after the pool accepted a chunk "
-    "loses its future (executor_map submits through submit_task, not "
-    "_submit_owned): the task runs unowned and its failure is reported"
-)
-KNOWN: dict[str, str] = {
-    "pool_map_chunked": _UNOWNED_SUBMIT,
-    "pool_imap_unordered_chunked": _UNOWNED_SUBMIT,
-    "pool_map_progress": _UNOWNED_SUBMIT,
-}
+KNOWN: dict[str, str] = {}
 
 
 # Known only on some versions: (scenario, condition, reason).  Empty: the

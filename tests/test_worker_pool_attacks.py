@@ -123,6 +123,19 @@ def test_collecting_a_chunked_stream_inside_the_pool_lock_does_not_deadlock(
     assert proc.stdout.strip() == "ok"
 
 
+def test_a_task_cancelled_before_the_pool_took_it_is_counted_once() -> None:
+    """A stream closed from another thread may cancel a future it owns before
+    `submit` placed it: the pool counts it submitted and cancelled, runs
+    nothing, and stays usable."""
+    with WorkerPool(1) as pool:
+        future = pool._submit_owned(int, ("1",), lambda f: f.cancel())
+        assert future.cancelled()
+        s = pool.stats()
+        assert (s.submitted, s.cancelled, s.queued, s.started) == (1, 1, 0, 0)
+        assert pool.submit(int, "2").result(TIMEOUT) == 2
+        pool._check()
+
+
 class TestShutdownWaitsForInlineTasks:
     """`shutdown(wait=True)` also waits for tasks run outside its workers."""
 

@@ -225,6 +225,28 @@ def submit_task(
     return _checked_future(executor, future)
 
 
+def _submit_into(
+    executor: Executor,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+    own: Callable[[Future[Any]], object],
+) -> Future[Any]:
+    """Submit `fn(*args)` for a stream, handing the future to `own`.
+
+    A `WorkerPool` hands it over before it may accept the task, so a
+    Ctrl-C striking inside `submit` after the pool accepted it cannot leave
+    a task nobody owns (the stream abandons what it owns); other executors
+    give the future only once their `submit` has returned.
+    """
+    submit_owned = getattr(executor, "_submit_owned", None)  # a WorkerPool's
+    if submit_owned is not None:
+        future: Future[Any] = submit_owned(fn, args, own)
+        return future
+    future = submit_task(executor, fn, *args)
+    own(future)
+    return future
+
+
 def _check_executor(executor: object) -> None:
     if not isinstance(executor, Executor):
         msg = (
@@ -278,16 +300,16 @@ def _give_up(future: Future[Any]) -> None:
 def _abandon(
     futures: collections.deque[Future[Any]] | set[Future[Any]] | list[Future[Any]],
 ) -> None:
-    """`_give_up` every future, removing each only once it is dealt with.
+    """`_give_up` every future, then forget them all.
 
-    A pass that a Ctrl-C cuts short leaves the rest for the next one: the
-    callers run a second pass in a `finally` (both are idempotent).  Safe
-    while another thread removes futures too.
+    A pass that a Ctrl-C cuts short forgets nothing: the callers run a
+    second pass in a `finally` (giving up is idempotent).  A future another
+    thread adds meanwhile is given up by that thread, which appends it
+    before it looks whether the stream was closed.
     """
     for future in list(futures):
         _give_up(future)
-        with contextlib.suppress(KeyError, ValueError):  # removed meanwhile
-            futures.remove(future)
+    futures.clear()
 
 
 # How long a stream's finalizer waits for a lock before it assumes that its
@@ -620,11 +642,10 @@ class _OrderedCore(_StreamCore[R]):
         args = self._next_input()
         if args is not None:
             try:
-                nxt = submit_task(self._executor, self._fn, *args)
+                nxt = _submit_into(self._executor, self._fn, args, futures.append)
             except BaseException:
                 self.close()
                 raise
-            futures.append(nxt)
             if self._closed_now():  # by close() from another thread meanwhile
                 _give_up(nxt)
         return value
@@ -686,6 +707,9 @@ class _UnorderedCore(_StreamCore[R]):
             if future is None:
                 return _END
             value = future.result(timeout=0)
+            # Owned until its result is in hand: close() gives up what a
+            # Ctrl-C before this line left unhanded.
+            self._in_flight.discard(future)
         except BaseException:
             self.close()
             raise
@@ -693,18 +717,20 @@ class _UnorderedCore(_StreamCore[R]):
         args = self._next_input()
         if args is not None:
             try:
-                nxt = submit_task(self._executor, self._fn, *args)
+                nxt = _submit_into(self._executor, self._fn, args, self._in_flight.add)
+                nxt.add_done_callback(self._done.put)
             except BaseException:
                 self.close()
                 raise
-            self._in_flight.add(nxt)
-            nxt.add_done_callback(self._done.put)
             if self._closed_now():  # by close() from another thread meanwhile
                 _give_up(nxt)
         return value
 
     def _take(self) -> Future[Any] | None:
-        """Wait (in slices, for Ctrl-C) for the next finished future."""
+        """Wait (in slices, for Ctrl-C) for the next finished future.
+
+        It stays in flight (owned) until the caller has its result.
+        """
         while True:
             if self._closed:  # by close() from another thread meanwhile
                 return None
@@ -719,7 +745,6 @@ class _UnorderedCore(_StreamCore[R]):
                     raise TimeoutError(msg) from None
                 continue
             if future in self._in_flight:
-                self._in_flight.discard(future)
                 return future
 
     def _abandon_tasks(self) -> None:
@@ -924,24 +949,27 @@ def executor_map(
     task, args_iter, plan = _stream_tasks(fn, iterables, chunksize, progress)
     first = args_iter if buffersize is None else itertools.islice(args_iter, buffersize)
     futures: collections.deque[Future[Any]] = collections.deque()
+    # Until the stream owns them, the futures are abandoned here if anything
+    # (the input, a refusal, Ctrl-C) interrupts.
     try:
         for args in first:
-            futures.append(submit_task(executor, task, *args))
+            _submit_into(executor, task, args, futures.append)
+        core: _OrderedCore[R] = _OrderedCore(
+            executor,
+            task,
+            futures,
+            None if buffersize is None else args_iter,
+            deadline,
+            plan,
+        )
+        stream = ResultStream._over(core)
     except BaseException:
         try:
             _abandon(futures)
         finally:
             _abandon(futures)  # finishes a pass a Ctrl-C cut short
         raise
-    core: _OrderedCore[R] = _OrderedCore(
-        executor,
-        task,
-        futures,
-        None if buffersize is None else args_iter,
-        deadline,
-        plan,
-    )
-    return ResultStream._over(core)
+    return stream
 
 
 def executor_imap_unordered(
@@ -1012,27 +1040,29 @@ def executor_imap_unordered(
     done: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
     in_flight: set[Future[Any]] = set()
     first = args_iter if buffersize is None else itertools.islice(args_iter, buffersize)
+    # As in executor_map: abandoned here until the stream owns them.
     try:
         for args in first:
-            future = submit_task(executor, task, *args)
-            in_flight.add(future)
-            future.add_done_callback(done.put)
+            _submit_into(executor, task, args, in_flight.add).add_done_callback(
+                done.put
+            )
+        core: _UnorderedCore[R] = _UnorderedCore(
+            executor,
+            task,
+            done,
+            in_flight,
+            None if buffersize is None else args_iter,
+            deadline,
+            plan,
+        )
+        stream = ResultStream._over(core)
     except BaseException:
         try:
             _abandon(in_flight)
         finally:
             _abandon(in_flight)  # finishes a pass a Ctrl-C cut short
         raise
-    core: _UnorderedCore[R] = _UnorderedCore(
-        executor,
-        task,
-        done,
-        in_flight,
-        None if buffersize is None else args_iter,
-        deadline,
-        plan,
-    )
-    return ResultStream._over(core)
+    return stream
 
 
 # --- backpressure over any executor -----------------------------------------------

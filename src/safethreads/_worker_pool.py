@@ -527,6 +527,13 @@ class WorkerPool(ThreadPoolExecutor):
                     if self._shutdown or self._broken_reason is not None:
                         self._rejected += 1
                         raise self._closed_error()  # noqa: TRY301 - decided under the lock
+                    if future._state is not _PENDING:
+                        # Cancelled by its owner (a stream closed from another
+                        # thread) before the pool took it: accepted and
+                        # cancelled at once, so the counts still add up.
+                        self._submitted += 1
+                        self._cancelled += 1
+                        return True
                     idle = self._idle_workers
                     if idle:
                         worker = idle[-1]
