@@ -1,0 +1,64 @@
+"""Attacks on streams owning their futures before a `WorkerPool` takes them.
+
+Each test failed before its fix.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+import pytest
+
+from safethreads import WorkerPool
+
+TIMEOUT = 10.0  # every wait in these tests is bounded
+
+
+def test_a_caller_runs_task_cancelled_before_it_runs_inline_is_not_left_running(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """caller_runs reserves the task (counted running) before it runs it
+    inline; the stream owns the future already, so a close() from another
+    thread may cancel it in between.  No snapshot may then count the task
+    both running and cancelled (queued would go negative)."""
+    with WorkerPool(1, max_pending=1, on_full="caller_runs") as pool:
+        gate = threading.Event()
+        busy = pool.submit(gate.wait, TIMEOUT)
+        queued = pool.submit(int, "1")  # the queue is now full
+        owned: list[Future[Any]] = []
+        seen: list[Any] = []
+        run_here = pool._run_here
+
+        def closed_meanwhile(future: Any) -> None:
+            # Between the reservation and the inline run: another thread
+            # closes the stream, which gives up every future it owns.
+            closer = threading.Thread(target=lambda: [f.cancel() for f in owned])
+            closer.start()
+            closer.join(TIMEOUT)
+            gate.set()
+            busy.result(TIMEOUT)
+            queued.result(TIMEOUT)
+            seen.append(pool.stats())
+            run_here(future)
+
+        monkeypatch.setattr(pool, "_run_here", closed_meanwhile)
+        ran: list[int] = []
+        future = pool._submit_owned(ran.append, (1,), owned.append)
+        assert future.cancelled()
+        assert ran == []
+        (s,) = seen
+        assert s.running == 0, s
+        assert s.queued == 0, s
+        assert s.cancelled == 1, s
+        monkeypatch.undo()
+        pool._check()
+        s = pool.stats()
+        assert (s.submitted, s.completed, s.cancelled, s.running, s.queued) == (
+            3,
+            2,
+            1,
+            0,
+            0,
+        )
