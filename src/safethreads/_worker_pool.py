@@ -830,6 +830,9 @@ class WorkerPool(ThreadPoolExecutor):
                 return
             future._placed = False
             self._cancelled += 1
+            # Reserved to run in its submitter's thread (caller_runs) and
+            # cancelled by its owner before it ran: no longer running.
+            self._uncount_here_locked(future)
             if future._in_queue:
                 future._in_queue = False
                 self._queued -= 1
