@@ -6,6 +6,8 @@ Each test failed before its fix.
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -62,3 +64,51 @@ def test_a_caller_runs_task_cancelled_before_it_runs_inline_is_not_left_running(
             0,
             0,
         )
+
+
+def test_a_blocked_submit_whose_future_was_cancelled_passes_its_wake_up_on() -> None:
+    """A stream's submit blocked for room (on_full="block") whose future the
+    stream gave up meanwhile returns without taking the room it was woken
+    for: the next blocked submitter gets it at once, not a poll slice later."""
+    with WorkerPool(1, max_pending=2, on_full="block") as pool:
+        gate = threading.Event()
+        later = threading.Event()
+        pool.submit(gate.wait, TIMEOUT)
+        pool.submit(later.wait, TIMEOUT)  # keeps the worker from parking
+        pool.submit(int, "1")  # the queue is now full
+        owned: list[Future[Any]] = []
+        first = threading.Thread(
+            target=pool._submit_owned, args=(int, ("2",), owned.append)
+        )
+        first.start()
+        _until(lambda: len(pool._blocked) == 1)
+        done_at: list[float] = []
+
+        def second() -> None:
+            pool.submit(int, "3")
+            done_at.append(time.monotonic())
+
+        other = threading.Thread(target=second)
+        other.start()
+        _until(lambda: len(pool._blocked) == 2)
+        (future,) = owned
+        future.cancel()  # the stream closed from another thread
+        opened = time.monotonic()
+        gate.set()
+        first.join(TIMEOUT)
+        other.join(TIMEOUT)
+        later.set()
+        assert future.cancelled()
+        (end,) = done_at
+        assert end - opened < 0.15
+        pool.shutdown(wait=True)
+        pool._check()
+        s = pool.stats()
+        assert (s.submitted, s.cancelled, s.completed) == (5, 1, 4), s
+
+
+def _until(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
