@@ -7,13 +7,15 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import Future
-from typing import Any
-
-import pytest
+from typing import TYPE_CHECKING, Any
 
 from safethreads import WorkerPool
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from concurrent.futures import Future
+
+    import pytest
 
 TIMEOUT = 10.0  # every wait in these tests is bounded
 
