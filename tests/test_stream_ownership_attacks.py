@@ -5,17 +5,24 @@ Each test failed before its fix.
 
 from __future__ import annotations
 
+import collections
+import random
+import sys
+import sysconfig
 import threading
 import time
+from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
+import pytest
+
 from safethreads import WorkerPool
+from safethreads._fanout import _abandon, executor_map
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-    from concurrent.futures import Future
+    from collections.abc import Callable, Iterator
 
-    import pytest
+FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 
 TIMEOUT = 10.0  # every wait in these tests is bounded
 
@@ -114,3 +121,67 @@ def _until(condition: Callable[[], bool]) -> None:
     while not condition():
         assert time.monotonic() < deadline
         time.sleep(0.001)
+
+
+class _MutatedWhileCopied(collections.deque[Any]):
+    """A deque that the consumer appends to while close() copies it, as it
+    can on the free-threaded build (where `list(deque)` then raises)."""
+
+    def __init__(self, extra: Any) -> None:
+        super().__init__()
+        self.extra = extra
+        self.times = 1
+
+    def __iter__(self) -> Iterator[Any]:
+        it = super().__iter__()
+        yield next(it)
+        if self.times:
+            self.times -= 1
+            self.append(self.extra)  # the consumer, meanwhile
+        yield from it
+
+
+def test_abandon_survives_an_append_while_it_copies_the_deque() -> None:
+    """close() from another thread copies the ordered stream's deque while
+    the consumer appends the next future: the copy is retried, every future
+    is given up, and close() does not raise."""
+    futures = [Future[Any]() for _ in range(3)]
+    extra = Future[Any]()
+    owned = _MutatedWhileCopied(extra)
+    owned.extend(futures)
+    _abandon(owned)
+    assert all(f.cancelled() for f in [*futures, extra])
+    assert not owned
+
+
+@pytest.mark.skipif(
+    not FREE_THREADED or getattr(sys, "_is_gil_enabled", bool)(),
+    reason="a race without the GIL",
+)
+def test_close_from_another_thread_while_the_consumer_appends_free_threaded() -> None:
+    """On the free-threaded build, close() racing the consumer's refill."""
+    errors: list[BaseException] = []
+    with WorkerPool(2) as pool:
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and not errors:
+            stream = executor_map(pool, abs, range(100_000), buffersize=20_000)
+            started = threading.Event()
+
+            def close(stream: Any = stream, started: threading.Event = started) -> None:
+                started.wait(TIMEOUT)
+                time.sleep(random.random() * 0.001)
+                try:
+                    stream.close()
+                except BaseException as exc:
+                    errors.append(exc)
+
+            closer = threading.Thread(target=close)
+            closer.start()
+            it = iter(stream)
+            next(it)
+            started.set()
+            for _ in it:
+                pass
+            closer.join(TIMEOUT)
+        assert errors == []
+    pool._check()
