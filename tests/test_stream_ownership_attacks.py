@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from safethreads import WorkerPool
-from safethreads._fanout import _abandon, executor_map
+from safethreads._fanout import _abandon, executor_imap_unordered, executor_map
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -185,3 +185,33 @@ def test_close_from_another_thread_while_the_consumer_appends_free_threaded() ->
             closer.join(TIMEOUT)
         assert errors == []
     pool._check()
+
+
+def test_close_from_another_thread_ends_an_unordered_stream_without_error() -> None:
+    """close() from another thread cancels the tasks in flight, whose done
+    callbacks hand them to the consumer waiting for the next result: the
+    consumer's `next()` ends the stream (StopIteration) instead of raising
+    the CancelledError of a task the stream itself gave up."""
+    gate = threading.Event()
+    with WorkerPool(1) as pool:
+        stream = executor_imap_unordered(pool, gate.wait, [TIMEOUT] * 3)
+        core: Any = stream._core
+        pending = [f for f in core._in_flight if not f.running()]
+        # Keeps close() between cancelling and forgetting the futures while
+        # the consumer takes the cancelled one.
+        pending[0].add_done_callback(lambda _: time.sleep(0.3))
+        outcome: list[BaseException | object] = []
+
+        def consume() -> None:
+            try:
+                outcome.append(next(stream, "end"))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        consumer = threading.Thread(target=consume)
+        consumer.start()
+        time.sleep(0.05)  # the consumer waits for the first result
+        stream.close()
+        consumer.join(TIMEOUT)
+        gate.set()
+        assert outcome == ["end"]
