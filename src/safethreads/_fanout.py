@@ -725,6 +725,11 @@ class _UnorderedCore(_StreamCore[R]):
             # Owned until its result is in hand: close() gives up what a
             # Ctrl-C before this line left unhanded.
             self._in_flight.discard(future)
+        except CancelledError:
+            if self._closed_now():  # given up by close() from another thread
+                return _END
+            self.close()
+            raise
         except BaseException:
             self.close()
             raise
