@@ -307,9 +307,24 @@ def _abandon(
     thread adds meanwhile is given up by that thread, which appends it
     before it looks whether the stream was closed.
     """
-    for future in list(futures):
+    for future in _snapshot(futures):
         _give_up(future)
     futures.clear()
+
+
+def _snapshot(
+    futures: collections.deque[Future[Any]] | set[Future[Any]] | list[Future[Any]],
+) -> list[Future[Any]]:
+    """A copy of `futures`, taken again if another thread changed them meanwhile.
+
+    Without the GIL, copying a deque that the consumer appends to or pops
+    from raises `RuntimeError` ("deque mutated during iteration").
+    """
+    while True:
+        try:
+            return list(futures)
+        except RuntimeError:
+            continue
 
 
 # How long a stream's finalizer waits for a lock before it assumes that its
@@ -678,7 +693,7 @@ class _OrderedCore(_StreamCore[R]):
         _abandon(self._futures)
 
     def _unfinished(self) -> list[Future[Any]]:
-        return list(self._futures)
+        return _snapshot(self._futures)
 
 
 @final
@@ -710,6 +725,11 @@ class _UnorderedCore(_StreamCore[R]):
             # Owned until its result is in hand: close() gives up what a
             # Ctrl-C before this line left unhanded.
             self._in_flight.discard(future)
+        except CancelledError:
+            if self._closed_now():  # given up by close() from another thread
+                return _END
+            self.close()
+            raise
         except BaseException:
             self.close()
             raise

@@ -521,8 +521,10 @@ class WorkerPool(ThreadPoolExecutor):
             run_here = False
             try:
                 with self._lock:
-                    if sleeper is not None and sleeper in self._blocked:
+                    woken = sleeper is not None
+                    if woken and sleeper in self._blocked:
                         self._blocked.remove(sleeper)  # timed out, not woken
+                        woken = False
                     sleeper = None
                     if self._shutdown or self._broken_reason is not None:
                         self._rejected += 1
@@ -533,6 +535,8 @@ class WorkerPool(ThreadPoolExecutor):
                         # cancelled at once, so the counts still add up.
                         self._submitted += 1
                         self._cancelled += 1
+                        if woken:
+                            self._room_one_locked()  # the room it leaves unused
                         return True
                     idle = self._idle_workers
                     if idle:
@@ -830,6 +834,9 @@ class WorkerPool(ThreadPoolExecutor):
                 return
             future._placed = False
             self._cancelled += 1
+            # Reserved to run in its submitter's thread (caller_runs) and
+            # cancelled by its owner before it ran: no longer running.
+            self._uncount_here_locked(future)
             if future._in_queue:
                 future._in_queue = False
                 self._queued -= 1
