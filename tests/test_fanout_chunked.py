@@ -14,6 +14,7 @@ import gc
 import itertools
 import multiprocessing
 import threading
+import time
 import warnings
 import weakref
 from pathlib import Path
@@ -348,14 +349,26 @@ class TestGroupProgress:
         """A raising callback cancels the group and is raised in its ExceptionGroup."""
 
         def broken(done: int, total: int | None) -> None:
-            Path(gate).touch()  # let the running members finish
             msg = f"bar broke at {done}/{total}"
             raise OSError(msg)
 
         group = FutureGroup(executor, progress=broken, timeout=TIMEOUT)
+
+        def release_once_cancelled() -> None:
+            # The running members finish only after the group cancelled the
+            # queued ones (released earlier, the workers could drain the queue
+            # before the cancel, and nothing would be left to cancel).
+            deadline = time.monotonic() + TIMEOUT
+            while not group.cancelled and time.monotonic() < deadline:
+                time.sleep(0.005)
+            Path(gate).touch()
+
+        releaser = threading.Thread(target=release_once_cancelled)
+        releaser.start()
         with pytest.raises(ExceptionGroup) as caught, group:  # noqa: PT012
             for _ in range(30):
                 group.submit(tasks.wait_for_file, gate)
+        releaser.join(TIMEOUT)
         assert caught.group_contains(OSError, match="bar broke at")
         assert group.cancelled
         assert any(f.cancelled() for f in group.futures)
