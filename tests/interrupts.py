@@ -50,6 +50,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import dis
+import gc
 import itertools
 import linecache
 import os
@@ -196,7 +197,9 @@ def _in_finalizer(frame: FrameType | None) -> bool:
     in") and drops it, so a Ctrl-C landing there is lost whatever the code
     does; the harness does not interrupt finalizers.
     """
-    while frame is not None:
+    # A library finalizer and what it calls are library frames, so the walk
+    # stops at the first frame outside the library: it runs at every call.
+    while frame is not None and frame.f_code.co_filename.startswith(LIBRARY_DIR):
         if frame.f_code.co_name == "__del__":
             return True
         frame = frame.f_back
@@ -402,15 +405,23 @@ def explore(
     neighbouring points, and each failing point may cost a timeout.
     """
     result = Exploration(name or scenario.__name__)
-    points = record(scenario)
-    result.points = len(points)
-    for point in points:
-        reached, error = run_at(scenario, point)
-        result.reached += reached
-        if reached and error:
-            result.findings.append(Finding(result.scenario, point, error))
-            if len(result.findings) >= max_findings:
-                break
+    # Every run collects garbage (the scenarios check what a collection
+    # reports); frozen, the objects of the test session are not scanned
+    # again each time, which in a full run would cost most of the time.
+    gc.collect()
+    gc.freeze()
+    try:
+        points = record(scenario)
+        result.points = len(points)
+        for point in points:
+            reached, error = run_at(scenario, point)
+            result.reached += reached
+            if reached and error:
+                result.findings.append(Finding(result.scenario, point, error))
+                if len(result.findings) >= max_findings:
+                    break
+    finally:
+        gc.unfreeze()
     return result
 
 
