@@ -22,3 +22,15 @@ def wait_until(
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(poll)
+
+
+def idle_until_interrupted(seconds: float = TIMEOUT) -> None:
+    """Idle in short sleeps until `_thread.interrupt_main()` lands.
+
+    That call does not cut a sleep short (no real signal is sent): the
+    interrupt is raised between two sleeps, at most a few ms after it.
+    Without a GIL the main thread may already be asleep when it comes.
+    """
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        time.sleep(0.005)
