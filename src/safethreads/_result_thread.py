@@ -337,8 +337,10 @@ class ResultThread(threading.Thread, Generic[T]):
             future = self._future
             hook, self._done_hook = self._done_hook, None
             parkers, self._parkers = self._parkers, None
-        self._finished.release()
+        # `done()` is true before any waiter wakes: without a GIL a waiter
+        # woken by the release could otherwise see it still false.
         self._done = True
+        self._finished.release()
         try:
             if parkers is not None:
                 for parker in parkers:
