@@ -154,6 +154,17 @@ HEAVY_MODULES = (
 )
 
 
+def run_fresh(code: str, *, check: bool) -> subprocess.CompletedProcess[str]:
+    """Run `code` in a fresh, isolated interpreter; its output as text."""
+    return subprocess.run(
+        [sys.executable, "-I", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=check,
+    )
+
+
 class TestImportCost:
     @pytest.mark.subprocess
     def test_import_loads_nothing_heavy(self) -> None:
@@ -163,13 +174,7 @@ class TestImportCost:
             "import safethreads\n"
             f"print(sorted(set({HEAVY_MODULES!r}) & set(sys.modules)))\n"
         )
-        done = subprocess.run(
-            [sys.executable, "-I", "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
+        done = run_fresh(code, check=True)
         assert done.stdout.strip() == "[]", done.stdout
 
     @pytest.mark.subprocess
@@ -181,13 +186,7 @@ class TestImportCost:
             "import safethreads\n"
             "print(sorted(set(sys.modules) - before - {'safethreads'}))\n"
         )
-        done = subprocess.run(
-            [sys.executable, "-I", "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
+        done = run_fresh(code, check=True)
         assert done.stdout.strip() == "[]", done.stdout
 
     @pytest.mark.subprocess
@@ -217,13 +216,7 @@ class TestImportCost:
             """
         )
         for _ in range(5):
-            done = subprocess.run(
-                [sys.executable, "-I", "-c", code],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+            done = run_fresh(code, check=False)
             assert done.stdout.strip() == "ok", done.stderr
 
     @pytest.mark.subprocess
@@ -237,13 +230,7 @@ class TestImportCost:
             "assert 'safethreads._locked_dict' not in sys.modules\n"
             "print('ok')\n"
         )
-        done = subprocess.run(
-            [sys.executable, "-I", "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
+        done = run_fresh(code, check=False)
         assert done.stdout.strip() == "ok", done.stderr
 
     @pytest.mark.subprocess
@@ -258,13 +245,7 @@ class TestImportCost:
             "assert 'importlib.metadata' in sys.modules\n"
             "print('ok')\n"
         )
-        done = subprocess.run(
-            [sys.executable, "-I", "-c", code],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
+        done = run_fresh(code, check=True)
         assert done.stdout.strip() == "ok", done.stderr
 
 
