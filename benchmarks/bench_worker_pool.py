@@ -108,15 +108,21 @@ def _count_hook(*_: object) -> None:
 
 
 def _observability(rounds: int) -> None:
-    """The cost of timing and hooks, against the default (all off)."""
+    """The cost of timing, the watchdog and (no-op) hooks, against everything off."""
     pools = [
-        ("WorkerPool", WorkerPool(MAX_WORKERS)),
+        ("WorkerPool (everything off)", WorkerPool(MAX_WORKERS)),
         ("WorkerPool(metrics=True)", WorkerPool(MAX_WORKERS, metrics=True)),
+        ("WorkerPool(watchdog=60)", WorkerPool(MAX_WORKERS, watchdog=60)),
         (
-            "WorkerPool(metrics=True, before_task=..., after_task=...)",
+            "WorkerPool(metrics=True, watchdog=60)",
+            WorkerPool(MAX_WORKERS, metrics=True, watchdog=60),
+        ),
+        (
+            "WorkerPool(metrics=True, watchdog=60, before_task=..., after_task=...)",
             WorkerPool(
                 MAX_WORKERS,
                 metrics=True,
+                watchdog=60,
                 before_task=_count_hook,
                 after_task=_count_hook,
             ),

@@ -47,6 +47,10 @@ def spin(seconds: float) -> float:
     return seconds
 
 
+def print_nothing(_: TaskInfo) -> None:
+    pass
+
+
 def blocked_task(started: threading.Event, gate: threading.Event) -> bool:
     started.set()
     return gate.wait(TIMEOUT)
@@ -295,6 +299,53 @@ class TestRunning:
         names = sorted(t.thread_name for t in seen[0])
         assert threading.current_thread().name in names
         assert len(names) == 2
+
+
+    @pytest.mark.parametrize(
+        "options",
+        [
+            {"metrics": True},
+            {"watchdog": 60},
+            {"before_task": print_nothing},
+        ],
+        ids=["metrics", "watchdog", "hooks"],
+    )
+    def test_an_observed_pool_keeps_no_finished_task_alive(
+        self, options: dict[str, Any]
+    ) -> None:
+        """The timing record a worker keeps is dropped when its task ends."""
+
+        class Result:
+            pass
+
+        with WorkerPool(1, **options) as pool:
+            future = pool.submit(Result)
+            ref = weakref.ref(future.result(TIMEOUT))
+            del future
+            wait_until(lambda: pool.stats().running == 0, "the worker is idle")
+            gc.collect()
+            assert ref() is None
+            assert pool.running() == []
+
+    def test_running_shows_a_helped_task_and_the_task_that_waits_on_it(self) -> None:
+        """A worker running a nested task inline lists both, each with its own stack."""
+        seen: list[list[RunningTask]] = []
+
+        def inner() -> None:
+            seen.append(pool.running())
+
+        def outer() -> None:
+            pool.submit(inner).result(TIMEOUT)  # one worker: run inline
+
+        with WorkerPool(1, metrics=True) as pool:
+            pool.submit(outer).result(TIMEOUT)
+        (tasks,) = seen
+        assert sorted(t.fn.__name__ for t in tasks) == ["inner", "outer"]
+        by_name = {t.fn.__name__: t for t in tasks}
+        assert "in inner" in by_name["inner"].stack
+        assert "in outer" not in by_name["inner"].stack
+        assert "in outer" in by_name["outer"].stack
+        assert all(t.started_at is not None for t in tasks)
 
 
 class TestHooks:

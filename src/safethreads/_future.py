@@ -131,6 +131,7 @@ class PoolFuture(Future[R]):
         "_pool",
         "_result",
         "_state",
+        "_submitted_at",
     )
 
     # Rarely set; the class attribute is the default, so a future that never
@@ -168,6 +169,8 @@ class PoolFuture(Future[R]):
     _kwargs: dict[str, Any] | None
     _context: contextvars.Context | None
     _pool: WorkerPool | None
+    # When its pool accepted it; set only by a pool that times its tasks.
+    _submitted_at: float
 
     def __init__(
         self,

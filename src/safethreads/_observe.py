@@ -1,26 +1,35 @@
 """Seeing into a running `WorkerPool`: timing, hooks, running tasks, watchdog.
 
-All of it is off by default and costs nothing then: a pool made without
+All of it is off by default and then costs next to nothing: a pool made without
 `metrics`, `before_task`, `after_task` or `watchdog` has no observer, and its
-hot path is unchanged.  With any of them, the pool wraps each task's callable
-in a `_Timed` when it is submitted; the wrapper notes the submit time, and in
-the thread that runs the task it
+hot path only tests, a few times per task, that it has none.  With any of them:
 
-1. registers itself as running (with its thread and start time),
-2. calls `before_task`,
-3. runs the task,
-4. calls `after_task` with the task's exception (or `None`),
-5. records the queue wait and run time in the observer's window, and
-   unregisters itself.
+1. the pool notes the submit time on each future it accepts;
+2. the worker that runs a task reads the clock once when it starts and
+   publishes the start time with the task on its own record
+   (`_Worker.progress`), which `running()` and the watchdog read; no lock
+   is taken;
+3. with `metrics`, the worker reads the clock again when the task ends and
+   appends the run time and the queue wait to two bounded deques, the
+   windows the percentiles are taken over: a deque's append is atomic with
+   or without a GIL, so the hot path takes no lock of ours either, and
+   floats, unlike tuples, give the garbage collector nothing to track;
+4. with hooks, the task's callable is called through an `_Observed`, made
+   when the task starts and never stored on the future, which calls
+   `before_task`, the task, then records the timing and calls `after_task`.
+
+A task run outside a worker's loop (by a `"caller_runs"` submitter, or by a
+thread waiting on it) always goes through an `_Observed`, which then also
+registers it, under the observer's lock, for `running()`.
+
+The timing is inlined in the worker's loop because a method call per task
+would cost more than the clock reads themselves: `make bench` measures it
+against the default pool.
 
 A hook that raises is logged (logger `"safethreads"`) and otherwise ignored:
 the task still runs, its outcome is the task's own, the worker goes on.
 Hooks are for metrics and tracing; a bug in one must not fail the work it
 measures.
-
-Free-threading: the observer's state (the window of timings and the
-registry of running tasks) changes only under its own raw lock, taken once
-when a task starts and once when it ends; no user code runs under it.
 
 The watchdog is a daemon thread that holds the pool and the observer only
 weakly between its rounds, so it neither keeps a dropped pool alive nor
@@ -37,18 +46,27 @@ import sys
 import threading
 import time
 import weakref
+from collections import deque
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import FrameType
 
+    from ._future import PoolFuture
     from ._thread_group import ThreadGroup
     from ._worker_pool import WorkerPool
+
+    # A running task: (future, fn, thread, started, its `_Observed` if it
+    # runs outside a worker's loop, else None).
+    _Entry = tuple[
+        PoolFuture[Any], Callable[..., Any], threading.Thread, float, "_Observed | None"
+    ]
 
 __all__ = ["RunningTask", "TaskInfo"]
 
 _LOGGER: Final = logging.getLogger("safethreads")
+_monotonic: Final = time.monotonic
 
 # How many recent tasks the percentiles are taken over.
 WINDOW: Final = 1024
@@ -95,68 +113,68 @@ class RunningTask(NamedTuple):
     stack: str
 
 
-_DELEGATED: Final = frozenset({"__name__", "__qualname__", "__module__", "__doc__"})
+class _Observed:
+    """A task's callable, timed and hooked while it runs; see the module docstring.
 
+    Made when the task starts, never stored on its future.  In a worker's
+    loop (`started` given) the worker itself publishes the task as running;
+    anywhere else (`"caller_runs"`, a waiter running the task) this object
+    registers it with the observer for the time it runs.
+    """
 
-class _Timed:
-    """A task's callable, timed and hooked; see the module docstring."""
+    __slots__ = ("fn", "future", "observer", "started")
 
-    __slots__ = ("fn", "observer", "submitted_at")
-
-    def __init__(self, fn: Callable[..., Any], observer: _Observer) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        observer: _Observer,
+        future: PoolFuture[Any],
+        started: float | None,
+    ) -> None:
         self.fn = fn
         self.observer = observer
-        self.submitted_at = time.monotonic()
-
-    def __getattr__(self, name: str) -> Any:
-        # The task's names, for messages and reprs.
-        if name in _DELEGATED:
-            return getattr(self.fn, name)
-        raise AttributeError(name)
-
-    def __repr__(self) -> str:
-        return repr(self.fn)
+        self.future = future
+        self.started = started
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         obs = self.observer
         fn = self.fn
-        thread = threading.current_thread()
-        started = time.monotonic()
-        entry = (fn, thread, started)
-        with obs.lock:
-            obs.running[self] = entry
+        started = self.started
+        here = started is None
+        if started is None:
+            started = self.started = _monotonic()
+            with obs.lock:
+                obs.here[self.future] = (fn, threading.current_thread(), started, self)
         try:
             before = obs.before
             if before is not None:
-                _call_hook(
-                    before, TaskInfo(fn, thread.name, self.submitted_at, started)
-                )
+                _call_hook(before, self._info(started))
             try:
                 value = fn(*args, **kwargs)
             except BaseException as exc:
-                self._finished(thread, started, exc)
+                self._finished(started, exc)
                 raise
-            self._finished(thread, started, None)
+            self._finished(started, None)
             return value
         finally:
-            with obs.lock:
-                obs.running.pop(self, None)
+            if here:
+                with obs.lock:
+                    obs.here.pop(self.future, None)
 
-    def _finished(
-        self, thread: threading.Thread, started: float, exc: BaseException | None
-    ) -> None:
+    def _info(self, started: float) -> TaskInfo:
+        name = threading.current_thread().name
+        return TaskInfo(self.fn, name, self.future._submitted_at, started)
+
+    def _finished(self, started: float, exc: BaseException | None) -> None:
         obs = self.observer
-        ended = time.monotonic()
+        ended = _monotonic()
+        if obs.windows is not None:
+            waits, runs = obs.windows
+            runs.append(ended - started)
+            waits.append(started - self.future._submitted_at)
         after = obs.after
         if after is not None:
-            info = TaskInfo(self.fn, thread.name, self.submitted_at, started)
-            _call_hook(after, info, exc)
-        if obs.metrics:
-            with obs.lock:
-                i = obs.count % WINDOW
-                obs.waits[i] = started - self.submitted_at
-                obs.runs[i] = ended - started
-                obs.count += 1
+            _call_hook(after, self._info(started), exc)
 
 
 def _call_hook(hook: Callable[..., object], *args: object) -> None:
@@ -169,19 +187,17 @@ def _call_hook(hook: Callable[..., object], *args: object) -> None:
 
 
 class _Observer:
-    """A pool's timing window, running-task registry and hooks."""
+    """A pool's timing window, hooks, and registry of tasks run outside workers."""
 
     __slots__ = (
         "__weakref__",
         "after",
         "before",
-        "count",
+        "here",
+        "hooked",
         "lock",
-        "metrics",
         "reported",
-        "running",
-        "runs",
-        "waits",
+        "windows",
     )
 
     def __init__(
@@ -191,41 +207,42 @@ class _Observer:
         before: Callable[[TaskInfo], object] | None,
         after: Callable[[TaskInfo, BaseException | None], object] | None,
     ) -> None:
-        self.metrics = metrics
         self.before = before
         self.after = after
-        # Guards `running`, `waits`, `runs`, `count` and `reported`.
+        # Tasks then start through an `_Observed`, which calls the hooks.
+        self.hooked = before is not None or after is not None
+        # (queue waits, run times) of the last WINDOW tasks, appended by
+        # the threads that ran them: a deque's append is atomic, with or
+        # without a GIL, so the hot path takes no lock of ours.  A wait and a
+        # run time of one task may land at different positions.
+        self.windows: tuple[deque[float], deque[float]] | None = None
+        if metrics:
+            self.windows = (deque(maxlen=WINDOW), deque(maxlen=WINDOW))
+        # Guards `here` and `reported`.
         self.lock = _thread.allocate_lock()
-        self.running: dict[_Timed, tuple[Callable[..., Any], threading.Thread, float]]
-        self.running = {}
-        # Ring buffers of the last WINDOW tasks' queue waits and run times;
-        # `count` tasks recorded in all, slot `count % WINDOW` is next.
-        self.waits = [0.0] * WINDOW if metrics else []
-        self.runs = [0.0] * WINDOW if metrics else []
-        self.count = 0
+        # Tasks running outside a worker's loop: future -> (fn, thread,
+        # started, its `_Observed`).  Workers publish theirs on their record.
+        self.here: dict[
+            PoolFuture[Any],
+            tuple[Callable[..., Any], threading.Thread, float, _Observed],
+        ] = {}
         # Tasks the watchdog already reported (reported once each).
-        self.reported: set[_Timed] = set()
+        self.reported: set[PoolFuture[Any]] = set()
 
     def after_fork_in_child(self) -> None:
         """A fresh lock; forget the tasks of threads gone with the fork."""
         self.lock = _thread.allocate_lock()
         me = threading.current_thread()
-        self.running = {k: v for k, v in self.running.items() if v[1] is me}
+        self.here = {k: v for k, v in self.here.items() if v[1] is me}
         self.reported = set()
-
-    def wrap(self, fn: Callable[..., Any]) -> _Timed:
-        return _Timed(fn, self)
 
     def percentiles(self) -> tuple[float, float, float, float] | None:
         """(wait p50, wait p99, run p50, run p99) over the window, or None."""
-        with self.lock:
-            n = min(self.count, WINDOW)
-            waits = self.waits[:n]
-            runs = self.runs[:n]
-        if not n:
+        if self.windows is None:
             return None
-        waits.sort()
-        runs.sort()
+        waits, runs = map(_sorted_copy, self.windows)
+        if not waits or not runs:
+            return None
         return (
             _rank(waits, 0.50),
             _rank(waits, 0.99),
@@ -233,50 +250,69 @@ class _Observer:
             _rank(runs, 0.99),
         )
 
-    def running_tasks(self) -> list[RunningTask]:
-        now = time.monotonic()
+    def _entries(self, pool: WorkerPool) -> list[_Entry]:
+        """Every task running now: the workers' own, then those run elsewhere."""
+        entries: list[_Entry] = []
+        with pool._lock:
+            for w in pool._workers:
+                _, _, current, started = w.progress
+                thread = w.thread
+                if current is None or thread is None:
+                    continue
+                fn = current._fn
+                if fn is not None:  # else it has just finished
+                    entries.append((current, fn, thread, started, None))
         with self.lock:
-            entries = list(self.running.items())
-        frames = sys._current_frames()
-        tasks = [
-            RunningTask(
-                fn,
-                thread.name,
-                thread.ident or 0,
-                started,
-                now - started,
-                _task_stack(frames.get(thread.ident or 0), timed),
+            entries.extend(
+                (future, fn, thread, started, observed)
+                for future, (fn, thread, started, observed) in self.here.items()
             )
-            for timed, (fn, thread, started) in entries
-        ]
+        return entries
+
+    def running_tasks(self, pool: WorkerPool) -> list[RunningTask]:
+        now = _monotonic()
+        tasks = _running(self._entries(pool), now)
         tasks.sort(key=lambda t: t.started_at or 0.0)
         return tasks
 
-    def overdue(self, seconds: float) -> list[RunningTask]:
+    def overdue(self, pool: WorkerPool, seconds: float) -> list[RunningTask]:
         """Tasks running for `seconds` or more and not yet reported."""
-        now = time.monotonic()
+        now = _monotonic()
+        entries = self._entries(pool)
         with self.lock:
-            self.reported.intersection_update(self.running)
+            self.reported.intersection_update(e[0] for e in entries)
             late = [
-                (timed, entry)
-                for timed, entry in self.running.items()
-                if now - entry[2] >= seconds and timed not in self.reported
+                e
+                for e in entries
+                if now - e[3] >= seconds and e[0] not in self.reported
             ]
-            self.reported.update(timed for timed, _ in late)
-        if not late:
-            return []
-        frames = sys._current_frames()
-        return [
-            RunningTask(
-                fn,
-                thread.name,
-                thread.ident or 0,
-                started,
-                now - started,
-                _task_stack(frames.get(thread.ident or 0), timed),
-            )
-            for timed, (fn, thread, started) in late
-        ]
+            self.reported.update(e[0] for e in late)
+        return _running(late, now) if late else []
+
+
+def _running(entries: list[_Entry], now: float) -> list[RunningTask]:
+    frames = sys._current_frames()
+    return [
+        RunningTask(
+            fn,
+            thread.name,
+            thread.ident or 0,
+            started,
+            now - started,
+            _task_stack(frames.get(thread.ident or 0), observed),
+        )
+        for _, fn, thread, started, observed in entries
+    ]
+
+
+def _sorted_copy(window: deque[float]) -> list[float]:
+    while True:
+        try:
+            values = list(window.copy())
+        except RuntimeError:  # appended to while copied (no GIL): again
+            continue
+        values.sort()
+        return values
 
 
 def _rank(values: list[float], q: float) -> float:
@@ -284,8 +320,12 @@ def _rank(values: list[float], q: float) -> float:
     return values[max(0, math.ceil(q * len(values)) - 1)]
 
 
-def _task_stack(frame: FrameType | None, timed: _Timed | None) -> str:
-    """The stack of `frame` from the task's own code on, formatted."""
+def _task_stack(frame: FrameType | None, observed: _Observed | None) -> str:
+    """The stack of `frame` from the task's own code on, formatted.
+
+    A task run outside a worker's loop starts above its `observed` wrapper's
+    frame; a worker's task, above the worker's loop (and a hook wrapper).
+    """
     import traceback  # noqa: PLC0415 - only when a stack is asked for
 
     if frame is None:
@@ -293,22 +333,24 @@ def _task_stack(frame: FrameType | None, timed: _Timed | None) -> str:
     frames: list[FrameType] = []
     f: FrameType | None = frame
     while f is not None:
-        if (
-            timed is not None
-            and f.f_code is _CALL_CODE
-            and f.f_locals.get("self") is timed
-        ):
+        code = f.f_code
+        if observed is None:
+            if code.co_name == "_work" and code.co_filename.endswith("_worker_pool.py"):
+                break
+        elif code is _CALL_CODE and f.f_locals.get("self") is observed:
             break
         frames.append(f)
         f = f.f_back
+    if observed is None and frames and frames[-1].f_code is _CALL_CODE:
+        frames.pop()  # the hooks' wrapper, right above the loop
     if not frames:
-        return f"  in {timed!r} (C code, no Python frame)\n"
+        return "  (C code, no Python frame)\n"
     frames.reverse()
     summary = traceback.StackSummary.extract((g, g.f_lineno) for g in frames)
     return "".join(summary.format())
 
 
-_CALL_CODE: Final = _Timed.__call__.__code__
+_CALL_CODE: Final = _Observed.__call__.__code__
 
 
 def running_in_workers(pool: WorkerPool) -> list[RunningTask]:
@@ -333,30 +375,10 @@ def running_in_workers(pool: WorkerPool) -> list[RunningTask]:
                 ident,
                 None,
                 None,
-                _worker_stack(frames.get(ident)),
+                _task_stack(frames.get(ident), None),
             )
         )
     return tasks
-
-
-def _worker_stack(frame: FrameType | None) -> str:
-    """A worker's stack from its task on (below the pool's loop)."""
-    import traceback  # noqa: PLC0415 - only when a stack is asked for
-
-    if frame is None:
-        return "  (the thread has ended)\n"
-    frames: list[FrameType] = []
-    f: FrameType | None = frame
-    while f is not None:
-        if f.f_code.co_name == "_work" and f.f_code.co_filename.endswith(
-            "_worker_pool.py"
-        ):
-            break
-        frames.append(f)
-        f = f.f_back
-    frames.reverse()
-    summary = traceback.StackSummary.extract((g, g.f_lineno) for g in frames)
-    return "".join(summary.format())
 
 
 def start_watchdog(pool: WorkerPool, observer: _Observer, seconds: float) -> None:
@@ -384,7 +406,7 @@ def _watch(
             return
         with pool._lock:
             done = pool._shutdown and not pool._workers
-        late = obs.overdue(seconds)
+        late = obs.overdue(pool, seconds)
         del pool, obs
         for task in late:
             _LOGGER.warning(
