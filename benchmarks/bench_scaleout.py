@@ -7,12 +7,12 @@ each case's time per task relative to the direct use, measured in the same
 run with interleaved rounds.  The goal is at most 5 % on 1 ms tasks.
 
 Memory: peak RSS growth (`VmHWM` from `/proc/self/status`, so Linux only)
-of the driving process while it consumes a bounded `executor_map` one
-result at a time, each case in a fresh interpreter.  For the Dask case the
-driving process also hosts the cluster's scheduler.  Item counts differ per
-executor because a process pool costs about 0.1 ms and a local Dask
-cluster a few ms per task here: `SCALEOUT_MEMORY_ITEMS=1000000` runs one
-million items on every executor (for an hour or more).
+of the driving process while it consumes a bounded `executor_map` over
+one million items one result at a time, each case in a fresh interpreter.
+For the Dask case the driving process also hosts the cluster's scheduler.
+Process pools and Dask get the items in chunks (`MEMORY_CHUNKSIZE`), as a
+program with tiny tasks would; `buffersize` then counts chunks.
+`SCALEOUT_MEMORY_ITEMS=N` changes the item count.
 """
 
 from __future__ import annotations
@@ -34,12 +34,12 @@ TASK_MS = 1.0
 N_TASKS = {"threads": 400, "WorkerPool": 400, "processes": 200, "dask": 100}
 WORKERS = {"threads": 4, "WorkerPool": 4, "processes": 2, "dask": 2}
 BUFFERSIZE = 16
-N_MEMORY = {
-    "threads": 1_000_000,
-    "WorkerPool": 1_000_000,
-    "processes": 200_000,
-    "dask": 5_000,
-}
+N_MEMORY = 1_000_000
+# Inputs per task in the memory cases: a task costs about 0.1 ms on a
+# process pool and a few ms on a local Dask cluster here, so one million
+# single-item tasks would take minutes to hours; chunks keep the whole
+# benchmark within a minute, and `buffersize` bounds the chunks in flight.
+MEMORY_CHUNKSIZE = {"threads": 1, "WorkerPool": 1, "processes": 100, "dask": 2_000}
 
 
 def sleep_task(ms: float) -> float:
@@ -153,7 +153,7 @@ def f(x):
     return x
 
 if __name__ == "__main__":
-    kind, n, buffersize = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    kind, n, buffersize, chunksize = sys.argv[1], *map(int, sys.argv[2:5])
     client = cluster = None
     if kind == "threads":
         pool = ThreadPoolExecutor(4)
@@ -168,7 +168,10 @@ if __name__ == "__main__":
     before = vm_hwm_kib()
     start = time.perf_counter()
     total = 0
-    for r in executor_map(pool, f, range(n), buffersize=buffersize):
+    results = executor_map(
+        pool, f, range(n), buffersize=buffersize, chunksize=chunksize
+    )
+    for r in results:
         total += r
     elapsed = time.perf_counter() - start
     assert total == n * (n - 1) // 2
@@ -184,7 +187,8 @@ def _memory(kinds: list[str]) -> None:
     override = os.environ.get("SCALEOUT_MEMORY_ITEMS")
     rows = []
     for kind in kinds:
-        n = int(override) if override else N_MEMORY[kind]
+        n = int(override) if override else N_MEMORY
+        chunksize = MEMORY_CHUNKSIZE[kind]
         progress("m")
         out = subprocess.run(  # noqa: S603 - our own interpreter and code
             [
@@ -194,6 +198,7 @@ def _memory(kinds: list[str]) -> None:
                 kind,
                 str(n),
                 str(BUFFERSIZE),
+                str(chunksize),
             ],
             capture_output=True,
             text=True,
@@ -205,6 +210,7 @@ def _memory(kinds: list[str]) -> None:
             [
                 kind,
                 f"{n:,}",
+                f"{chunksize:,}",
                 f"{growth_kib / 1024:,.1f} MB",
                 format_time(elapsed),
             ]
@@ -212,10 +218,12 @@ def _memory(kinds: list[str]) -> None:
     progress("\n")
     print(
         f"\n### Peak RSS growth of the driving process while consuming "
-        f"executor_map(f, range(n), buffersize={BUFFERSIZE}) one result at a "
-        "time (fresh interpreter per case)\n"
+        f"executor_map(f, range(n), buffersize={BUFFERSIZE}, chunksize=...) one "
+        "result at a time (fresh interpreter per case)\n"
     )
-    print(table(["executor", "items", "peak RSS growth", "wall time"], rows))
+    print(
+        table(["executor", "items", "chunksize", "peak RSS growth", "wall time"], rows)
+    )
     sys.stdout.flush()
 
 
