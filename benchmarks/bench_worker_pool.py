@@ -129,7 +129,7 @@ def _observability(rounds: int) -> None:
         ),
     ]
     try:
-        compare(
+        results = compare(
             f"Observability overhead: {N_TASKS:,} no-op tasks, submit all, then "
             f"result() each (max_workers={MAX_WORKERS})",
             [Case(label, partial(_submit_all, pool)) for label, pool in pools],
@@ -140,6 +140,59 @@ def _observability(rounds: int) -> None:
     finally:
         for _, pool in pools:
             pool.shutdown()
+    off = compare(
+        "Everything off: the statements observability adds to a task's path, "
+        "timed alone",
+        [
+            Case("a task's path without them", partial(_off_path, False)),
+            Case("with them (everything off)", partial(_off_path, True)),
+        ],
+        ops=N_TASKS,
+        rounds=rounds,
+        unit="task",
+    )
+    added = off[1].median - off[0].median
+    print(
+        f"\nWith everything off, observability adds {format_time(added)} per "
+        f"task: {added / results[0].median:.1%} of the default pool's "
+        f"{format_time(results[0].median)} per no-op task above."
+    )
+
+
+class _PoolAttributes:
+    """The two pool attributes a submit reads for observability."""
+
+    def __init__(self) -> None:
+        self._observer = None
+        self._peak_queued = N_TASKS
+
+
+def _off_path(observability: bool) -> None:
+    """A task's path through `_place` and the worker's loop, reduced to what
+    observability adds with everything off: a test of the observer and of
+    the queue's peak at submit, two tests and a longer record in the worker.
+    """
+    pool = _PoolAttributes()
+    obs = record_run = None
+    future = object()
+    completed = failed = depth = 0
+    progress: tuple[object, ...]
+    if observability:
+        for _ in range(N_TASKS):
+            if pool._observer is not None:
+                raise AssertionError
+            if depth > pool._peak_queued:  # noqa: PLR1730 - as in WorkerPool._place
+                pool._peak_queued = depth
+            if obs is None:
+                progress = (completed, failed, future, 0.0)
+            if record_run is not None:
+                raise AssertionError
+            progress = (completed, failed, None, 0.0)
+    else:
+        for _ in range(N_TASKS):
+            progress = (completed, failed, future)
+            progress = (completed, failed, None)
+    del progress
 
 
 _MEMORY_CHILD = """
