@@ -300,7 +300,6 @@ class TestRunning:
         assert threading.current_thread().name in names
         assert len(names) == 2
 
-
     @pytest.mark.parametrize(
         "options",
         [

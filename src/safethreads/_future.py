@@ -161,6 +161,10 @@ class PoolFuture(Future[R]):
     _quiet: bool = False
     # set_running_or_notify_cancel() has reported the cancellation.
     _notified: bool = False
+    # Logged by its pool's watchdog as running late (once); guarded by the
+    # pool observer's lock.  On the future, not in a set of the watchdog's,
+    # so that nothing holds a finished task.
+    _reported_late: bool = False
 
     _state: str
     _result: Any

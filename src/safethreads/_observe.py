@@ -141,11 +141,19 @@ class _Observed:
         fn = self.fn
         started = self.started
         here = started is None
-        if started is None:
-            started = self.started = _monotonic()
-            with obs.lock:
-                obs.here[self.future] = (fn, threading.current_thread(), started, self)
         try:
+            # Registered inside the `try`: a Ctrl-C right after it (the
+            # lock's release checks for signals) must not leave the task
+            # listed as running for ever.
+            if started is None:
+                started = self.started = _monotonic()
+                with obs.lock:
+                    obs.here[self.future] = (
+                        fn,
+                        threading.current_thread(),
+                        started,
+                        self,
+                    )
             before = obs.before
             if before is not None:
                 _call_hook(before, self._info(started))
@@ -196,7 +204,6 @@ class _Observer:
         "here",
         "hooked",
         "lock",
-        "reported",
         "windows",
     )
 
@@ -218,7 +225,7 @@ class _Observer:
         self.windows: tuple[deque[float], deque[float]] | None = None
         if metrics:
             self.windows = (deque(maxlen=WINDOW), deque(maxlen=WINDOW))
-        # Guards `here` and `reported`.
+        # Guards `here` and the futures' `_reported_late`.
         self.lock = _thread.allocate_lock()
         # Tasks running outside a worker's loop: future -> (fn, thread,
         # started, its `_Observed`).  Workers publish theirs on their record.
@@ -226,15 +233,12 @@ class _Observer:
             PoolFuture[Any],
             tuple[Callable[..., Any], threading.Thread, float, _Observed],
         ] = {}
-        # Tasks the watchdog already reported (reported once each).
-        self.reported: set[PoolFuture[Any]] = set()
 
     def after_fork_in_child(self) -> None:
         """A fresh lock; forget the tasks of threads gone with the fork."""
         self.lock = _thread.allocate_lock()
         me = threading.current_thread()
         self.here = {k: v for k, v in self.here.items() if v[1] is me}
-        self.reported = set()
 
     def percentiles(self) -> tuple[float, float, float, float] | None:
         """(wait p50, wait p99, run p50, run p99) over the window, or None."""
@@ -270,23 +274,24 @@ class _Observer:
         return entries
 
     def running_tasks(self, pool: WorkerPool) -> list[RunningTask]:
+        entries = self._entries(pool)
+        # Read after the snapshot: a task that started while it was taken
+        # (the pool lock may be busy) must not show a negative elapsed.
         now = _monotonic()
-        tasks = _running(self._entries(pool), now)
+        tasks = _running(entries, now)
         tasks.sort(key=lambda t: t.started_at or 0.0)
         return tasks
 
     def overdue(self, pool: WorkerPool, seconds: float) -> list[RunningTask]:
         """Tasks running for `seconds` or more and not yet reported."""
-        now = _monotonic()
         entries = self._entries(pool)
+        now = _monotonic()  # after the snapshot, as in running_tasks
         with self.lock:
-            self.reported.intersection_update(e[0] for e in entries)
             late = [
-                e
-                for e in entries
-                if now - e[3] >= seconds and e[0] not in self.reported
+                e for e in entries if now - e[3] >= seconds and not e[0]._reported_late
             ]
-            self.reported.update(e[0] for e in late)
+            for e in late:
+                e[0]._reported_late = True
         return _running(late, now) if late else []
 
 
