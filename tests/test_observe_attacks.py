@@ -148,3 +148,35 @@ def test_a_task_the_watchdog_reported_is_not_kept_alive_after_it_ends(
         wait_until(lambda: pool.stats().running == 0, "the worker to go idle")
         gc.collect()
         assert ref() is None
+
+
+@pytest.mark.parametrize("which", ["before", "after"])
+def test_ctrl_c_in_a_hook_run_by_the_main_thread_reaches_the_caller(
+    which: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Ctrl-C during a hook the main thread runs (caller_runs) propagates.
+
+    Hooks' errors are logged and ignored, but a `KeyboardInterrupt` in the
+    main thread is the user pressing Ctrl-C: swallowing it would keep the
+    program running.  The task's future records it, as for a Ctrl-C in the
+    task itself, and the counts still add up.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        pytest.skip("a Ctrl-C is delivered to the main thread only")
+    gate, started = threading.Event(), threading.Event()
+
+    def hook(*_: object) -> None:
+        if threading.current_thread() is threading.main_thread():
+            raise KeyboardInterrupt
+
+    kwargs: dict[str, Any] = {f"{which}_task": hook}
+    with caplog.at_level(logging.ERROR, logger="safethreads"):
+        with WorkerPool(1, max_pending=0, on_full="caller_runs", **kwargs) as pool:
+            blocker = pool.submit(blocked_task, started, gate)
+            assert started.wait(TIMEOUT)
+            with pytest.raises(KeyboardInterrupt):
+                pool.submit(abs, -1)  # the only worker is busy: run here
+            gate.set()
+            assert blocker.result(TIMEOUT)
+        assert_adds_up(pool.stats())
+    assert not [r for r in caplog.records if "task hook" in r.getMessage()]

@@ -29,7 +29,8 @@ against the default pool.
 A hook that raises is logged (logger `"safethreads"`) and otherwise ignored:
 the task still runs, its outcome is the task's own, the worker goes on.
 Hooks are for metrics and tracing; a bug in one must not fail the work it
-measures.
+measures.  A Ctrl-C in the main thread (running a task itself) is not a bug
+in the hook: it propagates.
 
 The watchdog is a daemon thread that holds the pool and the observer only
 weakly between its rounds, so it neither keeps a dropped pool alive nor
@@ -186,10 +187,19 @@ class _Observed:
 
 
 def _call_hook(hook: Callable[..., object], *args: object) -> None:
-    """Call a task hook; log whatever it raises and go on."""
+    """Call a task hook; log whatever it raises and go on.
+
+    Except a `KeyboardInterrupt` in the main thread (a task run there by
+    `"caller_runs"` or a wait): that is a Ctrl-C, the caller's, and it
+    propagates as it would from the task itself.
+    """
     try:
         hook(*args)
     except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) and (
+            threading.current_thread() is threading.main_thread()
+        ):
+            raise
         _LOGGER.exception("task hook %r raised; the task and the worker go on", hook)
         del exc
 

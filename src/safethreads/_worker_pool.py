@@ -285,8 +285,10 @@ class WorkerPool(ThreadPoolExecutor):
         after_task: Called with the `TaskInfo` and the task's exception (or
             `None`) just after each task, before its future is done.  A hook
             that raises is logged (logger `"safethreads"`) and ignored: the
-            task's outcome stays its own.  Neither hook is called for a task
-            cancelled before it started.
+            task's outcome stays its own (a Ctrl-C in the main thread, which
+            runs a task itself with `"caller_runs"` or while waiting for it,
+            propagates).  Neither hook is called for a task cancelled before
+            it started.
         watchdog: Log (logger `"safethreads"`, level WARNING, with the
             task's stack) each task that has been running for this many
             seconds, once per task; the check runs in a daemon thread that
