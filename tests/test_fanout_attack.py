@@ -445,3 +445,75 @@ def ctrl_c_at_every_call_scenario() -> None:
             assert "ZeroDivisionError" in text, (target, raised)
     print(f"{target - 1} points")
     assert target > 30, target  # the block makes about 40 calls
+
+
+class _DeepInterrupter:
+    """Raises KeyboardInterrupt at the target-th call made inside the block's wait.
+
+    Counts the Python functions entered below `FutureGroup._wait_members`
+    through frames of `_fanout` and `threading` (a `Condition`'s inner
+    steps), but not its direct calls, which the scenario above covers.  Not
+    inside a stock future's methods: a Ctrl-C at the entry of the
+    `Condition.__exit__` they run leaves the future's own lock held, a gap
+    of `concurrent.futures` itself.
+    """
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.fired = False
+        self._seen = 0
+        self._files = {fanout_module.__file__, threading.__file__}
+
+    def __call__(self, frame: types.FrameType, event: str, arg: object) -> None:
+        del arg
+        if event != "call":
+            return
+        depth = 0
+        outer = frame.f_back
+        while outer is not None and outer.f_code.co_name != "_wait_members":
+            if outer.f_code.co_filename not in self._files:
+                return
+            outer = outer.f_back
+            depth += 1
+        if outer is not None and depth > 0:
+            self._seen += 1
+            if self._seen == self.target:
+                self.fired = True
+                raise KeyboardInterrupt
+
+
+def test_ctrl_c_deep_inside_the_blocks_wait_propagates_and_frees_the_lock() -> None:
+    """Ctrl-C at any call inside the block's wait: the lock is sound, Ctrl-C raised.
+
+    A Ctrl-C landing in `threading.Condition.wait` as it takes its lock back
+    leaves the lock released under the `with` that holds it: the block then
+    raised `RuntimeError` ("release unlocked lock") in place of the Ctrl-C
+    (and could release the lock under a worker's feet).
+    """
+    target = 0
+    while True:
+        target += 1
+        gate = threading.Event()
+        with cf.ThreadPoolExecutor(1) as pool:
+            group = FutureGroup(pool, timeout=TIMEOUT)
+            interrupter = _DeepInterrupter(target)
+            raised: BaseException | None = None
+            try:
+                with group:
+                    group.submit(gate.wait, TIMEOUT)
+                    threading.Timer(0.1, gate.set).start()
+                    sys.settrace(interrupter)
+            except BaseException as exc:
+                raised = exc
+            finally:
+                sys.settrace(None)
+                gate.set()
+        assert not group._lock.locked(), target
+        assert group._state == "closed", target
+        assert not group._live, target
+        if not interrupter.fired:
+            assert raised is None, (target, raised)
+            break
+        assert isinstance(raised, KeyboardInterrupt), (target, raised)
+        assert target < _MAX_CALL_POINTS, "no end"
+    assert target > 1, "no call inside the wait was interrupted"
