@@ -48,7 +48,8 @@ Locks.  Each object has one lock, never held while user code runs, while a
 future's callbacks run, or while calling into the executor: done-callbacks
 may run in the submitting thread (a future already done), in a worker, or in
 an executor's event-loop thread (Dask), so they only change counts and
-lists under the lock and notify.
+lists under the lock and notify (a `FutureGroup` wakes its waiter's own raw
+lock instead: see `FutureGroup._wait_members`).
 """
 
 from __future__ import annotations
@@ -1478,7 +1479,6 @@ class FutureGroup:
 
     __slots__ = (
         "_cancelled",
-        "_cond",
         "_deadline",
         "_executor",
         "_fail_fast",
@@ -1489,6 +1489,7 @@ class FutureGroup:
         "_live",
         "_lock",
         "_name",
+        "_parked",
         "_progress",
         "_progress_error",
         "_state",
@@ -1519,10 +1520,11 @@ class FutureGroup:
         self._fail_fast = fail_fast
         self._timeout = timeout
         self._deadline: float | None = None
-        # Guards everything below; _cond (over it) is notified when the last
-        # unfinished member ends.
+        # Guards everything below.
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
+        # The raw lock of the thread waiting at the end of the block, while
+        # it waits; released when the last unfinished member ends.
+        self._parked: list[_thread.LockType] = []
         self._state = _GroupState.NEW
         self._futures: list[Future[Any]] = []
         self._index: dict[Future[Any], int] = {}
@@ -1612,7 +1614,7 @@ class FutureGroup:
         finally:
             with self._lock:
                 self._submitting.discard(token)
-                self._cond.notify_all()
+                self._wake()
 
     def add(self, future: Future[R]) -> Future[R]:
         """Make `future` a member: the block waits for it and raises its error.
@@ -1660,6 +1662,15 @@ class FutureGroup:
                 future.add_done_callback(self._hook)
         return future
 
+    def _wake(self) -> None:
+        # With the lock held; releasing a raw lock never blocks.  Taken off
+        # first: a Ctrl-C cutting this loop short costs a waiter one slice.
+        parked, self._parked = self._parked, []
+        for wake in parked:
+            # A parked lock is held by its waiter; this only guards the rule.
+            with contextlib.suppress(RuntimeError):
+                wake.release()
+
     def _check_open(self, action: str) -> None:
         # With the lock held.
         if self._state in (_GroupState.OPEN, _GroupState.CLOSING):
@@ -1685,7 +1696,7 @@ class FutureGroup:
                     if self._fail_fast and not self._cancelled:
                         self._cancelled = cancel_now = True
             if not self._live or self._progress is not None:
-                self._cond.notify_all()
+                self._wake()
         if cancel_now:
             self._cancel_members()
         if late:
@@ -1879,11 +1890,21 @@ class FutureGroup:
         Reports progress, with no lock held, whenever members have finished
         since the last report (and once at the end).
 
+        The waiter parks a raw lock of its own in `_parked`, not a
+        `threading.Condition` over the group's lock: a Ctrl-C landing in
+        `Condition.wait` as it takes that lock back would leave it released
+        inside the `with` holding it, which then releases it again (a
+        `RuntimeError` in place of the Ctrl-C, or another thread's hold
+        released).  A Ctrl-C anywhere here leaves at worst a stale lock in
+        `_parked`, whose release wakes nobody.
+
         Raises:
             Exception: what the progress callback raised.
         """
         deadline = self._deadline
         reported: tuple[int, int] | None = None
+        wake = _thread.allocate_lock()
+        wake.acquire()
         while True:
             with self._lock:
                 total = len(self._futures)
@@ -1899,15 +1920,23 @@ class FutureGroup:
                         if remaining <= 0:
                             return False
                         wait = min(remaining, _POLL)
-                    # Timed, so that the main thread services Ctrl-C.
-                    idle = not self._cond.wait(wait)
+                    self._parked.append(wake)
                 else:
-                    idle = None
-            if idle is None:
+                    wait = None
+            if wait is None:
                 assert progress is not None
                 reported = (done, total)
                 progress(done, total)
-            elif idle:
+                continue
+            try:
+                # Timed, so that the main thread services Ctrl-C.
+                idle = not wake.acquire(timeout=wait)
+            finally:
+                with self._lock:
+                    if wake in self._parked:
+                        self._parked.remove(wake)
+            wake.acquire(blocking=False)  # locked again, for the next round
+            if idle:
                 self._sweep()
 
     def _sweep(self) -> None:
