@@ -172,22 +172,43 @@ def signal_points(code: CodeType) -> frozenset[int]:
     which puts the interrupt in the same exception-handling region the real
     one would be in.  An offset inside a `with` exit sequence (see
     `with_exits`) is left out: no real signal is delivered between the
-    block's end and its `__exit__` call.
+    block's end and its `__exit__` call.  So is one in another region than
+    the instruction before it (`return call()` inside `try`/`finally` or
+    `try`/`except`: the `finally` body follows the call, outside the
+    `try`): the interpreter raises the real interrupt as part of that
+    instruction, in its region, where the hook cannot raise it.
     """
     points = _SIGNAL_POINTS.get(code)
     if points is None:
         ops = list(dis.get_instructions(code))
         exits = with_exits(code)
+        handler = _handler_of(code)
         points = frozenset(
             after.offset
             for before, after in itertools.pairwise(ops)
-            if before.opname in _CHECKING_OPS and after.offset not in exits
+            if before.opname in _CHECKING_OPS
+            and after.offset not in exits
+            and handler(before.offset) == handler(after.offset)
         )
         _SIGNAL_POINTS[code] = points
     return points
 
 
 _SIGNAL_POINTS: dict[CodeType, frozenset[int]] = {}
+
+
+def _handler_of(code: CodeType) -> Callable[[int], tuple[int, int, bool] | None]:
+    """Map an offset of `code` to the handler an exception there goes to."""
+    # Not in typeshed's stubs; there on every CPython since 3.11.
+    entries = dis.Bytecode(code).exception_entries  # type: ignore[attr-defined]
+
+    def handler(offset: int) -> tuple[int, int, bool] | None:
+        for entry in entries:
+            if entry.start <= offset < entry.end:
+                return entry.target, entry.depth, entry.lasti
+        return None
+
+    return handler
 
 
 def _in_finalizer(frame: FrameType | None) -> bool:

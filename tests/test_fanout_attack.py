@@ -21,6 +21,7 @@ import pytest
 
 import safethreads._fanout as fanout_module
 from safethreads import (
+    BoundedExecutor,
     FutureGroup,
     ResultStream,
     WorkerPool,
@@ -517,3 +518,134 @@ def test_ctrl_c_deep_inside_the_blocks_wait_propagates_and_frees_the_lock() -> N
         assert isinstance(raised, KeyboardInterrupt), (target, raised)
         assert target < _MAX_CALL_POINTS, "no end"
     assert target > 1, "no call inside the wait was interrupted"
+
+
+class _SubmitInterrupter:
+    """Raises KeyboardInterrupt at the target-th call inside `BoundedExecutor.submit`.
+
+    A profile function, so that C calls count too: it raises as a call made
+    by `submit` (or below it, through frames of `_fanout` and `threading`)
+    returns, where a real Ctrl-C is delivered, and as a Python function
+    below it starts.  Not inside the wrapped executor's or a stock future's
+    methods (gaps of `concurrent.futures` itself).
+    """
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.fired = False
+        self._seen = 0
+        self._files = {fanout_module.__file__, threading.__file__}
+        self._submit = BoundedExecutor.submit.__code__
+
+    def _inside(self, frame: types.FrameType | None) -> bool:
+        while frame is not None and frame.f_code is not self._submit:
+            if frame.f_code.co_filename not in self._files:
+                return False
+            frame = frame.f_back
+        return frame is not None
+
+    def __call__(self, frame: types.FrameType, event: str, arg: object) -> None:
+        del arg
+        if event == "c_return":
+            inside = self._inside(frame)  # the frame that made the C call
+        elif event in {"call", "return"}:
+            inside = frame.f_code is not self._submit and self._inside(frame)
+        else:
+            return
+        if inside:
+            self._seen += 1
+            if self._seen == self.target:
+                self.fired = True
+                raise KeyboardInterrupt
+
+
+def test_ctrl_c_inside_a_blocked_bounded_submit_propagates_and_frees_the_lock() -> None:
+    """Ctrl-C at any call inside a submit waiting for room: raised, counts right.
+
+    The submitter waited on a `threading.Condition` over the wrapper's lock;
+    a Ctrl-C landing in `Condition.wait` as it released or took back that
+    lock left it released under the `with` holding it, which released it
+    again: `RuntimeError` ("release unlocked lock") in place of the Ctrl-C,
+    or another thread's hold of the lock released.  A Ctrl-C between taking
+    the slot and handing it to the task's future kept the slot taken.
+    """
+    target = 0
+    while True:
+        target += 1
+        gate = threading.Event()
+        with cf.ThreadPoolExecutor(1) as pool:
+            bounded = BoundedExecutor(pool, max_pending=1)
+            first = bounded.submit(gate.wait, TIMEOUT)
+            interrupter = _SubmitInterrupter(target)
+            raised: BaseException | None = None
+            later: list[cf.Future[int]] = []
+            threading.Timer(0.1, gate.set).start()
+            sys.setprofile(interrupter)
+            try:
+                later.append(bounded.submit(abs, -1))
+            except BaseException as exc:
+                raised = exc
+            finally:
+                sys.setprofile(None)
+                gate.set()
+            assert first.result(TIMEOUT) is True
+            # The slot the interrupted submit waited for is free again.
+            deadline = time.monotonic() + 5
+            while bounded.pending and time.monotonic() < deadline:
+                time.sleep(0.001)
+            assert bounded.pending == 0, (target, raised)
+            assert not bounded._lock.locked(), target
+            bounded._check()
+            assert bounded.submit(abs, -2).result(TIMEOUT) == 2, target
+        assert bounded.pending == 0, target
+        if not interrupter.fired:
+            assert raised is None, (target, raised)
+            assert later[0].result(0) == 1
+            break
+        assert isinstance(raised, KeyboardInterrupt), (target, raised)
+        assert target < _MAX_CALL_POINTS, "no end"
+    assert target > 1, "no call inside the wait was interrupted"
+
+
+def test_blocked_submitters_get_room_in_order_and_shutdown_wakes_them() -> None:
+    """Room goes to the submitter blocked longest; shutdown raises in the rest."""
+    gates = [threading.Event() for _ in range(3)]  # the last for the submitted tasks
+    got: dict[str, object] = {}
+    with cf.ThreadPoolExecutor(3) as pool:
+        bounded = BoundedExecutor(pool, max_pending=2)
+        held = [bounded.submit(gate.wait, TIMEOUT) for gate in gates[:2]]
+
+        def submit(name: str) -> None:
+            try:
+                got[name] = bounded.submit(gates[2].wait, TIMEOUT)
+            except RuntimeError as exc:
+                got[name] = exc
+
+        threads = [threading.Thread(target=submit, args=(n,)) for n in ("1st", "2nd")]
+        try:
+            for thread in threads:
+                parked = len(bounded._parked) + 1
+                thread.start()
+                _wait_until(lambda: len(bounded._parked) == parked)  # noqa: B023 - called at once
+            gates[0].set()
+            threads[0].join(TIMEOUT)
+            assert list(got) == ["1st"]
+            assert len(bounded._parked) == 1  # the second still waits
+            started = time.monotonic()
+            bounded.shutdown(wait=False)
+            threads[1].join(TIMEOUT)
+            # Woken at once, not at its next poll.
+            assert time.monotonic() - started < fanout_module._POLL * 5
+        finally:
+            for gate in gates:
+                gate.set()
+            for thread in threads:
+                thread.join(TIMEOUT)
+        assert isinstance(got["2nd"], RuntimeError), got
+        assert "after shutdown" in str(got["2nd"])
+        first = got["1st"]
+        assert isinstance(first, cf.Future)
+        assert [f.result(TIMEOUT) for f in [*held, first]] == [True, True, True]
+    assert bounded.pending == 0
+    assert not bounded._parked
+    bounded._check()

@@ -17,7 +17,7 @@ import contextlib
 import gc
 import threading
 import time
-from concurrent.futures import CancelledError
+from concurrent.futures import CancelledError, ThreadPoolExecutor
 from concurrent.futures import wait as cf_wait
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -31,10 +31,13 @@ from interrupts import (
     held_locks,
     run_within,
     shutdown_within,
+    signal_points,
 )
 from safethreads import (
     MISSING,
+    BoundedExecutor,
     CancelToken,
+    FutureGroup,
     LockedDict,
     PoolFull,
     ResultThread,
@@ -576,6 +579,106 @@ def token_cancel_with_callbacks(inject: Injector) -> None:
     child._check()
 
 
+# --- fan-out over an executor: FutureGroup, BoundedExecutor ----------------------
+
+
+def _struck_at_entry(inject: Injector, fn: Callable[..., object]) -> bool:
+    """Whether the interrupt landed as `fn` started, before its first line.
+
+    Nothing written in Python can guard that point: a Ctrl-C landing at the
+    entry of a context manager's `__exit__` propagates from it with none of
+    its body run, and the `with` statement calls it only once.
+    """
+    point = inject._tracer.target
+    code = fn.__code__
+    return (
+        inject.reached
+        and point is not None
+        and point.filename == code.co_filename
+        and point.lineno in {line for _, _, line in code.co_lines()}
+        and point.offset == min(signal_points(code))
+    )
+
+
+def future_group_block(inject: Injector) -> None:
+    """A `FutureGroup` block with two members; its end waits for the running one."""
+    pool = ThreadPoolExecutor(2)
+    group = FutureGroup(pool, timeout=TASK_SECONDS)
+    gate = threading.Event()
+    stop = threading.Event()
+    helper = _release_when(lambda: bool(group._parked), gate, stop)
+    entered = False
+    try:
+        with inject, group:
+            entered = True
+            group.submit(gate.wait, TASK_SECONDS)
+            group.submit(abs, -1)
+        # Release the member now: an interrupt that lands before the block
+        # waits (or in a submit, whose task is then no member) never parks.
+        stop.set()
+        gate.set()
+        helper.join(TASK_SECONDS)
+        assert not held_locks(group), held_locks(group)
+        group._check()
+        # An interrupt inside __enter__ leaves a block never entered: no
+        # members, and no __exit__ to close it.  One at the entry of
+        # __exit__ leaves the block open, its members not waited for.
+        if entered and not _struck_at_entry(inject, FutureGroup.__exit__):
+            assert group._state == "closed", group._state
+            assert not group._live, "a member still counted as running"
+            assert not group._submitting, "a submit still counted as in progress"
+            unfinished = [f for f in group.futures if not f.done()]
+            assert not unfinished, f"the block ended before its members: {unfinished}"
+            with pytest.raises(RuntimeError):
+                group.submit(abs, -2)
+    finally:
+        stop.set()
+        gate.set()
+        run_within(lambda: pool.shutdown(wait=True), TASK_SECONDS, "shutdown()")
+
+
+def bounded_submit_block(inject: Injector) -> None:
+    """`BoundedExecutor.submit` with every slot taken (`on_full="block"`), room made."""
+    bounded = BoundedExecutor(ThreadPoolExecutor(1), max_pending=1)
+    gate = threading.Event()
+    stop = threading.Event()
+    try:
+        futures: list[Future[Any]] = [bounded.submit(gate.wait, TASK_SECONDS)]
+        helper = _release_when(lambda: bool(bounded._parked), gate, stop)
+        with inject:
+            futures.append(bounded.submit(abs, -1))
+        # Make room now: an interrupt that lands before submit() parks never
+        # makes the helper fire.
+        stop.set()
+        gate.set()
+        helper.join(TASK_SECONDS)
+        _check_delivered(futures)
+        # A slot is freed by the future's done-callback, which may run just
+        # after result() returns.
+        deadline = time.monotonic() + TASK_SECONDS
+        while bounded.pending and time.monotonic() < deadline:
+            time.sleep(0.001)  # polling a condition until the deadline
+        assert bounded.pending == 0, f"slots left taken: {bounded.pending}"
+        assert not bounded._parked, "a submitter left parked"
+        assert not held_locks(bounded), held_locks(bounded)
+        bounded._check()
+        later: list[Future[Any]] = []
+        run_within(
+            lambda: later.append(bounded.submit(abs, -7)),
+            TASK_SECONDS,
+            "a later submit",
+        )
+        assert later[0].result(timeout=TASK_SECONDS) == 7
+    finally:
+        stop.set()
+        gate.set()
+        run_within(
+            lambda: bounded.shutdown(wait=True, cancel_futures=True),
+            TASK_SECONDS,
+            "shutdown()",
+        )
+
+
 # --- LockedDict -----------------------------------------------------------------------
 
 
@@ -628,6 +731,8 @@ SCENARIOS: dict[str, Callable[[Injector], None]] = {
         pool_map_chunked_deadline,
         group_spawn_exit_join_all,
         token_cancel_with_callbacks,
+        future_group_block,
+        bounded_submit_block,
         locked_block,
         dict_compute,
     )

@@ -48,8 +48,9 @@ Locks.  Each object has one lock, never held while user code runs, while a
 future's callbacks run, or while calling into the executor: done-callbacks
 may run in the submitting thread (a future already done), in a worker, or in
 an executor's event-loop thread (Dask), so they only change counts and
-lists under the lock and notify (a `FutureGroup` wakes its waiter's own raw
-lock instead: see `FutureGroup._wait_members`).
+lists under the lock and wake a waiter by releasing the raw lock it parked
+(see `BoundedExecutor._submit` and `FutureGroup._wait_members`): never a
+`threading.Condition`, whose `wait` a Ctrl-C can leave without its lock.
 """
 
 from __future__ import annotations
@@ -1169,13 +1170,14 @@ class BoundedExecutor(Executor):
         self._executor: Final = executor
         self._max_pending: Final = max_pending
         self._on_full: Final = on_full
-        # Guards _pending, _futures and _shutdown; _room (over it) is
-        # notified when a slot frees or the wrapper shuts down.
+        # Guards _pending, _futures, _shutdown and _parked.
         self._lock = threading.Lock()
-        self._room = threading.Condition(self._lock)
         self._pending = 0  # slots taken: submits in progress + unfinished futures
         self._futures: set[Future[Any]] = set()  # unfinished, for cancel_futures
         self._shutdown = False
+        # The raw locks of submitters waiting for room, oldest first, each
+        # held by its waiter: a slot freeing releases the first, shutdown all.
+        self._parked: list[_thread.LockType] = []
         self._release = self._task_done  # one bound method for every future
 
     @property
@@ -1223,9 +1225,10 @@ class BoundedExecutor(Executor):
                 returned something other than a `concurrent.futures.Future`.
         """
         check_callable(fn, "fn")
-        if not self._take_slot(self._on_full):
+        future = self._submit(fn, args, kwargs, self._on_full)
+        if future is None:
             return _run_here(fn, args, kwargs)
-        return self._submit_in_slot(fn, args, kwargs)
+        return future
 
     def try_submit(
         self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs
@@ -1246,56 +1249,111 @@ class BoundedExecutor(Executor):
             TypeError: if `fn` is not callable.
         """
         check_callable(fn, "fn")
-        if not self._take_slot(None):
-            return None
-        return self._submit_in_slot(fn, args, kwargs)
+        return self._submit(fn, args, kwargs, None)
 
-    def _submit_in_slot(
-        self, fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> Future[R]:
+    def _submit(
+        self,
+        fn: Callable[..., R],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        policy: str | None,
+    ) -> Future[R] | None:
+        """Take a slot and submit in it; None: none free and `policy` says not to wait.
+
+        A submitter waiting for room parks a raw lock of its own in
+        `_parked`, not a `threading.Condition` over the wrapper's lock: a
+        Ctrl-C landing in `Condition.wait` as it releases or takes back that
+        lock leaves it released inside the `with` holding it, which then
+        releases it again (a `RuntimeError` in place of the Ctrl-C, or
+        another thread's hold released).
+
+        One frame from taking the slot to handing it to the future, so that
+        `held` always says who has it: a Ctrl-C after a call returns can
+        lose that call's return value, never a store made without a call.
+        """
+        wake: _thread.LockType | None = None
+        held = False  # this call has a slot that no future frees yet
+        future: Future[R] | None = None
         try:
+            while True:
+                with self._lock:
+                    # Still parked: timed out, and keeps its place in line.
+                    parked = wake is not None and wake in self._parked
+                    if self._shutdown:
+                        msg = "cannot schedule new futures after shutdown"
+                        raise RuntimeError(msg)  # noqa: TRY301 - decided under the lock
+                    if self._pending < self._max_pending:
+                        if parked and wake is not None:
+                            self._parked.remove(wake)
+                        self._pending += 1
+                        held = True
+                        break
+                    if policy is None or policy == "caller_runs":
+                        return None
+                    if policy == "raise":
+                        msg = (
+                            f"{self._max_pending} tasks are unfinished; retry "
+                            "later, or choose on_full='block' or 'caller_runs'"
+                        )
+                        raise PoolFull(msg)  # noqa: TRY301 - decided under the lock
+                    if wake is None:
+                        wake = _thread.allocate_lock()
+                        wake.acquire()
+                        self._parked.append(wake)
+                    elif not parked:
+                        # Woken, but a new submitter took the slot first.
+                        self._parked.insert(0, wake)
+                # Timed, so that a waiting main thread services Ctrl-C.
+                wake.acquire(timeout=_POLL * 5)
             future = submit_task(self._executor, fn, *args, **kwargs)
+            with self._lock:
+                held = False  # from here the future's done-callback frees it
+                self._futures.add(future)
+            # Runs at once if the future is already done, freeing the slot.
+            future.add_done_callback(self._release)
         except BaseException:
-            self._free_slot()
+            self._undo_submit(wake, held, future)
             raise
-        with self._lock:
-            self._futures.add(future)
-        # Runs at once if the future is already done, freeing the slot.
-        future.add_done_callback(self._release)
         return future
 
-    def _take_slot(self, policy: str | None) -> bool:
-        """Take a slot; False: none free and the policy says not to wait."""
+    def _undo_submit(
+        self,
+        wake: _thread.LockType | None,
+        held: bool,
+        future: Future[Any] | None,
+    ) -> None:
+        """Clean up after `_submit` raised (its policy, shutdown or a Ctrl-C)."""
         with self._lock:
-            while True:
-                if self._shutdown:
-                    msg = "cannot schedule new futures after shutdown"
-                    raise RuntimeError(msg)
-                if self._pending < self._max_pending:
-                    self._pending += 1
-                    return True
-                if policy is None or policy == "caller_runs":
-                    return False
-                if policy == "raise":
-                    msg = (
-                        f"{self._max_pending} tasks are unfinished; retry later, "
-                        "or choose on_full='block' or 'caller_runs'"
-                    )
-                    raise PoolFull(msg)
-                # Timed, so that a waiting main thread services Ctrl-C.
-                self._room.wait(_POLL * 5)
+            if held and future is not None:
+                # Submitted: the task holds the slot until it ends.
+                self._futures.add(future)
+            else:
+                if held:
+                    self._pending -= 1
+                if wake is not None and wake in self._parked:
+                    self._parked.remove(wake)
+                elif held or wake is not None:
+                    # The room it frees, or a wake-up it may have been given.
+                    self._wake_one()
+        if future is not None:
+            # A second registration is harmless: `_task_done` frees a slot
+            # only for a future still in `_futures`.
+            future.add_done_callback(self._release)
 
-    def _free_slot(self) -> None:
-        with self._lock:
-            self._pending -= 1
-            self._room.notify()
+    def _wake_one(self) -> None:
+        # With the lock held; releasing a raw lock never blocks.
+        if self._parked:
+            wake = self._parked.pop(0)
+            # Unlocked if a Ctrl-C cut its waiter's acquire short.
+            with contextlib.suppress(RuntimeError):
+                wake.release()
 
     def _task_done(self, future: Future[Any]) -> None:
         with self._lock:
             if future in self._futures:
                 self._futures.discard(future)
                 self._pending -= 1
-                self._room.notify()
+                self._wake_one()
 
     def map(
         self,
@@ -1349,7 +1407,11 @@ class BoundedExecutor(Executor):
         """
         with self._lock:
             self._shutdown = True
-            self._room.notify_all()
+            # Each raises RuntimeError when it looks again.
+            parked, self._parked = self._parked, []
+            for wake in parked:
+                with contextlib.suppress(RuntimeError):  # see `_wake_one`
+                    wake.release()
             mine = list(self._futures) if cancel_futures else []
         _cancel_all(mine)
         _shutdown_executor(self._executor, wait, cancel_futures)
