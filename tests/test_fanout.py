@@ -20,7 +20,6 @@ import os
 import signal
 import subprocess
 import sys
-import sysconfig
 import textwrap
 import threading
 import time
@@ -570,12 +569,6 @@ class TestFutureGroup:
             assert running.done()
             assert running.result(0) == 0
 
-    @pytest.mark.skipif(
-        bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
-        reason="open: on free-threaded 3.13 the second interrupt_main() is "
-        "sometimes not raised in the waiting main thread (not yet located); "
-        "the deterministic test below covers the second press",
-    )
     def test_second_press_abandons_the_wait(self) -> None:
         """A second Ctrl-C stops waiting for a member that never finishes."""
         group = FutureGroup()
