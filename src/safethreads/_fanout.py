@@ -80,7 +80,7 @@ from typing import (
 
 from ._errors import PoolFull
 from ._future import PoolFuture
-from ._waiting import check_callable, check_timeout
+from ._waiting import check_callable, check_timeout, release_parked
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Sequence
@@ -1343,10 +1343,7 @@ class BoundedExecutor(Executor):
     def _wake_one(self) -> None:
         # With the lock held; releasing a raw lock never blocks.
         if self._parked:
-            wake = self._parked.pop(0)
-            # Unlocked if a Ctrl-C cut its waiter's acquire short.
-            with contextlib.suppress(RuntimeError):
-                wake.release()
+            release_parked((self._parked.pop(0),))
 
     def _task_done(self, future: Future[Any]) -> None:
         with self._lock:
@@ -1409,9 +1406,7 @@ class BoundedExecutor(Executor):
             self._shutdown = True
             # Each raises RuntimeError when it looks again.
             parked, self._parked = self._parked, []
-            for wake in parked:
-                with contextlib.suppress(RuntimeError):  # see `_wake_one`
-                    wake.release()
+            release_parked(parked)
             mine = list(self._futures) if cancel_futures else []
         _cancel_all(mine)
         _shutdown_executor(self._executor, wait, cancel_futures)
@@ -1728,10 +1723,7 @@ class FutureGroup:
         # With the lock held; releasing a raw lock never blocks.  Taken off
         # first: a Ctrl-C cutting this loop short costs a waiter one slice.
         parked, self._parked = self._parked, []
-        for wake in parked:
-            # A parked lock is held by its waiter; this only guards the rule.
-            with contextlib.suppress(RuntimeError):
-                wake.release()
+        release_parked(parked)
 
     def _check_open(self, action: str) -> None:
         # With the lock held.

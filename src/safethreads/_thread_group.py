@@ -91,6 +91,7 @@ from ._waiting import (
     check_callable,
     check_timeout,
     raise_if_any_cancelled,
+    release_parked,
     tokens_in_force,
     wait_thread_end,
 )
@@ -259,12 +260,6 @@ def _forget_unstarted(t: threading.Thread) -> None:
     """Take a thread whose start() was interrupted out of threading's books."""
     with threading._active_limbo_lock:  # type: ignore[attr-defined]
         threading._limbo.pop(t, None)  # type: ignore[attr-defined]
-
-
-def _release_quietly(lock: _thread.LockType) -> None:
-    """Release a parked waiter's lock; another waker may have done it first."""
-    with contextlib.suppress(RuntimeError):
-        lock.release()
 
 
 def _member_stack(frame: FrameType) -> str:
@@ -1240,10 +1235,7 @@ class ThreadGroup:
         """Wake every parked waiter."""
         with self._lock:
             parked, self._parked = self._parked, []
-        for lock in parked:
-            # A waiter that timed out may have unlocked it already.
-            with contextlib.suppress(RuntimeError):
-                lock.release()
+        release_parked(parked)
 
     def _member_failed(self, thread: threading.Thread, exc: BaseException) -> bool:
         """Record a member's failure; return whether the group took it."""
@@ -1516,7 +1508,7 @@ class ThreadGroup:
         try:
             for token in tokens:
                 # One by one, so that those made before a failure are undone.
-                removers.append(token.add_callback(partial(_release_quietly, wake)))  # noqa: PERF401
+                removers.append(token.add_callback(partial(release_parked, (wake,))))  # noqa: PERF401
             return self._wait_parked(wake, ready, deadline, tokens)
         finally:
             for remove in removers:

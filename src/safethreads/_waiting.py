@@ -28,6 +28,7 @@ acquire costs (one thread-local read, on the blocking path only).
 from __future__ import annotations
 
 import _thread
+import contextlib
 import threading
 import time
 from typing import TYPE_CHECKING, Final, final
@@ -35,7 +36,7 @@ from typing import TYPE_CHECKING, Final, final
 from ._errors import Cancelled
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from ._cancel import CancelToken
 
@@ -50,6 +51,7 @@ __all__ = [
     "check_timeout",
     "new_sleeper",
     "raise_if_any_cancelled",
+    "release_parked",
     "tokens_in_force",
     "unregister_all",
     "wait_thread_end",
@@ -190,6 +192,18 @@ def acquire_parker(
         unregister_all(removers)  # finishes what a Ctrl-C cut short
     raise_if_any_cancelled(tokens)
     return acquired
+
+
+def release_parked(locks: Iterable[_thread.LockType]) -> None:
+    """Wake the waiters parked on `locks` (raw locks each waiter holds).
+
+    A lock may be unlocked already: another waker came first, or a Ctrl-C
+    cut its waiter's acquire short.  Releasing a raw lock never blocks, so
+    this may run with the lock the waiters were parked under held.
+    """
+    for lock in locks:
+        with contextlib.suppress(RuntimeError):
+            lock.release()
 
 
 def unregister_all(removers: list[Callable[[], bool]]) -> None:

@@ -1382,7 +1382,8 @@ def _work(pool_ref: weakref.ref[WorkerPool], worker: _Worker) -> None:  # noqa: 
     obs = pool._observer
     record_wait = record_run = None
     if obs is not None and obs.windows is not None and not obs.hooked:
-        record_wait, record_run = (window.append for window in obs.windows)
+        waits, runs = obs.windows
+        record_wait, record_run = waits.append, runs.append
     started = 0.0
     while True:
         if future is not None:
