@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import subprocess
 import sys
 import threading
 import weakref
@@ -180,3 +181,55 @@ def test_ctrl_c_in_a_hook_run_by_the_main_thread_reaches_the_caller(
             assert blocker.result(TIMEOUT)
         assert_adds_up(pool.stats())
     assert not [r for r in caplog.records if "task hook" in r.getMessage()]
+
+
+# A child that reads stacks of running work in a loop while other threads
+# start and end, with a collection forced at nearly every allocation and a
+# Python gc callback (as Hypothesis installs) that can hand the GIL over.
+# On CPython 3.11, a collection starting inside `sys._current_frames()`
+# deadlocked the process (CPython gh-106883): seen in CI as a hung test.
+_STACKS_WHILE_THREADS_CHURN = """\
+import gc, sys, threading, time
+from safethreads import ThreadGroup, WorkerPool
+
+gc.callbacks.append(lambda phase, info: [phase])
+gc.set_threshold(1, 1, 1)
+sys.setswitchinterval(1e-6)
+stop = time.monotonic() + {seconds}
+
+
+def churn():
+    while time.monotonic() < stop:
+        t = threading.Thread(target=lambda: None)
+        t.start()
+        t.join()
+
+
+release = threading.Event()
+churners = [threading.Thread(target=churn) for _ in range(3)]
+for t in churners:
+    t.start()
+with WorkerPool(2) as pool, ThreadGroup(exit_timeout=0.01) as group:
+    pool.submit(release.wait)
+    group.spawn(release.wait)
+    while time.monotonic() < stop:
+        assert pool.running()
+        assert group.running()
+    release.set()
+for t in churners:
+    t.join()
+assert gc.isenabled()
+print("done")
+"""
+
+
+def test_reading_stacks_while_threads_start_and_end_does_not_deadlock() -> None:
+    """`running()` survives a collection inside its stack snapshot."""
+    completed = subprocess.run(
+        [sys.executable, "-c", _STACKS_WHILE_THREADS_CHURN.format(seconds=3)],
+        capture_output=True,
+        text=True,
+        timeout=40,  # 3 s of work: a deadlock ends here, not in the suite
+        check=False,
+    )
+    assert (completed.returncode, completed.stdout) == (0, "done\n"), completed.stderr

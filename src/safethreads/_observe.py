@@ -41,6 +41,7 @@ down with no worker left.
 from __future__ import annotations
 
 import _thread
+import gc
 import logging
 import math
 import sys
@@ -305,8 +306,33 @@ class _Observer:
         return _running(late, now) if late else []
 
 
+if sys.version_info >= (3, 12):
+    current_frames = sys._current_frames
+else:
+    _collection_paused = threading.Lock()
+
+    def current_frames() -> dict[int, FrameType]:
+        """`sys._current_frames()`, with automatic collection paused meanwhile.
+
+        On CPython 3.11, a collection that starts inside it runs while the
+        interpreter's thread-list lock is held; a Python gc callback can then
+        hand the GIL to a thread that is ending, which waits for that lock
+        with the GIL held, and the process hangs (CPython gh-106883, fixed
+        in 3.12).  The lock keeps two of our own calls from re-enabling
+        collection under each other.
+        """
+        with _collection_paused:
+            enabled = gc.isenabled()
+            try:
+                gc.disable()
+                return sys._current_frames()
+            finally:
+                if enabled:
+                    gc.enable()
+
+
 def _running(entries: list[_Entry], now: float) -> list[RunningTask]:
-    frames = sys._current_frames()
+    frames = current_frames()
     return [
         RunningTask(
             fn,
@@ -376,7 +402,7 @@ def running_in_workers(pool: WorkerPool) -> list[RunningTask]:
             for w in pool._workers
             if w.progress[2] is not None and w.thread is not None
         ]
-    frames = sys._current_frames()
+    frames = current_frames()
     tasks = []
     for thread, future in entries:
         fn = getattr(future, "_fn", None)
@@ -468,7 +494,7 @@ def group_running(group: ThreadGroup) -> list[RunningTask]:
     from ._thread_group import _member_stack  # noqa: PLC0415 - a cycle otherwise
 
     running = group_snapshot(group)[4]
-    frames = sys._current_frames()
+    frames = current_frames()
     tasks = []
     for t in running:
         ident = t.ident

@@ -73,7 +73,6 @@ import itertools
 import os
 import re
 import signal
-import sys
 import threading
 import time
 import traceback
@@ -84,7 +83,7 @@ from typing import TYPE_CHECKING, Any, Final, ParamSpec, Self, TypeVar, final
 from . import _result_thread as _result_thread_module
 from ._cancel import CancelToken
 from ._errors import Cancelled
-from ._observe import GroupProgress, group_running, group_snapshot
+from ._observe import GroupProgress, current_frames, group_running, group_snapshot
 from ._result_thread import ResultThread
 from ._waiting import (
     _binding,
@@ -826,7 +825,7 @@ class ThreadGroup:
 
     def _stuck_error(self, stuck: list[threading.Thread]) -> TimeoutError:
         """Build the error naming each stuck member and where it is."""
-        frames = sys._current_frames()
+        frames = current_frames()
         parts = [
             (
                 f"group {self._name!r} did not finish within exit_timeout="
