@@ -718,6 +718,33 @@ class TestCountingAndExpiring:
         assert seen == [(5, 2)]  # current value first, called once
         assert d == {"hits": 3}
 
+    def test_merge_with_add_still_guards_ints_that_run_code(self) -> None:
+        """The counter's shortcut (`operator.add` on two ints) is for exact
+        ints only: an int subclass's `__add__` is user code, still refused
+        when it changes the dict, and `MISSING` is still refused as a value.
+        """
+
+        class Sneaky(int):
+            def __add__(self, other: int) -> int:
+                d["other"] = 0
+                return int(self) + other
+
+            __radd__ = __add__
+
+        d: LockedDict[str, int] = LockedDict(n=Sneaky(1), m=1)
+        with pytest.raises(RuntimeError, match="merge"):
+            d.merge("n", 1, operator.add)
+        with pytest.raises(RuntimeError, match="merge"):
+            d.merge("m", Sneaky(1), operator.add)
+        with pytest.raises(ValueError, match="cannot store MISSING"):
+            d.merge("m", MISSING, operator.add)  # type: ignore[arg-type]
+        assert d == {"n": 1, "m": 1}
+        assert d.merge("m", 2, operator.add) == 3
+        assert d.merge("flag", True, operator.add) is True  # a bool stays a bool
+        assert d.merge("flag", True, operator.add) == 2
+        assert lock_is_free(d)
+        assert_consistent(d)
+
     def test_merge_function_may_not_return_missing(self) -> None:
         """A merge function returning MISSING raises ValueError; nothing changes."""
         d = LockedDict(held=2)

@@ -126,6 +126,7 @@ K2 = TypeVar("K2")
 V2 = TypeVar("V2")
 
 _get_ident = threading.get_ident
+_add = operator.add  # the counting merge, tested by identity on its hot path
 
 
 class _RLock(Protocol):
@@ -1034,10 +1035,9 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
                 tries to change this dict.
             Exception: whatever `fn` raises; the dict is left unchanged.
         """
-        if value is MISSING:
-            _refuse_missing("merge()")
-        # `fn` is checked where it matters, not up front: a counter's hot
-        # path calls it, and a call that fails with TypeError is the check.
+        # `fn` and `value` are checked where it matters, not up front: on a
+        # counter's hot path an int is not MISSING, and a call to `fn` that
+        # fails with TypeError is the check that `fn` is callable.
         lock = self._lock
         try:
             lock.acquire()
@@ -1058,6 +1058,13 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
             rare = self._slow or self._cache is not None
             if rare:
                 return self._merge_slowly(key, value, fn)
+            if fn is _add and type(current) is int and type(value) is int:
+                # The counter: adding two ints runs no user code that could
+                # reach this dict, so the guard flags below can stay down.
+                data[key] = value = current + value  # type: ignore[operator]  # ints, tested above
+                return value
+            if value is MISSING:
+                _refuse_missing("merge()")
             self._frozen = self._slow = True
             try:
                 value = fn(current, value)
@@ -1076,6 +1083,8 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
 
     def _merge_slowly(self, key: K, value: V, fn: Callable[[V, V], V]) -> V:
         """`merge` with every check; call with the lock held."""
+        if value is MISSING:
+            _refuse_missing("merge()")
         _check_fn(fn)
         if self._frozen:
             _refuse_mutation("merge()")
