@@ -778,6 +778,42 @@ class TestStats:
             assert s.submitted == 4
             gate.set()
 
+    def test_a_cancel_is_counted_with_its_state_change(
+        self, gate: threading.Event, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A future another thread has cancelled is counted as cancelled, even
+        while that thread is still waking its waiters, and `shutdown(wait=True)`
+        leaves nothing queued (the count used to come after the state change)."""
+        deliver = PoolFuture._deliver_cancel
+        paused, resume = threading.Event(), threading.Event()
+
+        def held(future: PoolFuture[Any], pool: Any) -> None:
+            if threading.current_thread() is canceller:
+                paused.set()
+                resume.wait(TIMEOUT)
+            deliver(future, pool)
+
+        monkeypatch.setattr(PoolFuture, "_deliver_cancel", held)
+        pool = WorkerPool(1)
+        hold_workers(pool, 1, gate)
+        victim = pool.submit(add, 1)
+        canceller = threading.Thread(target=victim.cancel)
+        try:
+            canceller.start()
+            assert paused.wait(TIMEOUT)
+            assert victim.cancelled()
+            s = pool.stats()
+            assert (s.queued, s.running, s.cancelled) == (0, 1, 1), s
+            gate.set()
+            pool.shutdown(wait=True)
+            s = pool.stats()
+            assert (s.queued, s.completed, s.cancelled, s.submitted) == (0, 1, 1, 2), s
+        finally:
+            resume.set()
+            gate.set()
+            canceller.join(TIMEOUT)
+            pool.shutdown()
+
     @pytest.mark.stress
     @pytest.mark.usefixtures("fast_switching")
     def test_counts_add_up_in_every_snapshot(self) -> None:
