@@ -816,6 +816,46 @@ class TestStats:
 
     @pytest.mark.stress
     @pytest.mark.usefixtures("fast_switching")
+    def test_a_future_seen_cancelled_is_counted_in_the_next_snapshot(
+        self,
+    ) -> None:
+        """Three threads cancel queued futures while this one reads them:
+        `stats().cancelled` is never below the number it saw cancelled."""
+        n, rounds = 40, 30
+        low: list[tuple[int, Any]] = []
+        for _ in range(rounds):
+            gate = threading.Event()
+            with WorkerPool(2) as pool:
+                hold_workers(pool, 2, gate)
+                futures = [pool.submit(add, i) for i in range(n)]
+                go = threading.Barrier(4)
+
+                def cancel_some(part: list[cf.Future[int]]) -> None:
+                    go.wait(TIMEOUT)  # noqa: B023 - joined before the next round
+                    for f in part:
+                        f.cancel()
+
+                cancellers = [
+                    threading.Thread(target=cancel_some, args=(futures[k::3],))
+                    for k in range(3)
+                ]
+                for t in cancellers:
+                    t.start()
+                go.wait(TIMEOUT)
+                for _ in range(60):
+                    seen = sum(f.cancelled() for f in futures)
+                    s = pool.stats()
+                    if s.cancelled < seen:
+                        low.append((seen, s))
+                for t in cancellers:
+                    t.join(TIMEOUT)
+                gate.set()
+            s = pool.stats()
+            assert (s.queued, s.running, s.cancelled, s.completed) == (0, 0, n, 2), s
+        assert low == []
+
+    @pytest.mark.stress
+    @pytest.mark.usefixtures("fast_switching")
     def test_counts_add_up_in_every_snapshot(self) -> None:
         """#13: submitted == queued + running + completed + failed + cancelled."""
         n_threads, per_thread = 4, 300
