@@ -123,6 +123,63 @@ def test_collecting_a_chunked_stream_inside_the_pool_lock_does_not_deadlock(
     assert proc.stdout.strip() == "ok"
 
 
+@pytest.mark.parametrize("cancel_futures", [True, False])
+def test_a_cancel_handed_to_a_thread_is_counted_before_shutdown_returns(
+    cancel_futures: bool,
+) -> None:
+    """A map iterator collected inside the pool's critical section hands its
+    cancels to a fresh thread; once a future is cancelled it is counted, so
+    `stats()` after `shutdown(wait=True)` adds up however far that thread got.
+
+    It used to set the state first and count later: a `shutdown` between the
+    two left `queued=1` (seen under `--parallel-threads`).  Here the thread is
+    held just after the state change, as a preempted thread would be.
+    """
+    code = f"""
+        import threading
+        from safethreads import WorkerPool
+        from safethreads._future import PoolFuture
+
+        main = threading.get_ident()
+        paused, resume, finished = (threading.Event() for _ in range(3))
+        deliver = PoolFuture._deliver_cancel
+
+        def held(self, pool):
+            if threading.get_ident() == main:
+                deliver(self, pool)
+                return
+            paused.set()
+            resume.wait(30)
+            try:
+                deliver(self, pool)
+            finally:
+                finished.set()
+
+        PoolFuture._deliver_cancel = held
+        pool = WorkerPool(1)
+        gate = threading.Event()
+        pool.submit(gate.wait, 30)
+        it = pool.map(abs, range(3))
+        with pool._lock:  # where a collection would close it
+            it.close()
+        assert paused.wait(30)
+        if {cancel_futures!r}:
+            pool.shutdown(wait=False, cancel_futures=True)
+        gate.set()
+        pool.shutdown(wait=True)
+        s = pool.stats()
+        resume.set()
+        assert finished.wait(30)
+        assert s.submitted == s.completed + s.cancelled, s
+        assert (s.queued, s.running, s.workers) == (0, 0, 0), s
+        assert s == pool.stats(), (s, pool.stats())
+        print("ok")
+    """
+    proc = run_child(code)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
 def test_a_task_cancelled_before_the_pool_took_it_is_counted_once() -> None:
     """A stream closed from another thread may cancel a future it owns before
     `submit` placed it: the pool counts it submitted and cancelled, runs

@@ -778,6 +778,82 @@ class TestStats:
             assert s.submitted == 4
             gate.set()
 
+    def test_a_cancel_is_counted_with_its_state_change(
+        self, gate: threading.Event, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A future another thread has cancelled is counted as cancelled, even
+        while that thread is still waking its waiters, and `shutdown(wait=True)`
+        leaves nothing queued (the count used to come after the state change)."""
+        deliver = PoolFuture._deliver_cancel
+        paused, resume = threading.Event(), threading.Event()
+
+        def held(future: PoolFuture[Any], pool: Any) -> None:
+            if threading.current_thread() is canceller:
+                paused.set()
+                resume.wait(TIMEOUT)
+            deliver(future, pool)
+
+        monkeypatch.setattr(PoolFuture, "_deliver_cancel", held)
+        pool = WorkerPool(1)
+        hold_workers(pool, 1, gate)
+        victim = pool.submit(add, 1)
+        canceller = threading.Thread(target=victim.cancel)
+        try:
+            canceller.start()
+            assert paused.wait(TIMEOUT)
+            assert victim.cancelled()
+            s = pool.stats()
+            assert (s.queued, s.running, s.cancelled) == (0, 1, 1), s
+            gate.set()
+            pool.shutdown(wait=True)
+            s = pool.stats()
+            assert (s.queued, s.completed, s.cancelled, s.submitted) == (0, 1, 1, 2), s
+        finally:
+            resume.set()
+            gate.set()
+            canceller.join(TIMEOUT)
+            pool.shutdown()
+
+    @pytest.mark.stress
+    @pytest.mark.usefixtures("fast_switching")
+    def test_a_future_seen_cancelled_is_counted_in_the_next_snapshot(
+        self,
+    ) -> None:
+        """Three threads cancel queued futures while this one reads them:
+        `stats().cancelled` is never below the number it saw cancelled."""
+        n, rounds = 40, 30
+        low: list[tuple[int, Any]] = []
+        for _ in range(rounds):
+            gate = threading.Event()
+            with WorkerPool(2) as pool:
+                hold_workers(pool, 2, gate)
+                futures = [pool.submit(add, i) for i in range(n)]
+                go = threading.Barrier(4)
+
+                def cancel_some(part: list[cf.Future[int]]) -> None:
+                    go.wait(TIMEOUT)  # noqa: B023 - joined before the next round
+                    for f in part:
+                        f.cancel()
+
+                cancellers = [
+                    threading.Thread(target=cancel_some, args=(futures[k::3],))
+                    for k in range(3)
+                ]
+                for t in cancellers:
+                    t.start()
+                go.wait(TIMEOUT)
+                for _ in range(60):
+                    seen = sum(f.cancelled() for f in futures)
+                    s = pool.stats()
+                    if s.cancelled < seen:
+                        low.append((seen, s))
+                for t in cancellers:
+                    t.join(TIMEOUT)
+                gate.set()
+            s = pool.stats()
+            assert (s.queued, s.running, s.cancelled, s.completed) == (0, 0, n, 2), s
+        assert low == []
+
     @pytest.mark.stress
     @pytest.mark.usefixtures("fast_switching")
     def test_counts_add_up_in_every_snapshot(self) -> None:

@@ -547,10 +547,19 @@ class PoolFuture(Future[R]):
             `True` if the future is cancelled now (or already was), `False`
             if the task is running or finished.
         """
-        pool = None
+        state = self._state
+        if state is not PENDING:
+            # Final: a future never goes back to PENDING.
+            return state in _CANCELLED_STATES
+        # Set until the future leaves PENDING.  Its pool's lock is taken
+        # first (the order `_run_here` takes both in), so that the state
+        # change and the pool's count of it are one step: no `stats()` and
+        # no `shutdown(wait=True)` sees the future cancelled but uncounted.
+        pool = self._pool
+        outer = _allocate_lock() if pool is None else pool._lock
         won = False
         try:
-            with self._lock:
+            with outer, self._lock:
                 state = self._state
                 if state in _CANCELLED_STATES:
                     return True
@@ -561,10 +570,11 @@ class PoolFuture(Future[R]):
                 # here to `won`, plain loads and stores only: a Ctrl-C (raised
                 # after calls) cannot split the change from what must follow.
                 self._state = CANCELLED_AND_NOTIFIED
-                pool = self._pool
                 self._fn = self._args = self._kwargs = self._context = None
                 self._pool = None
                 won = True
+                if pool is not None:
+                    pool._cancelled_one_locked(self)
         finally:
             if won:
                 # What follows is idempotent and run twice, so that a Ctrl-C
@@ -577,12 +587,14 @@ class PoolFuture(Future[R]):
         return True
 
     def _deliver_cancel(self, pool: Any) -> None:  # noqa: C901, PLR0912 - one pass an interrupt can cut and the next resumes
-        """Count the cancellation, wake the waiters, run the callbacks.
+        """Finish the pool's count, wake the waiters, run the callbacks.
 
-        Each waiter is woken and each callback taken out under the lock by
-        plain loads and stores, one at a time, so that an interrupt leaves
-        the rest in place for the next pass; a callback whose taking is cut
-        short at the lock's release goes back in.
+        The pool counts the cancellation in `cancel()`'s critical section;
+        the call here finishes a count that a Ctrl-C cut short.  Each waiter
+        is woken and each callback taken out under the lock by plain loads
+        and stores, one at a time, so that an interrupt leaves the rest in
+        place for the next pass; a callback whose taking is cut short at the
+        lock's release goes back in.
         """
         if self._cancel_delivered:
             return  # the first pass ran to its end

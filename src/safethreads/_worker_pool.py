@@ -840,20 +840,28 @@ class WorkerPool(ThreadPoolExecutor):
     def _cancelled_one(self, future: PoolFuture[Any]) -> None:
         """Account for a future cancelled before it started."""
         with self._lock:
-            if not future._placed:
-                # Never accepted (refused or interrupted), or counted
-                # already: `cancel()` may call this twice after a Ctrl-C.
-                return
+            self._cancelled_one_locked(future)
+
+    def _cancelled_one_locked(self, future: PoolFuture[Any]) -> None:
+        """Account for a future cancelled before it started (lock held).
+
+        `cancel()` calls it under both locks, with the state change, then
+        again after them: each part is done once, by its own flag, so the
+        second call finishes a first one that a Ctrl-C cut short.
+        """
+        if future._placed:
+            # Not set if never accepted (refused or interrupted): `_place`
+            # counts a future it finds cancelled, or nobody does.
             future._placed = False
             self._cancelled += 1
-            # Reserved to run in its submitter's thread (caller_runs) and
-            # cancelled by its owner before it ran: no longer running.
-            self._uncount_here_locked(future)
-            if future._in_queue:
-                future._in_queue = False
-                self._queued -= 1
-                if self._blocked:
-                    self._room_one_locked()
+        # Reserved to run in its submitter's thread (caller_runs) and
+        # cancelled by its owner before it ran: no longer running.
+        self._uncount_here_locked(future)
+        if future._in_queue:
+            future._in_queue = False
+            self._queued -= 1
+            if self._blocked:
+                self._room_one_locked()
 
     def _break(
         self, reason: str, cause: BaseException | None, first: PoolFuture[Any] | None
