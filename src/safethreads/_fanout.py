@@ -1856,42 +1856,50 @@ class FutureGroup:
         except BaseException as escaping:
             self.cancel()
             interrupt, unfinished = escaping, self._unfinished_members()
-        with self._lock:
-            self._state = _GroupState.CLOSED
-            indexed = sorted(self._failures, key=operator.itemgetter(0))
-            self._failures = []
-        for index, error in indexed:
-            error.add_note(f"in member {index} of group {self._name!r}")
-        failures = list(map(operator.itemgetter(1), indexed))
-        timeout_error = None
-        if unfinished:
-            timeout_error = TimeoutError(
-                f"group {self._name!r} did not finish within timeout="
-                f"{self._timeout} s: {len(unfinished)} member(s) unfinished "
-                "(cancelled where the executor allows); raise the timeout or "
-                "make the tasks shorter"
-            )
-        progress_error, self._progress_error = self._progress_error, None
-        left = f"{len(unfinished)} member(s) unfinished" if unfinished else None
+        # From closing the block on, a Ctrl-C propagates in place of the
+        # outcome, naming the failures it hides (the block is closed: nothing
+        # else would report them).
+        indexed: list[tuple[int, BaseException]] = []
+        left: str | None = None
         try:
+            with self._lock:
+                self._state = _GroupState.CLOSED
+                indexed, self._failures = self._failures, []
+            indexed.sort(key=operator.itemgetter(0))
+            for index, error in indexed:
+                error.add_note(f"in member {index} of group {self._name!r}")
+            timeout_error = None
+            if unfinished:
+                left = f"{len(unfinished)} member(s) unfinished"
+                timeout_error = TimeoutError(
+                    f"group {self._name!r} did not finish within timeout="
+                    f"{self._timeout} s: {len(unfinished)} member(s) unfinished "
+                    "(cancelled where the executor allows); raise the timeout or "
+                    "make the tasks shorter"
+                )
+            progress_error, self._progress_error = self._progress_error, None
             raise_outcome(
                 "future group",
                 self._name,
                 exc,
                 body_cancelled=False,
                 propagating=interrupt,
-                failures=failures,
+                failures=[error for _, error in indexed],
                 progress_error=progress_error,
                 timeout_error=timeout_error,
                 unfinished=left,
             )
         except KeyboardInterrupt as ki:
             if ki is not interrupt:
-                # A Ctrl-C landed while the outcome was being raised (at the
-                # entry of the call, say): the block is closed, so it
-                # propagates in place of the outcome, naming what it hides.
-                unraised = exc is not None and exc is not interrupt
-                hidden = [exc, *failures] if unraised else failures
+                with self._lock:  # taken again: the press may have come first
+                    self._state = _GroupState.CLOSED
+                    indexed += self._failures
+                    self._failures = []
+                hidden = [
+                    error for _, error in sorted(indexed, key=operator.itemgetter(0))
+                ]
+                if exc is not None and exc is not interrupt:
+                    hidden.insert(0, exc)
                 note_unraised(ki, self._name, hidden, left)
             raise
         return False
