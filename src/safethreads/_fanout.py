@@ -80,6 +80,7 @@ from typing import (
 
 from ._errors import PoolFull
 from ._future import PoolFuture
+from ._scope import note_unraised, raise_outcome, wait_counting_presses
 from ._waiting import check_callable, check_timeout, release_parked
 
 if TYPE_CHECKING:
@@ -106,9 +107,6 @@ _ON_FULL: Final[tuple[str, ...]] = ("block", "raise", "caller_runs")
 
 # Longest single wait, so that a waiting main thread services Ctrl-C.
 _POLL: Final = 0.05
-
-# The Ctrl-C that makes the end of a FutureGroup block stop waiting.
-_PRESSES_TO_ABANDON: Final = 2
 
 
 # --- submitting to any executor ---------------------------------------------------
@@ -1809,7 +1807,7 @@ class FutureGroup:
                 self._deadline = time.monotonic() + self._timeout
         return self
 
-    def __exit__(  # type: ignore[exit-return]  # noqa: C901, PLR0912 - one place, see below
+    def __exit__(  # type: ignore[exit-return]
         self,
         exc_type: type[BaseException] | None,
         exc: BaseException | None,
@@ -1838,7 +1836,9 @@ class FutureGroup:
                 self._state = _GroupState.CLOSING
             if exc is not None:
                 self.cancel()
-            interrupt, unfinished = self._wait_at_exit(exc)
+            interrupt, unfinished = wait_counting_presses(
+                exc, self._wait_at_exit, self._unfinished_members
+            )
         except KeyboardInterrupt as ki:
             with self._lock:
                 self._state = _GroupState.CLOSING
@@ -1850,70 +1850,83 @@ class FutureGroup:
                     self._cancel_members()  # finish what the press cut short
                 interrupt, unfinished = exc, self._unfinished_members()
             else:  # a first press
-                interrupt, unfinished = self._wait_at_exit(ki)
+                interrupt, unfinished = wait_counting_presses(
+                    ki, self._wait_at_exit, self._unfinished_members
+                )
         except BaseException as escaping:
             self.cancel()
             interrupt, unfinished = escaping, self._unfinished_members()
-        with self._lock:
-            self._state = _GroupState.CLOSED
-            indexed = sorted(self._failures, key=operator.itemgetter(0))
-            self._failures = []
-        for index, error in indexed:
-            error.add_note(f"in member {index} of group {self._name!r}")
-        failures = list(map(operator.itemgetter(1), indexed))
-        if interrupt is not None or isinstance(exc, SystemExit):
-            propagating = interrupt if interrupt is not None else exc
-            assert propagating is not None
-            self._note_unraised(propagating, failures, unfinished)
-            if propagating is exc:
-                return False
-            raise propagating
-        timeout_error = None
-        if unfinished:
-            timeout_error = TimeoutError(
-                f"group {self._name!r} did not finish within timeout="
-                f"{self._timeout} s: {len(unfinished)} member(s) unfinished "
-                "(cancelled where the executor allows); raise the timeout or "
-                "make the tasks shorter"
+        # From closing the block on, a Ctrl-C propagates in place of the
+        # outcome, naming the failures it hides (the block is closed: nothing
+        # else would report them).
+        indexed: list[tuple[int, BaseException]] = []
+        left: str | None = None
+        try:
+            with self._lock:
+                self._state = _GroupState.CLOSED
+                indexed, self._failures = self._failures, []
+            indexed.sort(key=operator.itemgetter(0))
+            for index, error in indexed:
+                error.add_note(f"in member {index} of group {self._name!r}")
+            timeout_error = None
+            if unfinished:
+                left = f"{len(unfinished)} member(s) unfinished"
+                timeout_error = TimeoutError(
+                    f"group {self._name!r} did not finish within timeout="
+                    f"{self._timeout} s: {len(unfinished)} member(s) unfinished "
+                    "(cancelled where the executor allows); raise the timeout or "
+                    "make the tasks shorter"
+                )
+            progress_error, self._progress_error = self._progress_error, None
+            raise_outcome(
+                "future group",
+                self._name,
+                exc,
+                body_cancelled=False,
+                propagating=interrupt,
+                failures=[error for _, error in indexed],
+                progress_error=progress_error,
+                timeout_error=timeout_error,
+                unfinished=left,
             )
-        errors = failures if exc is None else [exc, *failures]
-        if self._progress_error is not None:
-            errors.insert(0 if exc is None else 1, self._progress_error)
-            self._progress_error = None
-        if timeout_error is not None:
-            if not errors:
-                raise timeout_error
-            errors.append(timeout_error)
-        if errors:
-            msg = f"unhandled errors in future group {self._name!r}"
-            raise BaseExceptionGroup(msg, errors) from None
+        except KeyboardInterrupt as ki:
+            if ki is not interrupt:
+                with self._lock:  # taken again: the press may have come first
+                    self._state = _GroupState.CLOSED
+                    indexed += self._failures
+                    self._failures = []
+                hidden = [
+                    error for _, error in sorted(indexed, key=operator.itemgetter(0))
+                ]
+                if exc is not None and exc is not interrupt:
+                    hidden.insert(0, exc)
+                note_unraised(ki, self._name, hidden, left)
+            raise
         return False
 
     def _wait_at_exit(
-        self, exc: BaseException | None
-    ) -> tuple[BaseException | None, list[Future[Any]]]:
-        """Wait for the members until the deadline; handle Ctrl-C.
+        self, cancel: bool, stopped: BaseException | None
+    ) -> list[Future[Any]]:
+        """Wait for the members until the deadline; return those unfinished.
 
-        Returns:
-            The `KeyboardInterrupt` to propagate (if any) and the members
-            still unfinished.
+        One round of the shared loop that counts Ctrl-C presses, which calls
+        it again after each interruption.
+
+        Args:
+            cancel: Whether to cancel the group first (again: a press may
+                have cut the last cancellation short).
+            stopped: What stopped the last round besides Ctrl-C (a
+                `SystemExit` from the progress callback, say), if anything.
         """
-        interrupt: BaseException | None = (
-            exc if isinstance(exc, KeyboardInterrupt) else None
-        )
-        presses = 0 if interrupt is None else 1
+        if stopped is not None:
+            # It propagates like the body's SystemExit, after the wait, with
+            # notes naming the failures it hides.
+            self._progress = None
+        if cancel and not self.cancel():
+            self._cancel_members()
         while True:
             try:
-                if presses and not self.cancel():
-                    self._cancel_members()  # again: a press may have cut it short
                 finished = self._wait_members()
-            except KeyboardInterrupt as ki:
-                presses += 1
-                if interrupt is None:
-                    interrupt = ki
-                if presses >= _PRESSES_TO_ABANDON:
-                    return interrupt, self._unfinished_members()
-                continue
             except Exception as error:
                 # From the progress callback: raised with the members'
                 # failures, and like an error in the body, it cancels.
@@ -1921,22 +1934,13 @@ class FutureGroup:
                 self._progress_error = error
                 self.cancel()
                 continue
-            except BaseException as stop:
-                # SystemExit (or another BaseException) from the progress
-                # callback: it propagates like the body's SystemExit, after
-                # the wait, with notes naming the failures it hides.
-                self._progress = None
-                self.cancel()
-                if interrupt is None:
-                    interrupt = stop
-                continue
             if finished:
-                return interrupt, []
+                return []
             # Counted before cancelling: some executors (Dask) also cancel
             # running tasks, which would hide them.
             late = self._unfinished_members()
             self.cancel()
-            return interrupt, late
+            return late
 
     def _wait_members(self) -> bool:
         """Wait until no member is unfinished; False if the deadline passed.
@@ -2008,24 +2012,6 @@ class FutureGroup:
     def _unfinished_members(self) -> list[Future[Any]]:
         with self._lock:
             return [f for f in self._futures if not f.done()]
-
-    def _note_unraised(
-        self,
-        exc: BaseException,
-        failures: list[BaseException],
-        unfinished: list[Future[Any]],
-    ) -> None:
-        if failures:
-            listed = "; ".join(f"{type(e).__name__}: {e}" for e in failures)
-            exc.add_note(
-                f"group {self._name!r} also had {len(failures)} member "
-                f"failure(s), not raised: {listed}"
-            )
-        if unfinished:
-            exc.add_note(
-                f"group {self._name!r} stopped waiting; {len(unfinished)} "
-                "member(s) unfinished"
-            )
 
     def _check(self) -> None:
         with self._lock:

@@ -85,6 +85,7 @@ from ._cancel import CancelToken
 from ._errors import Cancelled
 from ._observe import GroupProgress, current_frames, group_running, group_snapshot
 from ._result_thread import ResultThread
+from ._scope import add_note, note_unraised, raise_outcome, wait_counting_presses
 from ._waiting import (
     _binding,
     check_callable,
@@ -118,9 +119,6 @@ _POLL: Final = 0.05
 # Seconds a thread found in threading's `_limbo` gets to show it started
 # (only after start() raised, on 3.11 and 3.12; see _has_started).
 _START_GRACE: Final = 1.0
-
-# The Ctrl-C that makes the end of the block stop waiting for members.
-_PRESSES_TO_ABANDON: Final = 2
 
 # The token of the group whose block (or member thread) the code runs in; a
 # group created there makes its token a child of this one.
@@ -224,13 +222,6 @@ def _interrupts_deferred() -> Iterator[None]:
             raise KeyboardInterrupt
 
 
-def _add_note(exc: BaseException, note: str) -> None:
-    """Add `note` to `exc` if it takes notes; a note is never worth losing it."""
-    # An exception whose __notes__ is not a list refuses add_note().
-    with contextlib.suppress(Exception):
-        exc.add_note(note)
-
-
 def _has_started(t: threading.Thread) -> bool:
     """Whether `t.start()` got as far as starting the thread.
 
@@ -276,6 +267,13 @@ def _member_stack(frame: FrameType) -> str:
     while start < len(frames) - 1 and frames[start].filename in _PLUMBING_FILES:
         start += 1
     return "".join(traceback.StackSummary.from_list(frames[start:]).format())
+
+
+def _still_running_note(running: list[threading.Thread]) -> str | None:
+    """The members left running, for a note on a propagating exception."""
+    if not running:
+        return None
+    return "still running: " + ", ".join(repr(t.name) for t in running)
 
 
 def _next_group_name() -> str:
@@ -603,7 +601,17 @@ class ThreadGroup:
             KeyboardInterrupt: on Ctrl-C, after the wait (or at once on a
                 second Ctrl-C).
         """
-        interrupt, stuck, body_cancelled = self._wait_at_exit(exc)
+        # A Ctrl-C landing as the wait starts or returns is outside its count
+        # of presses.  Inline, not a helper: a signal at a helper's entry
+        # would escape this handler.
+        try:
+            interrupt, stuck, body_cancelled = self._wait_at_exit(exc)
+        except KeyboardInterrupt as ki:
+            if isinstance(exc, KeyboardInterrupt):  # the body's was the first
+                self._restore_context()  # the wait may not have done it
+                interrupt, stuck, body_cancelled = exc, self._still_running(), False
+            else:  # a first press
+                interrupt, stuck, body_cancelled = self._wait_at_exit(exc, ki)
         try:
             if self._progress is not None and interrupt is None:
                 self._progress.report(self)  # the last call, once every member is done
@@ -616,7 +624,6 @@ class ThreadGroup:
             with _interrupts_deferred():
                 return self._finish(
                     exc,
-                    None if body_cancelled else exc,
                     body_cancelled,
                     interrupt=interrupt,
                     stuck=stuck,
@@ -629,13 +636,12 @@ class ThreadGroup:
                 failures = self._close()
                 if exc is not None and not body_cancelled and exc is not ki:
                     failures.insert(0, exc)
-                self._note_unraised(ki, failures, stuck)
+                note_unraised(ki, self._name, failures, _still_running_note(stuck))
             raise
 
     def _finish(
         self,
         exc: BaseException | None,
-        body_error: BaseException | None,
         body_cancelled: bool,
         *,
         interrupt: BaseException | None,
@@ -643,24 +649,17 @@ class ThreadGroup:
         timeout_error: TimeoutError | None,
     ) -> bool:
         """End the block after the wait: close it and raise what went wrong."""
-        failures = self._close()
-        if interrupt is not None or isinstance(exc, SystemExit):
-            propagating = interrupt if interrupt is not None else exc
-            assert propagating is not None
-            self._note_unraised(propagating, failures, stuck)
-            if propagating is exc:
-                return False  # re-raised by the with statement, traceback intact
-            raise propagating
-        errors = failures if body_error is None else [body_error, *failures]
-        if self._progress is not None and self._progress.error is not None:
-            errors.insert(0 if body_error is None else 1, self._progress.error)
-        if timeout_error is not None:
-            if not errors:
-                raise timeout_error
-            errors.append(timeout_error)
-        if errors:
-            msg = f"unhandled errors in thread group {self._name!r}"
-            raise BaseExceptionGroup(msg, errors) from None
+        raise_outcome(
+            "thread group",
+            self._name,
+            exc,
+            body_cancelled=body_cancelled,
+            propagating=interrupt,
+            progress_error=None if self._progress is None else self._progress.error,
+            timeout_error=timeout_error,
+            unfinished=_still_running_note(stuck),
+            failures=self._close(),  # last: the block is closed from here on
+        )
         # Swallow the group's own cancellation; let a parent's propagate, so
         # that the enclosing group sees Cancelled and not a failure.
         return body_cancelled and self._own_cancellation()
@@ -717,50 +716,53 @@ class ThreadGroup:
         return self._token.cancelled and (parent is None or not parent.cancelled)
 
     def _wait_at_exit(
-        self, exc: BaseException | None
+        self, exc: BaseException | None, pressed: KeyboardInterrupt | None = None
     ) -> tuple[BaseException | None, list[threading.Thread], bool]:
         """Close the body, cancel if it failed, wait for the members.
 
-        Everything from the first line is inside the loop that counts Ctrl-C
-        presses: a Ctrl-C landing before the wait has started is a first
-        press, and the members are still waited for.
+        Everything from closing the body on is inside the shared loop that
+        counts Ctrl-C presses: a Ctrl-C landing before the wait has started
+        is a first press, and the members are still waited for.
+
+        Args:
+            exc: What the body raised, if anything.
+            pressed: A first Ctrl-C that came after the body, if any.
 
         Returns:
-            The `KeyboardInterrupt` to propagate (if any), the members still
-            running, and whether the body was stopped by the token's
-            cancellation (which is not a failure).
+            The exception to propagate (a `KeyboardInterrupt`, or what
+            stopped the wait), the members still running, and whether the
+            body was stopped by the token's cancellation (not a failure).
         """
-        # Nothing before the loop can be interrupted: no calls, only constants.
-        interrupt: BaseException | None = None
-        presses = 0
+        # Nothing before the shared loop calls anything: constants, a closure.
         prepared = False
         body_cancelled = False
         reason: str | None = None
         deadline: float | None = None
-        while True:
-            try:
-                if not prepared:
-                    if not presses and isinstance(exc, KeyboardInterrupt):
-                        interrupt, presses = exc, 1
-                    body_cancelled, reason, deadline = self._begin_exit(exc)
-                    prepared = True
-                # Cancelling inside the try: a Ctrl-C while the token's
-                # callbacks run counts as a press too.
-                pending, reason = reason, None
-                self._cancel_at_exit(pending, interrupted=presses > 0)
-                running = self._wait_members(
-                    deadline,
-                    include_daemon=self._wait_for_daemons,
-                    report=self._progress,
+
+        def wait(cancel: bool, stopped: BaseException | None) -> list[threading.Thread]:
+            nonlocal prepared, body_cancelled, reason, deadline
+            if not prepared:
+                body_cancelled, reason, deadline = self._begin_exit(exc)
+                prepared = True
+            if stopped is not None:
+                if self._progress is not None:
+                    self._progress.callback = None  # it may have raised it
+                reason = (
+                    f"the end of the block of group {self._name!r} was stopped "
+                    f"by {type(stopped).__name__}"
                 )
-            except KeyboardInterrupt as ki:
-                presses += 1
-                if interrupt is None:
-                    interrupt = ki
-                if presses >= _PRESSES_TO_ABANDON:
-                    return interrupt, self._still_running(), body_cancelled
-            else:
-                return interrupt, running, body_cancelled
+            # Cancelling inside the loop: a Ctrl-C while the token's
+            # callbacks run counts as a press too.
+            pending, reason = reason, None
+            self._cancel_at_exit(pending, interrupted=cancel)
+            return self._wait_members(
+                deadline, include_daemon=self._wait_for_daemons, report=self._progress
+            )
+
+        interrupt, running = wait_counting_presses(
+            exc if pressed is None else pressed, wait, self._still_running
+        )
+        return interrupt, running, body_cancelled
 
     def _cancel_at_exit(self, reason: str | None, *, interrupted: bool) -> None:
         """Cancel the token for a failed body or a Ctrl-C; start waiting members."""
@@ -802,26 +804,6 @@ class ThreadGroup:
         timeout = self._exit_timeout
         deadline = None if timeout is None else time.monotonic() + timeout
         return body_cancelled, reason, deadline
-
-    def _note_unraised(
-        self,
-        exc: BaseException,
-        failures: list[BaseException],
-        running: list[threading.Thread],
-    ) -> None:
-        """Tell, on a propagating exception, what the group could not raise."""
-        if failures:
-            listed = "; ".join(f"{type(e).__name__}: {e}" for e in failures)
-            _add_note(
-                exc,
-                f"group {self._name!r} also had {len(failures)} member "
-                f"failure(s), not raised: {listed}",
-            )
-        if running:
-            names = ", ".join(repr(t.name) for t in running)
-            _add_note(
-                exc, f"group {self._name!r} stopped waiting; still running: {names}"
-            )
 
     def _stuck_error(self, stuck: list[threading.Thread]) -> TimeoutError:
         """Build the error naming each stuck member and where it is."""
@@ -1187,7 +1169,7 @@ class ThreadGroup:
             except BaseException as exc:  # the group gathers every failure
                 # Published first: the note is decoration and may fail.
                 taken = self._member_failed(me, exc)
-                _add_note(exc, f"raised in thread {me.name!r}")
+                add_note(exc, f"raised in thread {me.name!r}")
                 if not taken:
                     raise  # the group has ended: threading.excepthook reports it
             finally:
@@ -1266,7 +1248,7 @@ class ThreadGroup:
                     self._callback_errors.extend(errors)
                     errors = []
             for e in group.exceptions:
-                _add_note(e, f"raised by a cancel callback of group {self._name!r}")
+                add_note(e, f"raised by a cancel callback of group {self._name!r}")
             if errors:
                 raise  # the block has ended: whoever cancelled gets the errors
 
