@@ -745,6 +745,21 @@ class TestCountingAndExpiring:
         assert lock_is_free(d)
         assert_consistent(d)
 
+    def test_merge_is_seen_by_the_next_iteration(self) -> None:
+        """A merge drops the snapshot iterations share, on every path."""
+        d: LockedDict[str, Any] = LockedDict(n=1, s="a")
+        cases: list[tuple[Callable[[Any, Any], Any], str, Any, Any]] = [
+            (operator.add, "n", 2, 3),  # the counter's shortcut
+            (operator.add, "s", "b", "ab"),
+            (max, "n", 7, 7),
+            (operator.add, "new", 5, 5),
+        ]
+        for fn, key, value, expected in cases:
+            assert dict(d.items())  # iteration takes (or reuses) a snapshot
+            assert d.merge(key, value, fn) == expected
+            assert dict(d.items())[key] == expected
+            assert_consistent(d)
+
     def test_merge_function_may_not_return_missing(self) -> None:
         """A merge function returning MISSING raises ValueError; nothing changes."""
         d = LockedDict(held=2)

@@ -1048,23 +1048,26 @@ class LockedDict(MutableMapping[K, V], Generic[K, V]):
                 pass
             raise
         try:
-            # The hot path of every counter, kept lean: one test for the rare
-            # states before the call, one after it (fn may cause them).
+            # The hot path of every counter, kept lean: the rare states are
+            # tested before the call and after it (fn may cause them); the
+            # shared snapshot, which a write just drops, after the write.
             data = self._data
             try:
                 current = data[key]  # cheaper than get(); KeyError is rare
             except KeyError:  # absent (or a key's __eq__ raised KeyError)
                 return self._merge_slowly(key, value, fn)
-            rare = self._slow or self._cache is not None
-            if rare:
+            if self._slow:
                 return self._merge_slowly(key, value, fn)
             if fn is _add and type(current) is int and type(value) is int:
                 # The counter: adding two ints runs no user code that could
                 # reach this dict, so the guard flags below can stay down.
                 data[key] = value = current + value  # type: ignore[operator]  # ints, tested above
+                if self._cache is not None:  # freed after the lock is released
+                    _stale, self._cache = self._cache, None
                 return value
-            if value is MISSING:
-                _refuse_missing("merge()")
+            rare = self._cache is not None or value is MISSING
+            if rare:
+                return self._merge_slowly(key, value, fn)
             self._frozen = self._slow = True
             try:
                 value = fn(current, value)
