@@ -651,17 +651,18 @@ def _fail_after(seconds: float, exc: BaseException) -> NoReturn:
 
 
 def thread_group_block_failing(inject: Injector) -> None:
-    """A `ThreadGroup` block whose body and a member fail: the block closes."""
+    """A `ThreadGroup` block whose body and a member fail: no failure is lost."""
     baseline = set(threading.enumerate())
     group = ThreadGroup(fail_fast=False)
     outcome: list[BaseException] = []
-    entered = False
+    entered = body_raised = False
     with inject:
         try:
             with group:
                 entered = True
                 group.spawn(time.sleep, 0.05)
                 group.spawn(_fail, ValueError("member"))
+                body_raised = True  # test code: no interrupt lands in between
                 _fail(BodyError("body"))
         except KeyboardInterrupt as ki:
             outcome.append(ki)
@@ -680,6 +681,21 @@ def thread_group_block_failing(inject: Injector) -> None:
         left = [t.name for t in threading.enumerate() if t not in baseline]
         assert not left, f"members still running after the block: {left}"
         assert group._state.value == "closed", group._state
+        if inject.interrupted:
+            # The interrupt propagated in place of the outcome: its notes
+            # must name everything the outcome would have held.
+            notes = "\n".join(getattr(outcome[0], "__notes__", []))
+            failed = [
+                t
+                for t in group.members
+                if isinstance(t, ResultThread) and t.exception(timeout=0) is not None
+            ]
+            if failed:
+                assert "ValueError: member" in notes, (outcome, notes)
+            # During the wait the body's exception is the interrupt's
+            # context; from the block's closing on, a note names it.
+            if body_raised and not isinstance(outcome[0].__context__, BodyError):
+                assert "BodyError: body" in notes, (outcome, notes)
 
 
 def future_group_block_failing(inject: Injector) -> None:
@@ -823,16 +839,11 @@ SCENARIOS: dict[str, Callable[[Injector], None]] = {
     )
 }
 
-# Scenarios that still fail, with the open defect each one finds.  The
-# defects of issue 9 item 6, the result_thread_result latch and the other
-# ones first listed here are fixed; see the report of each "open:" point.
-KNOWN: dict[str, str] = {
-    "thread_group_block_failing": (
-        "open: a Ctrl-C inside ThreadGroup._close, once the block is marked "
-        "closed, loses the member failures it was handing over; Python's own "
-        "SIGINT handler is held back there, a program's own handler is not"
-    ),
-}
+# Scenarios that still fail, with the open defect each one finds.  Empty:
+# the defects of issue 9 item 6, the result_thread_result latch, the
+# failures lost in ThreadGroup._close and the other ones first listed here
+# are fixed; see the report of each "open:" point.
+KNOWN: dict[str, str] = {}
 
 
 # Known only on some versions: (scenario, condition, reason).  Empty: the
