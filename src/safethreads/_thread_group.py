@@ -70,6 +70,7 @@ import contextlib
 import contextvars
 import enum
 import itertools
+import operator
 import os
 import re
 import signal
@@ -279,6 +280,14 @@ def _still_running_note(running: list[threading.Thread]) -> str | None:
 def _next_group_name() -> str:
     with _numbers_lock:
         return f"ThreadGroup-{next(_numbers)}"
+
+
+def _in_order(
+    indexed: list[tuple[int, BaseException]], callback_errors: list[BaseException]
+) -> list[BaseException]:
+    """The failures in the group's order: members by spawn index, then callbacks."""
+    members = sorted(indexed, key=operator.itemgetter(0))
+    return [e for _, e in members] + callback_errors
 
 
 class _State(enum.Enum):
@@ -601,6 +610,12 @@ class ThreadGroup:
             KeyboardInterrupt: on Ctrl-C, after the wait (or at once on a
                 second Ctrl-C).
         """
+        # What closing the block takes from the group (member failures by
+        # spawn index, cancel callbacks' errors), seen by the last handler
+        # below wherever a Ctrl-C cuts the closing.  No call: a Ctrl-C can
+        # land here only at entry, as anywhere in the method.
+        indexed: list[tuple[int, BaseException]] = []
+        callback_errors: list[BaseException] = []
         # A Ctrl-C landing as the wait starts or returns is outside its count
         # of presses.  Inline, not a helper: a signal at a helper's entry
         # would escape this handler.
@@ -628,13 +643,16 @@ class ThreadGroup:
                     interrupt=interrupt,
                     stuck=stuck,
                     timeout_error=timeout_error,
+                    taken=(indexed, callback_errors),
                 )
         except KeyboardInterrupt as ki:
-            if self._state is not _State.CLOSED:
-                # A Ctrl-C after the wait, before the block was closed: close
-                # it, and tell what it could not raise.
-                failures = self._close()
-                if exc is not None and not body_cancelled and exc is not ki:
+            if ki is not interrupt:
+                # A Ctrl-C after the wait (a program's own SIGINT handler is
+                # not held back): close the block, again if the press cut the
+                # closing short, and tell what it could not raise.
+                self._close(indexed, callback_errors)
+                failures = _in_order(indexed, callback_errors)
+                if exc is not None and not body_cancelled and exc is not interrupt:
                     failures.insert(0, exc)
                 note_unraised(ki, self._name, failures, _still_running_note(stuck))
             raise
@@ -647,8 +665,13 @@ class ThreadGroup:
         interrupt: BaseException | None,
         stuck: list[threading.Thread],
         timeout_error: TimeoutError | None,
+        taken: tuple[list[tuple[int, BaseException]], list[BaseException]],
     ) -> bool:
-        """End the block after the wait: close it and raise what went wrong."""
+        """End the block after the wait: close it and raise what went wrong.
+
+        `taken` receives the failures as the block closes (see `_close`).
+        """
+        self._close(*taken)
         raise_outcome(
             "thread group",
             self._name,
@@ -658,7 +681,7 @@ class ThreadGroup:
             progress_error=None if self._progress is None else self._progress.error,
             timeout_error=timeout_error,
             unfinished=_still_running_note(stuck),
-            failures=self._close(),  # last: the block is closed from here on
+            failures=_in_order(*taken),
         )
         # Swallow the group's own cancellation; let a parent's propagate, so
         # that the enclosing group sees Cancelled and not a failure.
@@ -675,13 +698,25 @@ class ThreadGroup:
                 _CURRENT_TOKEN.reset(reset)
             self._context_reset = None
 
-    def _close(self) -> list[BaseException]:
-        """End the block; return the failures gathered, in spawn order."""
+    def _close(
+        self,
+        indexed: list[tuple[int, BaseException]],
+        callback_errors: list[BaseException],
+    ) -> None:
+        """End the block; move the failures gathered into the lists given.
+
+        `indexed` receives the member failures with their spawn index,
+        `callback_errors` the errors of cancel callbacks.  Safe to call again
+        when a Ctrl-C cut it short: each failure is then either in the lists
+        or still on the group, never in both.
+        """
         with self._lock:
             self._state = _State.CLOSED
-            failures = [e for _, e in sorted(self._failures, key=lambda f: f[0])]
-            failures += self._callback_errors
+            # No call between extending a list and emptying the group's: a
+            # Ctrl-C lands before both or after both.
+            indexed += self._failures
             self._failures = []
+            callback_errors += self._callback_errors
             self._callback_errors = []
             everyone_done = not self._pending and not any(
                 t.is_alive() for t in self._members
@@ -690,7 +725,6 @@ class ThreadGroup:
             _OPEN.discard(self)
         if everyone_done:
             self._token.close()  # nothing left to cancel: unlink from the parent
-        return failures
 
     def _after_fork(self) -> None:
         """In a fork child: the members are the parent's, except the caller.
@@ -1643,6 +1677,7 @@ class ThreadGroup:
                 assert self._owner is not None
             if self._state is _State.CLOSED:
                 assert not self._failures, "failures are handed over at the end"
+                assert not self._callback_errors, "so are the callbacks' errors"
 
 
 _RUN_MEMBER_CODE: Final = ThreadGroup._run_member.__code__
