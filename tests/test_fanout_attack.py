@@ -649,3 +649,38 @@ def test_blocked_submitters_get_room_in_order_and_shutdown_wakes_them() -> None:
     assert bounded.pending == 0
     assert not bounded._parked
     bounded._check()
+
+
+class _NotesRefusedError(Exception):
+    """An exception whose `__notes__` is not a list: `add_note()` raises."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.__notes__ = "not a list"  # type: ignore[assignment]
+
+
+def _fail_refusing_notes() -> None:
+    raise _NotesRefusedError("member")
+
+
+def test_member_failure_refusing_notes_is_raised_in_the_group() -> None:
+    """A member exception that refuses notes is raised in the group, not a TypeError."""
+    with (
+        cf.ThreadPoolExecutor(1) as pool,
+        pytest.raises(ExceptionGroup) as caught,
+        FutureGroup(pool, timeout=TIMEOUT) as group,
+    ):
+        group.submit(_fail_refusing_notes)
+    [error] = caught.value.exceptions
+    assert isinstance(error, _NotesRefusedError)
+
+
+def test_late_failure_refusing_notes_is_still_reported(reported: list[Any]) -> None:
+    """A member failing after the deadline reaches excepthook even without a note."""
+    late: cf.Future[int] = cf.Future()
+    late.set_running_or_notify_cancel()  # running: the deadline cannot cancel it
+    with pytest.raises(TimeoutError), FutureGroup(timeout=0.1) as group:
+        group.add(late)
+    late.set_exception(_NotesRefusedError("late"))
+    [report] = reported
+    assert isinstance(report.exc_value, _NotesRefusedError)
