@@ -80,7 +80,7 @@ from typing import (
 
 from ._errors import PoolFull
 from ._future import PoolFuture
-from ._scope import note_unraised, raise_outcome, wait_counting_presses
+from ._scope import add_note, note_unraised, raise_outcome, wait_counting_presses
 from ._waiting import check_callable, check_timeout, release_parked
 
 if TYPE_CHECKING:
@@ -1761,9 +1761,10 @@ class FutureGroup:
         Nobody will raise it any more: it goes to `threading.excepthook`,
         like an unhandled exception in a thread, so it is not lost.
         """
-        exc.add_note(
+        add_note(
+            exc,
             f"member {index} of group {self._name!r} failed after the group's "
-            "block ended"
+            "block ended",
         )
         threading.excepthook(
             threading.ExceptHookArgs((type(exc), exc, exc.__traceback__, None))
@@ -1867,7 +1868,7 @@ class FutureGroup:
                 indexed, self._failures = self._failures, []
             indexed.sort(key=operator.itemgetter(0))
             for index, error in indexed:
-                error.add_note(f"in member {index} of group {self._name!r}")
+                add_note(error, f"in member {index} of group {self._name!r}")
             timeout_error = None
             if unfinished:
                 left = f"{len(unfinished)} member(s) unfinished"
