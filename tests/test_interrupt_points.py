@@ -44,6 +44,7 @@ from safethreads import (
     ThreadGroup,
     WorkerPool,
 )
+from safethreads import _thread_group as thread_group_module
 from safethreads._cancel import bind_token
 
 if TYPE_CHECKING:
@@ -698,6 +699,74 @@ def thread_group_block_failing(inject: Injector) -> None:
                 assert "BodyError: body" in notes, (outcome, notes)
 
 
+def thread_group_second_press(inject: Injector) -> None:
+    """A `ThreadGroup` body stopped by Ctrl-C: a second one anywhere in its end.
+
+    The body's `KeyboardInterrupt` is the first press, the injected one the
+    second: the block still closes, and the failure it took is named.
+    """
+    group = ThreadGroup(fail_fast=False)
+    outcome: list[BaseException] = []
+    entered = False
+    try:
+        with inject:
+            try:
+                with group:
+                    entered = True
+                    group.spawn(_fail, ValueError("member"))
+                    group.spawn(time.sleep, 0.02)
+                    _fail(KeyboardInterrupt("first press"))
+            except KeyboardInterrupt as ki:
+                outcome.append(ki)
+                raise
+    except KeyboardInterrupt as ki:
+        if ki is not outcome[0]:
+            raise  # not the body's press
+    assert not held_locks(group), held_locks(group)
+    group._check()
+    if entered and not _struck_at_entry(inject, ThreadGroup.__exit__):
+        assert group._state.value == "closed", group._state
+        assert group not in thread_group_module._OPEN, "the group is still open"
+        notes = "\n".join(getattr(outcome[0], "__notes__", []))
+        if group._failed_count:
+            assert "ValueError: member" in notes, (outcome, notes)
+
+
+def future_group_second_press(inject: Injector) -> None:
+    """A `FutureGroup` body stopped by Ctrl-C: a second one anywhere in its end."""
+    pool = ThreadPoolExecutor(2)
+    group = FutureGroup(pool, timeout=TASK_SECONDS, fail_fast=False)
+    outcome: list[BaseException] = []
+    entered = False
+    try:
+        with _Reports() as reports:
+            try:
+                with inject:
+                    try:
+                        with group:
+                            entered = True
+                            group.submit(_fail_after, 0.02, ValueError("member"))
+                            _fail(KeyboardInterrupt("first press"))
+                    except KeyboardInterrupt as ki:
+                        outcome.append(ki)
+                        raise
+            except KeyboardInterrupt as ki:
+                if ki is not outcome[0]:
+                    raise  # not the body's press
+            # A failure after the block ended goes to excepthook instead.
+            cf_wait(group.futures, timeout=TASK_SECONDS)
+        assert not held_locks(group), held_locks(group)
+        group._check()
+        if entered and not _struck_at_entry(inject, FutureGroup.__exit__):
+            assert group._state == "closed", group._state
+            failed = [f for f in group.futures if not f.cancelled() and f.exception(0)]
+            notes = "\n".join(getattr(outcome[0], "__notes__", []))
+            if failed and not reports.seen:
+                assert "ValueError: member" in notes, (outcome, notes)
+    finally:
+        run_within(lambda: pool.shutdown(wait=True), TASK_SECONDS, "shutdown()")
+
+
 def future_group_block_failing(inject: Injector) -> None:
     """A `FutureGroup` block whose body and a member fail: no failure is lost."""
     pool = ThreadPoolExecutor(2)
@@ -833,6 +902,8 @@ SCENARIOS: dict[str, Callable[[Injector], None]] = {
         future_group_block,
         thread_group_block_failing,
         future_group_block_failing,
+        thread_group_second_press,
+        future_group_second_press,
         bounded_submit_block,
         locked_block,
         dict_compute,
