@@ -580,6 +580,44 @@ def token_cancel_with_callbacks(inject: Injector) -> None:
     child._check()
 
 
+def token_cancel_callback_failing(inject: Injector) -> None:
+    """`cancel()` of a token whose first callback raises: its error is not lost.
+
+    Raised in a group if `cancel()` finishes, else named in the notes of
+    the interrupt that cut it short.
+    """
+    token = CancelToken()
+    ran: list[str] = []
+
+    def failing() -> NoReturn:
+        ran.append("failing")
+        msg = "callback"
+        raise RuntimeError(msg)
+
+    token.add_callback(failing)
+    token.add_callback(lambda: ran.append("second"))
+    outcome: list[BaseException] = []
+    with inject:
+        try:
+            token.cancel("stop")
+        except BaseExceptionGroup as group:
+            outcome.append(group)
+        except KeyboardInterrupt as ki:
+            outcome.append(ki)
+            raise
+    assert outcome, "cancel() returned though a callback raised"
+    if "failing" in ran:
+        if isinstance(outcome[0], BaseExceptionGroup):
+            assert [type(e) for e in outcome[0].exceptions] == [RuntimeError]
+        else:
+            notes = "\n".join(getattr(outcome[0], "__notes__", []))
+            assert "RuntimeError: callback" in notes, (outcome, notes)
+    with contextlib.suppress(BaseExceptionGroup):
+        token.cancel("again")  # a retry after Ctrl-C finishes the job
+    assert sorted(ran) == ["failing", "second"], ran
+    token._check()
+
+
 # --- fan-out over an executor: FutureGroup, BoundedExecutor ----------------------
 
 
@@ -767,6 +805,46 @@ def future_group_second_press(inject: Injector) -> None:
         run_within(lambda: pool.shutdown(wait=True), TASK_SECONDS, "shutdown()")
 
 
+def thread_group_callback_failing(inject: Injector) -> None:
+    """A `ThreadGroup` whose body fails and whose cancel callback raises.
+
+    The callback's error is raised with the group's, or named in the notes
+    of the interrupt that takes the outcome's place.
+    """
+    group = ThreadGroup()
+    outcome: list[BaseException] = []
+    entered = False
+    ran: list[bool] = []
+
+    def callback() -> NoReturn:
+        ran.append(True)
+        msg = "callback"
+        raise RuntimeError(msg)
+
+    with inject:
+        try:
+            with group:
+                entered = True
+                group.token.add_callback(callback)
+                _fail(BodyError("body"))
+        except KeyboardInterrupt as ki:
+            outcome.append(ki)
+            raise
+        except BaseException as exc:
+            outcome.append(exc)
+    assert not held_locks(group), held_locks(group)
+    group._check()
+    if not inject.interrupted:
+        assert isinstance(outcome[0], ExceptionGroup), outcome
+        kinds = [type(e) for e in outcome[0].exceptions]
+        assert kinds == [BodyError, RuntimeError], kinds
+    elif entered and not _struck_at_entry(inject, ThreadGroup.__exit__):
+        assert group._state.value == "closed", group._state
+        if ran:
+            notes = "\n".join(getattr(outcome[0], "__notes__", []))
+            assert "RuntimeError: callback" in notes, (outcome, notes)
+
+
 def future_group_block_failing(inject: Injector) -> None:
     """A `FutureGroup` block whose body and a member fail: no failure is lost."""
     pool = ThreadPoolExecutor(2)
@@ -899,10 +977,12 @@ SCENARIOS: dict[str, Callable[[Injector], None]] = {
         pool_map_chunked_deadline,
         group_spawn_exit_join_all,
         token_cancel_with_callbacks,
+        token_cancel_callback_failing,
         future_group_block,
         thread_group_block_failing,
         future_group_block_failing,
         thread_group_second_press,
+        thread_group_callback_failing,
         future_group_second_press,
         bounded_submit_block,
         locked_block,
