@@ -199,7 +199,7 @@ class CancelToken:
         if parent is not None and parent._cancelled:
             # The parent's link cancels us; should a Ctrl-C have cut its
             # cancel() short, we still follow it.
-            self._cancel(parent.reason)
+            self._cancel(parent.reason, [])
             return True
         deadline = self._deadline
         if deadline is not None and time.monotonic() >= deadline:
@@ -353,20 +353,27 @@ class CancelToken:
             BaseExceptionGroup: if callbacks raised; it holds their exceptions.
                 The token is cancelled and every callback has run.
         """
-        errors = self._cancel(reason)
-        if errors is None:
-            return False
-        _raise_interrupt(errors)
-        if errors:
-            msg = (
-                f"{len(errors)} cancel callback(s) raised; the token is cancelled "
-                "and every callback ran, handle errors inside callbacks"
-            )
-            raise BaseExceptionGroup(msg, errors)
+        # Made here, without a call, so that a Ctrl-C cutting the callbacks
+        # short still finds the errors of those that ran.
+        errors: list[BaseException] = []
+        try:
+            if not self._cancel(reason, errors):
+                return False
+            _raise_interrupt(errors)
+            if errors:
+                msg = (
+                    f"{len(errors)} cancel callback(s) raised; the token is "
+                    "cancelled and every callback ran, handle errors inside callbacks"
+                )
+                raise BaseExceptionGroup(msg, errors)
+        except KeyboardInterrupt as ki:
+            if not any(e is ki for e in errors):  # else _raise_interrupt noted
+                _note_callback_errors(ki, errors)
+            raise
         return True
 
-    def _cancel(self, reason: object) -> list[BaseException] | None:
-        """Cancel; return the callbacks' errors, or `None` if already cancelled.
+    def _cancel(self, reason: object, errors: list[BaseException]) -> bool:
+        """Cancel; return whether this call did, adding callbacks' errors to `errors`.
 
         A Ctrl-C may strike at any line.  The switch is flipped in one
         statement, and whatever follows it (waking `wait()`, unlinking from
@@ -374,7 +381,6 @@ class CancelToken:
         second `finally` runs again to finish what an interrupt cut short:
         a waiter is never left asleep on a cancelled token.
         """
-        errors: list[BaseException] = []
         won = False
         try:
             try:
@@ -387,7 +393,7 @@ class CancelToken:
         finally:
             if won:
                 self._deliver(errors)  # a no-op unless an interrupt cut it short
-        return errors if won else None
+        return won
 
     def _deliver(self, errors: list[BaseException]) -> None:
         """Do what follows cancellation; idempotent, so it may run twice."""
@@ -427,7 +433,8 @@ class CancelToken:
 
     def _expire(self) -> None:
         """Cancel because the deadline passed; report callback errors."""
-        errors = self._cancel(DEADLINE_REASON) or []
+        errors: list[BaseException] = []
+        self._cancel(DEADLINE_REASON, errors)
         _raise_interrupt(errors)
         for exc in errors:
             threading.excepthook(
@@ -542,7 +549,7 @@ class CancelToken:
                 child._parent_link = registration
                 child._parent = self
                 return child
-        child._cancel(self.reason)  # a new child has no callbacks to fail
+        child._cancel(self.reason, [])  # a new child has no callbacks to fail
         return child
 
     def close(self) -> None:
@@ -625,11 +632,18 @@ def _raise_interrupt(errors: list[BaseException]) -> None:
     """
     for exc in errors:
         if isinstance(exc, KeyboardInterrupt):
-            others = [e for e in errors if e is not exc]
-            if others:
-                listed = "; ".join(f"{type(e).__name__}: {e}" for e in others)
-                exc.add_note(f"cancel callbacks also raised: {listed}")
+            _note_callback_errors(exc, errors)
             raise exc
+
+
+def _note_callback_errors(ki: BaseException, errors: list[BaseException]) -> None:
+    """Name, on a Ctrl-C that cut `cancel()` short, the callbacks' errors."""
+    others = [e for e in errors if e is not ki]
+    if others:
+        listed = "; ".join(f"{type(e).__name__}: {e}" for e in others)
+        # A note is a nicety: an interrupt that refuses notes goes on without.
+        with contextlib.suppress(Exception):
+            ki.add_note(f"cancel callbacks also raised: {listed}")
 
 
 def _not_registered() -> bool:
