@@ -1276,14 +1276,14 @@ class ThreadGroup:
         try:
             self._token.cancel(reason)
         except BaseExceptionGroup as group:
-            errors = list(group.exceptions)
+            # Kept before any call: a Ctrl-C landing after one finds them kept.
             with self._lock:
-                if self._state is not _State.CLOSED:
-                    self._callback_errors.extend(errors)
-                    errors = []
+                kept = self._state is not _State.CLOSED
+                if kept:
+                    self._callback_errors += group.exceptions
             for e in group.exceptions:
                 add_note(e, f"raised by a cancel callback of group {self._name!r}")
-            if errors:
+            if not kept:
                 raise  # the block has ended: whoever cancelled gets the errors
 
     # --- waiting --------------------------------------------------------------------
