@@ -42,7 +42,9 @@ function would have returned before the interpreter checked again.  Points
 reached a different number of times in a rerun (waiting loops whose
 iterations depend on timing) may not be reached; such points are skipped.
 Finalizers (`__del__` and what it calls) are not interrupted: CPython drops
-an exception raised there after printing it, a Ctrl-C included.
+an exception raised there after printing it, a Ctrl-C included; for the
+same reason automatic garbage collection (weakref callbacks) is paused
+inside the interrupted block.
 """
 
 from __future__ import annotations
@@ -277,6 +279,7 @@ class Injector:
         self._tracer = _Tracer(target)
         self.interrupted = False
         self._old: Any = None
+        self._gc_enabled = True
 
     @property
     def points(self) -> list[Point]:
@@ -289,8 +292,17 @@ class Injector:
         return self._tracer.fired
 
     def __enter__(self) -> Self:
-        """Install the trace hook for the calling thread."""
+        """Install the trace hook for the calling thread; pause automatic GC.
+
+        A collection inside the block would run weakref callbacks in the
+        middle of library code, where the hook could raise in them: CPython
+        drops such an exception, as it does in a finalizer, and the hook's
+        own allocations could start a collection while a library lock is
+        held.  Scenarios collect explicitly where they check what it reports.
+        """
         self._old = sys.gettrace()
+        self._gc_enabled = gc.isenabled()
+        gc.disable()
         sys.settrace(self._tracer.global_trace)
         return self
 
@@ -302,6 +314,8 @@ class Injector:
     ) -> bool:
         """Remove the hook; swallow the injected interrupt, nothing else."""
         sys.settrace(self._old)
+        if self._gc_enabled:
+            gc.enable()
         if isinstance(exc, InjectedInterrupt):
             self.interrupted = True
             return True
