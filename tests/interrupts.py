@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import contextvars
 import dis
 import gc
 import itertools
@@ -407,7 +408,10 @@ def run_at(scenario: Callable[[Injector], None], point: Point) -> tuple[bool, st
     error = ""
     try:
         with _watchdog(HANG_SECONDS):
-            scenario(inject)
+            # In a context of its own: an interrupt at the entry of a group's
+            # __exit__ leaves the group's token current (no code can undo
+            # it), and later runs would make their groups its children.
+            contextvars.Context().run(scenario, inject)
     except BaseException as exc:
         if isinstance(exc, InjectedInterrupt):
             error = "the injected interrupt escaped the with block"
