@@ -394,6 +394,29 @@ class TestFailure:
         assert_one_held_at_most(tasks, quick={0, 1, 2})
         assert_not_started_cancelled(pool, tasks)
 
+    def test_a_tasks_stop_iteration_is_an_error(self, impl: Impl) -> None:
+        """A task's StopIteration fails the map, as in a generator; never ends it."""
+
+        def task(x: int) -> int:
+            if x == 2:
+                msg = f"task {x}"
+                raise StopIteration(msg)
+            return x
+
+        with WorkerPool(1) as pool:
+            results = impl(pool, task, range(6), buffersize=2)
+            got = [next(results), next(results)]
+            # Raised as itself from next(), it would read as the end of the
+            # results: PEP 479 turns it into RuntimeError, with it as cause.
+            with pytest.raises(RuntimeError, match="StopIteration") as raised:
+                next(results)
+            assert got == [0, 1]
+            cause = raised.value.__cause__
+            assert isinstance(cause, StopIteration)
+            assert cause.args == ("task 2",)
+            wait_until(lambda: settled(pool), "nothing left queued")
+            assert next(results, None) is None
+
     def test_abandoned_failures_not_reported(
         self, impl: Impl, reported: list[Any]
     ) -> None:
