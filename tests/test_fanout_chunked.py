@@ -310,6 +310,24 @@ class TestProgress:
         with pytest.raises(StopIteration):
             next(stream)
 
+    @pytest.mark.parametrize("ordered", [True, False])
+    def test_callback_stop_iteration_is_an_error(
+        self, executor: cf.Executor, ordered: bool
+    ) -> None:
+        """A callback's StopIteration fails the stream; it does not end it quietly."""
+
+        def stopping(done: int, total: int | None) -> None:
+            msg = f"stop at {done}/{total}"
+            raise StopIteration(msg)
+
+        make = executor_map if ordered else executor_imap_unordered
+        stream = make(executor, tasks.square, range(8), progress=stopping)
+        with pytest.raises(RuntimeError, match="StopIteration") as raised:
+            next(stream)
+        assert isinstance(raised.value.__cause__, StopIteration)
+        with pytest.raises(StopIteration):
+            next(stream)
+
 
 def _wait_unless_zero(path: str | int) -> int:
     if path == 0:

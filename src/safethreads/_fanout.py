@@ -460,7 +460,9 @@ class _StreamCore(Generic[R]):
 
         Raises:
             TimeoutError: if the deadline passed.
-            RuntimeError: if another thread is advancing the stream.
+            RuntimeError: if another thread is advancing the stream, or a
+                task or the `progress` callback raised `StopIteration`
+                (then its cause).
             BaseException: the exception a task, the input or the
                 `progress` callback raised.
         """
@@ -483,6 +485,12 @@ class _StreamCore(Generic[R]):
                 self._closed = True
                 return None
             return self._hand_out(value)
+        except StopIteration as exc:
+            # Raised as itself, the chain (and any consumer) would take it
+            # for the end of the results and drop the failure; a generator
+            # turns it into RuntimeError (PEP 479), and so does the stream.
+            msg = "a task or the progress callback raised StopIteration"
+            raise RuntimeError(msg) from exc
         finally:
             self._busy.release()
 
@@ -955,6 +963,9 @@ def executor_map(
             is not callable, `buffersize` or `chunksize` is not an int, or
             `timeout` is not a number.
         TimeoutError: from the iterator, if the deadline passes.
+        RuntimeError: from the iterator, if a task or the `progress`
+            callback raised `StopIteration` (its cause), as from a
+            generator: raised as itself it would end the iteration.
         BaseException: from the iterator, the exception a task or the
             `progress` callback raised.
     """
@@ -1045,6 +1056,9 @@ def executor_imap_unordered(
             is not callable, `buffersize` or `chunksize` is not an int, or
             `timeout` is not a number.
         TimeoutError: from the iterator, if the deadline passes.
+        RuntimeError: from the iterator, if a task or the `progress`
+            callback raised `StopIteration` (its cause), as from a
+            generator: raised as itself it would end the iteration.
         BaseException: from the iterator, the exception a task or the
             `progress` callback raised.
     """
