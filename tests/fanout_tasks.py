@@ -96,3 +96,10 @@ def start_local_cluster(n_workers: int, threads_per_worker: int = 1) -> Any:
         dashboard_address=None,
         scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
     )
+
+
+def stop_at(x: int, at: int = 2) -> int:
+    """Raise StopIteration for input `at`: a task's error, not an end."""
+    if x == at:
+        raise StopIteration(x)
+    return x

@@ -35,7 +35,7 @@ from safethreads import (
 from test_fanout import Counting
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
 TIMEOUT = 60.0  # every wait on a result is bounded
 
@@ -114,6 +114,28 @@ class TestChunkedMap:
         assert list(got) == [i * i for i in range(103)]
         two = executor_map(executor, tasks.fail_if, range(50), [-1] * 40, chunksize=7)
         assert list(two) == list(range(40))
+
+    @pytest.mark.parametrize("how", ["map", "map-several", "imap_unordered"])
+    def test_a_tasks_stop_iteration_fails_the_chunk(
+        self, executor: cf.Executor, how: str
+    ) -> None:
+        """A StopIteration from `fn` inside a chunk is an error, not the
+        chunk's end (a loop over `map()` would end there and drop results).
+        """
+        if how == "imap_unordered":
+            stream: Iterator[int] = executor_imap_unordered(
+                executor, tasks.stop_at, range(8), chunksize=4, timeout=TIMEOUT
+            )
+        else:
+            iterables: list[Iterable[int]] = [range(8)]
+            if how == "map-several":
+                iterables.append(itertools.repeat(2))  # stop_at(x, 2)
+            stream = executor_map(
+                executor, tasks.stop_at, *iterables, chunksize=4, timeout=TIMEOUT
+            )
+        with pytest.raises(RuntimeError, match="StopIteration") as raised:
+            list(stream)
+        assert "input 2 of its chunk" in str(raised.value)
 
     def test_one_task_per_chunk_and_buffersize_counts_chunks(
         self, executor: cf.Executor
@@ -307,6 +329,24 @@ class TestProgress:
         with pytest.raises(OSError, match="bar broke at 4/64"):
             next(stream)
         counting.assert_nothing_left_pending()
+        with pytest.raises(StopIteration):
+            next(stream)
+
+    @pytest.mark.parametrize("ordered", [True, False])
+    def test_callback_stop_iteration_is_an_error(
+        self, executor: cf.Executor, ordered: bool
+    ) -> None:
+        """A callback's StopIteration fails the stream; it does not end it quietly."""
+
+        def stopping(done: int, total: int | None) -> None:
+            msg = f"stop at {done}/{total}"
+            raise StopIteration(msg)
+
+        make = executor_map if ordered else executor_imap_unordered
+        stream = make(executor, tasks.square, range(8), progress=stopping)
+        with pytest.raises(RuntimeError, match="StopIteration") as raised:
+            next(stream)
+        assert isinstance(raised.value.__cause__, StopIteration)
         with pytest.raises(StopIteration):
             next(stream)
 

@@ -38,10 +38,19 @@ def fail_with(exc: BaseException) -> NoReturn:
 class Scope:
     """One group type behind the few calls the scenarios need."""
 
-    def __init__(self, kind: str, pool: cf.ThreadPoolExecutor | None) -> None:
+    def __init__(self, kind: str) -> None:
         self.kind = kind  # as the group's message words it
-        self._pool = pool
-        self._group: ThreadGroup | FutureGroup | None = None
+        # A pool per group, so that no group's members queue behind another
+        # test's (a parallel test run shares fixtures between threads).
+        self.pools: list[cf.ThreadPoolExecutor] = []
+        # The group each thread opened: a parallel test run shares fixtures
+        # between the threads running one test.
+        self._opened = threading.local()
+
+    @property
+    def _group(self) -> ThreadGroup | FutureGroup | None:
+        group: ThreadGroup | FutureGroup | None = getattr(self._opened, "group", None)
+        return group
 
     def open(
         self,
@@ -51,13 +60,15 @@ class Scope:
         progress: Callable[[int, int | None], object] | None = None,
     ) -> AbstractContextManager[Any]:
         """A new group of this type, to enter with `with`."""
-        if self._pool is None:
-            self._group = ThreadGroup(name, exit_timeout=timeout, progress=progress)
+        group: ThreadGroup | FutureGroup
+        if self.kind == "thread group":
+            group = ThreadGroup(name, exit_timeout=timeout, progress=progress)
         else:
-            self._group = FutureGroup(
-                self._pool, name=name, timeout=timeout, progress=progress
-            )
-        return self._group
+            pool = cf.ThreadPoolExecutor(4)
+            self.pools.append(pool)
+            group = FutureGroup(pool, name=name, timeout=timeout, progress=progress)
+        self._opened.group = group
+        return group
 
     def run(self, fn: Callable[..., object], *args: object) -> None:
         """Start `fn(*args)` as a member of the open group."""
@@ -80,11 +91,10 @@ class Scope:
 @pytest.fixture(params=["thread group", "future group"])
 def scope(request: pytest.FixtureRequest) -> Iterator[Scope]:
     """Each group type in turn."""
-    if request.param == "thread group":
-        yield Scope("thread group", None)
-        return
-    with cf.ThreadPoolExecutor(4) as pool:
-        yield Scope("future group", pool)
+    scope = Scope(request.param)
+    yield scope
+    for pool in scope.pools:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @pytest.fixture
@@ -135,14 +145,21 @@ class TestSharedEnding:
     ) -> None:
         """The progress callback's error sits between the body's and the members'."""
 
+        failed = threading.Event()
+
         def progress(done: int, total: int | None) -> None:
             raise LookupError("progress")
+
+        def member() -> NoReturn:
+            failed.set()
+            raise ValueError("member")
 
         with (  # noqa: PT012
             pytest.raises(BaseExceptionGroup) as info,
             scope.open("g", progress=progress),
         ):
-            scope.run(fail_with, ValueError("member"))
+            scope.run(member)
+            assert failed.wait(TIMEOUT)  # started: the body's error cancels no more
             raise BodyError("body")
         kinds = [type(e) for e in info.value.exceptions]
         assert kinds == [BodyError, LookupError, ValueError]
@@ -168,14 +185,20 @@ class TestSharedEnding:
         members still running and their failures lost.
         """
         release = threading.Event()
+        failed = threading.Event()
 
         def progress(done: int, total: int | None) -> None:
             release.set()  # the slow member may end now
             raise Stop
 
+        def member() -> NoReturn:
+            failed.set()
+            raise ValueError("member")
+
         with pytest.raises(Stop) as info, scope.open("g", progress=progress):  # noqa: PT012
             scope.run(release.wait, TIMEOUT)
-            scope.run(fail_with, ValueError("member"))
+            scope.run(member)
+            assert failed.wait(TIMEOUT)  # started: the cancellation cannot stop it
         assert scope.finished(), "the block ended before its members"
         notes = "\n".join(getattr(info.value, "__notes__", []))
         assert "ValueError: member" in notes

@@ -180,6 +180,90 @@ def test_a_cancel_handed_to_a_thread_is_counted_before_shutdown_returns(
     assert proc.stdout.strip() == "ok"
 
 
+@pytest.mark.parametrize("finalizer", ["weakref.finalize", "map", "imap_unordered"])
+def test_a_finalizer_cancelling_inside_a_future_lock_does_not_deadlock(
+    finalizer: str,
+) -> None:
+    """A collection inside a future's critical section (here the lock
+    `concurrent.futures.wait()` holds) runs a finalizer that cancels another
+    task of the pool, while a second thread cancels the first future:
+    neither waits forever.
+
+    `cancel()` used to wait for the future's lock with the pool's held, and
+    the finalizer waited for the pool's with the future's held.  A dropped
+    `map` iterator checks the locks before it cancels; here the second
+    thread takes the pool's lock just after that check, as a preempted
+    finalizer would let it.
+    """
+    code = f"""
+        import gc, os, threading, time, weakref
+        from safethreads import WorkerPool
+        from safethreads._future import PoolFuture
+
+        pool = WorkerPool(1)
+        gate = threading.Event()
+        pool.submit(gate.wait, 30)
+        first = pool.submit(abs, -1)
+        if {finalizer!r} == "weakref.finalize":
+            other = pool.submit(abs, -2)
+            owner = type("Owner", (), {{}})()
+            owner.cycle = owner
+            weakref.finalize(owner, other.cancel)
+            del owner
+        else:
+            it = pool.{finalizer}(abs, range(3))
+            cycle = [it]
+            cycle.append(cycle)
+            del it, cycle
+        collector_holds = threading.Event()
+        silence = PoolFuture._silence
+
+        def held(self):
+            # The map iterator found every lock free and goes on to cancel.
+            if threading.current_thread() is collector:
+                collector_holds.set()
+                deadline = time.monotonic() + 2
+                while not pool._lock.locked() and time.monotonic() < deadline:
+                    time.sleep(0.001)
+            silence(self)
+
+        PoolFuture._silence = held
+
+        def collect():
+            with first._condition:  # as concurrent.futures.wait() holds it
+                if {finalizer!r} == "weakref.finalize":
+                    collector_holds.set()
+                    deadline = time.monotonic() + 2
+                    while not pool._lock.locked() and time.monotonic() < deadline:
+                        time.sleep(0.001)
+                gc.collect()
+
+        def cancel_first():
+            assert collector_holds.wait(30)
+            first.cancel()
+
+        collector = threading.Thread(target=collect, daemon=True)
+        canceller = threading.Thread(target=cancel_first, daemon=True)
+        collector.start()
+        canceller.start()
+        collector.join(10)
+        canceller.join(10)
+        if collector.is_alive() or canceller.is_alive():
+            print("deadlocked", flush=True)
+            os._exit(1)  # the exit hook would wait for the pool's lock too
+        gate.set()
+        pool.shutdown(wait=True)
+        s = pool.stats()
+        assert first.cancelled(), first
+        assert s.submitted == s.completed + s.cancelled, s
+        assert (s.queued, s.running, s.completed) == (0, 0, 1), s
+        print("ok")
+    """
+    proc = run_child(code)
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert proc.stdout.strip() == "ok"
+
+
 def test_a_task_cancelled_before_the_pool_took_it_is_counted_once() -> None:
     """A stream closed from another thread may cancel a future it owns before
     `submit` placed it: the pool counts it submitted and cancelled, runs

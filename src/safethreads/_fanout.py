@@ -460,7 +460,9 @@ class _StreamCore(Generic[R]):
 
         Raises:
             TimeoutError: if the deadline passed.
-            RuntimeError: if another thread is advancing the stream.
+            RuntimeError: if another thread is advancing the stream, or a
+                task or the `progress` callback raised `StopIteration`
+                (then its cause).
             BaseException: the exception a task, the input or the
                 `progress` callback raised.
         """
@@ -483,6 +485,12 @@ class _StreamCore(Generic[R]):
                 self._closed = True
                 return None
             return self._hand_out(value)
+        except StopIteration as exc:
+            # Raised as itself, the chain (and any consumer) would take it
+            # for the end of the results and drop the failure; a generator
+            # turns it into RuntimeError (PEP 479), and so does the stream.
+            msg = "a task or the progress callback raised StopIteration"
+            raise RuntimeError(msg) from exc
         finally:
             self._busy.release()
 
@@ -792,21 +800,40 @@ class _Plan(NamedTuple):
 _SLICEABLE: Final = (list, tuple, range)
 
 
-def _run_chunk(fn: Callable[[Any], R], items: Iterable[Any]) -> list[R]:
+def _run_chunk(fn: Callable[[Any], R], items: Sequence[Any]) -> list[R]:
     """One task for a chunk of single arguments: a tight loop, in order.
 
     Top-level, so that process pools and clusters can pickle it.  The first
     item that raises ends the chunk: the exception is the task's.
     """
-    return list(map(fn, items))
+    return _whole(list(map(fn, items)), items)
 
 
-def _run_star_chunk(fn: Callable[..., R], arg_tuples: list[tuple[Any, ...]]) -> list[R]:
+def _run_star_chunk(
+    fn: Callable[..., R], arg_tuples: Sequence[tuple[Any, ...]]
+) -> list[R]:
     """One task for a chunk of argument tuples, as `_run_chunk`.
 
     For `executor_map` over several iterables.
     """
-    return list(itertools.starmap(fn, arg_tuples))
+    return _whole(list(itertools.starmap(fn, arg_tuples)), arg_tuples)
+
+
+def _whole(results: list[R], inputs: Sequence[Any]) -> list[R]:
+    """`results`, if there is one per input: else `fn` raised StopIteration.
+
+    `map()` takes a StopIteration from the function for its own end, so the
+    chunk came back short, silently, where one task would have failed.  One
+    length test per chunk keeps the loop in C.
+    """
+    if len(results) != len(inputs):
+        msg = (
+            f"the function raised StopIteration on input {len(results)} of its "
+            "chunk, which would end the chunk early; raise another exception "
+            "to fail a task"
+        )
+        raise RuntimeError(msg)
+    return results
 
 
 def _chunks(items: Iterator[T], size: int) -> Iterator[list[T]]:
@@ -955,6 +982,9 @@ def executor_map(
             is not callable, `buffersize` or `chunksize` is not an int, or
             `timeout` is not a number.
         TimeoutError: from the iterator, if the deadline passes.
+        RuntimeError: from the iterator, if a task or the `progress`
+            callback raised `StopIteration` (its cause), as from a
+            generator: raised as itself it would end the iteration.
         BaseException: from the iterator, the exception a task or the
             `progress` callback raised.
     """
@@ -1045,6 +1075,9 @@ def executor_imap_unordered(
             is not callable, `buffersize` or `chunksize` is not an int, or
             `timeout` is not a number.
         TimeoutError: from the iterator, if the deadline passes.
+        RuntimeError: from the iterator, if a task or the `progress`
+            callback raised `StopIteration` (its cause), as from a
+            generator: raised as itself it would end the iteration.
         BaseException: from the iterator, the exception a task or the
             `progress` callback raised.
     """

@@ -557,24 +557,39 @@ class PoolFuture(Future[R]):
         # no `shutdown(wait=True)` sees the future cancelled but uncounted.
         pool = self._pool
         outer = _allocate_lock() if pool is None else pool._lock
+        lock = self._lock
         won = False
         try:
-            with outer, self._lock:
-                state = self._state
-                if state in _CANCELLED_STATES:
-                    return True
-                if state is not PENDING:
-                    return False
-                # Straight to the notified state: the pool skips cancelled
-                # items without calling set_running_or_notify_cancel().  From
-                # here to `won`, plain loads and stores only: a Ctrl-C (raised
-                # after calls) cannot split the change from what must follow.
-                self._state = CANCELLED_AND_NOTIFIED
-                self._fn = self._args = self._kwargs = self._context = None
-                self._pool = None
-                won = True
-                if pool is not None:
-                    pool._cancelled_one_locked(self)
+            while True:
+                with outer:
+                    # Not waited for with the pool's lock held: its holder
+                    # may be waiting for the pool's lock itself (a garbage
+                    # collection inside its critical section runs a
+                    # finalizer that cancels another of the pool's tasks).
+                    # Looked at, not tried: a Ctrl-C just after a probing
+                    # acquire() returned would leave it held for good.
+                    if not lock.locked():
+                        with lock:
+                            state = self._state
+                            if state in _CANCELLED_STATES:
+                                return True
+                            if state is not PENDING:
+                                return False
+                            # Straight to the notified state: the pool skips
+                            # cancelled items without calling
+                            # set_running_or_notify_cancel().  From here to
+                            # `won`, plain loads and stores only: a Ctrl-C
+                            # (raised after calls) cannot split the change
+                            # from what must follow.
+                            self._state = CANCELLED_AND_NOTIFIED
+                            self._fn = self._args = self._kwargs = None
+                            self._context = self._pool = None
+                            won = True
+                            if pool is not None:
+                                pool._cancelled_one_locked(self)
+                            break
+                with lock:
+                    pass  # its holder is done: look again, from the start
         finally:
             if won:
                 # What follows is idempotent and run twice, so that a Ctrl-C

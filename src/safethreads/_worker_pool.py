@@ -968,6 +968,8 @@ class WorkerPool(ThreadPoolExecutor):
             TypeError: if `fn` or `progress` is not callable, `buffersize`
                 or `chunksize` is not an int, or `timeout` is not a number.
             TimeoutError: from the iterator, if the deadline passes.
+            RuntimeError: from the iterator, if a task (or `progress`)
+                raised `StopIteration` (its cause), as from a generator.
             BaseException: from the iterator, the exception a task (or
                 `progress`) raised.
         """
@@ -1054,6 +1056,8 @@ class WorkerPool(ThreadPoolExecutor):
             TypeError: if `fn` or `progress` is not callable, `buffersize`
                 or `chunksize` is not an int, or `timeout` is not a number.
             TimeoutError: from the iterator, if the deadline passes.
+            RuntimeError: from the iterator, if a task (or `progress`)
+                raised `StopIteration` (its cause), as from a generator.
             BaseException: from the iterator, the exception a task (or
                 `progress`) raised.
         """
