@@ -1163,13 +1163,13 @@ print(json.dumps({"interrupts": interrupts, "leaked": leaked}))
 def wait_until_blocked_on_the_lock(thread_id: int) -> None:
     """Wait until thread `thread_id` waits in a LockedDict's `acquire()`."""
     import linecache
-    import sys
 
     from safethreads import _locked_dict
+    from safethreads._observe import current_frames
 
     deadline = time.monotonic() + TIMEOUT
     while time.monotonic() < deadline:
-        frame = sys._current_frames().get(thread_id)
+        frame = current_frames().get(thread_id)
         if frame is not None and frame.f_code.co_filename == _locked_dict.__file__:
             line = linecache.getline(frame.f_code.co_filename, frame.f_lineno)
             if ".acquire()" in line:

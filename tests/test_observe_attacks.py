@@ -17,6 +17,7 @@ import pytest
 
 from interrupts import TASK_SECONDS, Injector, check_pool, explore, shutdown_within
 from safethreads import RunningTask, WorkerPool
+from safethreads._observe import current_frames
 from test_observe import assert_adds_up, blocked_task
 from waiting import wait_until
 
@@ -45,7 +46,7 @@ def test_a_task_starting_while_running_is_read_has_no_negative_elapsed() -> None
             reader.start()
 
             def reader_waits_for_the_lock() -> bool:
-                frame = sys._current_frames().get(reader.ident or 0)
+                frame = current_frames().get(reader.ident or 0)
                 return frame is not None and frame.f_code.co_name == "_entries"
 
             wait_until(reader_waits_for_the_lock, "the reader to block on the lock")
@@ -206,16 +207,28 @@ def churn():
 
 
 release = threading.Event()
+started = threading.Semaphore(0)
+
+
+def task():
+    started.release()
+    release.wait()
+
+
 churners = [threading.Thread(target=churn) for _ in range(3)]
 for t in churners:
     t.start()
 with WorkerPool(2) as pool, ThreadGroup(exit_timeout=0.01) as group:
-    pool.submit(release.wait)
-    group.spawn(release.wait)
-    while time.monotonic() < stop:
-        assert pool.running()
-        assert group.running()
-    release.set()
+    try:
+        pool.submit(task)
+        group.spawn(task)
+        # Both are running before running() is asked to see them.
+        assert started.acquire(timeout=30) and started.acquire(timeout=30)
+        while time.monotonic() < stop:
+            assert pool.running()
+            assert group.running()
+    finally:
+        release.set()  # a failed check ends the script instead of hanging it
 for t in churners:
     t.join()
 assert gc.isenabled()

@@ -27,6 +27,7 @@ import pytest
 from child_process import SIGINT_PRELUDE
 from safethreads import PoolFull, ResultThread, WorkerPool
 from safethreads._future import PoolFuture
+from safethreads._observe import current_frames
 from waiting import wait_until
 
 if TYPE_CHECKING:
@@ -339,7 +340,7 @@ class TestInterruptedSubmit:
         def blocked_before_counting() -> bool:
             # The caller is in _run_here's `finally`, waiting for the lock
             # that we hold: the line after `finally:`, `with self._lock:`.
-            frame = sys._current_frames().get(main)
+            frame = current_frames().get(main)
             return (
                 frame is not None
                 and frame.f_code is _worker_pool.WorkerPool._run_here.__code__
