@@ -187,6 +187,55 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[Any]) -> No
             item.add_marker(pytest.mark.thread_unsafe(reason=reason))
 
 
+# --- hangs that hold the GIL ----------------------------------------------------
+# pytest-timeout fails an overrunning test from a signal handler, and a signal
+# handler needs the GIL: a deadlock inside the interpreter that holds it (such
+# as CPython gh-106883 on 3.11) would stop the whole run with no output. Past
+# the test's own timeout and a margin (half of it, at most this), dump every
+# thread's stack from C and end the process with status 1 instead.
+HANG_MARGIN_SECONDS = 30.0
+
+
+def _timeout_of(item: pytest.Item) -> float:
+    marker = item.get_closest_marker("timeout")
+    if marker is not None and marker.args:
+        return float(marker.args[0])
+    option = item.config.getoption("timeout", None)
+    if option is not None:
+        return float(option)
+    return float(item.config.getini("timeout") or 0)
+
+
+# The stacks go to a copy of the run's stderr taken before output capture,
+# which points file descriptor 2 at a file that dies with the process.
+_hang_stream: Any = None
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep a copy of stderr for the hard deadline's dump."""
+    global _hang_stream  # noqa: PLW0603
+    if sys.__stderr__ is not None and _hang_stream is None:
+        _hang_stream = os.fdopen(os.dup(sys.__stderr__.fileno()), "w")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Any:
+    """Arm the hard deadline for one test, disarm it after."""
+    import faulthandler
+
+    timeout = _timeout_of(item)
+    stream = _hang_stream
+    if timeout <= 0 or stream is None:
+        return (yield)
+    margin = min(HANG_MARGIN_SECONDS, timeout / 2)
+    faulthandler.dump_traceback_later(timeout + margin, exit=True, file=stream)
+    try:
+        return (yield)
+    finally:
+        faulthandler.cancel_dump_traceback_later()
+
+
 # --- exit ---------------------------------------------------------------------
 # A test can leave behind something that blocks interpreter exit (a
 # non-daemon thread, an exit hook waiting for work): pytest-timeout covers the
