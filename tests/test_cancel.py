@@ -323,6 +323,34 @@ class TestChildren:
         gc.collect()
         assert parent._callbacks == {}
 
+    def test_a_collection_inside_the_parents_lock_does_not_deadlock(self) -> None:
+        """A child collected while this thread holds its parent's lock.
+
+        Any allocation can start a collection, including those `child()`
+        makes with the parent's lock held; the collected child's link is then
+        dropped without waiting for that lock, and the parent stays usable.
+        """
+        parent = CancelToken()
+        cycle: list[object] = [parent.child()]
+        cycle.append(cycle)  # the child is reachable only from a cycle
+        del cycle
+        collected = threading.Event()
+
+        def collect_inside_the_lock() -> None:
+            with parent._lock:  # as child() holds it around its allocations
+                gc.collect()
+            collected.set()
+
+        worker = threading.Thread(target=collect_inside_the_lock, daemon=True)
+        worker.start()
+        worker.join(2.0)  # the worker runs no more than one collection
+        assert collected.is_set(), "the collection deadlocked on the parent's lock"
+        child = parent.child()  # the collected child's link is gone by now
+        assert len(parent._callbacks) == 1
+        parent.cancel("done")
+        assert child.cancelled
+        parent._check()
+
     def test_closed_and_cancelled_children_are_unlinked(self) -> None:
         """close() and cancel() detach a child; the parent then no longer reaches it."""
         parent = CancelToken()
