@@ -131,6 +131,7 @@ class CancelToken:
         "_parent_link",
         "_reason",
         "_timer_stop",
+        "_unlinked",
     )
 
     def __init__(self) -> None:
@@ -153,6 +154,10 @@ class CancelToken:
         # children to its own parent.  Guarded by _lock like _parent_link.
         self._parent: CancelToken | None = None
         self._timer_stop: threading.Event | None = None
+        # Keys of collected children whose links could not be dropped at once
+        # (see _Registration.unlink_collected); the next child() drops them.
+        # Appended to without the lock: list.append is atomic on every build.
+        self._unlinked: list[int] = []
 
     @classmethod
     def after(cls, seconds: float) -> CancelToken:
@@ -539,12 +544,14 @@ class CancelToken:
         child._deadline = deadline
         parent_ref = weakref.ref(self)
         with self._lock:
+            while self._unlinked:
+                self._callbacks.pop(self._unlinked.pop(), None)
             key = self._next_key
             self._next_key += 1
             registration = _Registration(parent_ref, key)
             if not self._cancelled:
                 # The weak reference's callback unlinks a collected child.
-                child_ref = weakref.ref(child, registration)
+                child_ref = weakref.ref(child, registration.unlink_collected)
                 self._callbacks[key] = _ChildLink(parent_ref, child_ref)
                 child._parent_link = registration
                 child._parent = self
@@ -589,7 +596,7 @@ class CancelToken:
 
 @final
 class _Registration:
-    """Removes one callback from a token; also usable as a weakref callback."""
+    """Removes one callback from a token; also a collected child's unlinker."""
 
     __slots__ = ("_key", "_token")
 
@@ -597,12 +604,32 @@ class _Registration:
         self._token = token
         self._key = key
 
-    def __call__(self, *_: object) -> bool:
+    def __call__(self) -> bool:
         token = self._token()
         if token is None:
             return False
         with token._lock:
             return token._callbacks.pop(self._key, None) is not None
+
+    def unlink_collected(self, _child: object) -> None:
+        """Drop the link of a collected child, never waiting for the lock.
+
+        A collection can start inside any allocation, also one made while
+        this thread holds the parent's lock (as `child()` does): waiting for
+        it here would deadlock.  If it is taken, the key is left for the
+        next `child()` to drop; until then the link only holds a dead weak
+        reference, and calling it does nothing.
+        """
+        token = self._token()
+        if token is None:
+            return
+        if token._lock.acquire(blocking=False):
+            try:
+                token._callbacks.pop(self._key, None)
+            finally:
+                token._lock.release()
+        else:
+            token._unlinked.append(self._key)
 
 
 @final
