@@ -117,6 +117,7 @@ SERIAL_CALLS = {
     "threading.active_count": "counts the threads of the whole process",
     "threading.enumerate": "compares the threads of the whole process",
     "setswitchinterval": "changes the process-wide switch interval",
+    "gc.set_threshold": "changes the process-wide collection thresholds",
     "sys.settrace": "traces the whole process",
     "explore(": "an explorer traces every thread of the process",
     # pytest ends the whole run on a KeyboardInterrupt or SystemExit that

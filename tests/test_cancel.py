@@ -488,6 +488,49 @@ class TestDeadlines:
 
 
 class TestWithThreads:
+    @pytest.mark.stress
+    @pytest.mark.usefixtures("fast_switching")
+    def test_children_made_and_collected_everywhere_leave_only_live_links(
+        self,
+    ) -> None:
+        """Threads make children of one parent while collections free others.
+
+        With the collection threshold low, collections start inside
+        `child()` with the parent's lock held, in this thread or another.
+        Nothing hangs, and once the dropped children are collected the parent
+        links exactly the live ones.
+        """
+        parent = CancelToken()
+        kept: list[list[CancelToken]] = [[] for _ in range(4)]
+
+        def make(mine: list[CancelToken]) -> None:
+            for i in range(300):
+                child = parent.child()
+                if i % 30 == 0:
+                    mine.append(child)
+                else:
+                    cycle: list[object] = [child]
+                    cycle.append(cycle)  # freed only by a collection
+
+        old = gc.get_threshold()
+        gc.set_threshold(5, 1, 1)
+        try:
+            threads = [ResultThread(target=make, args=(k,)) for k in kept]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.result(timeout=TIMEOUT)
+        finally:
+            gc.set_threshold(*old)
+        gc.collect()
+        last = parent.child()  # drops any link left for it
+        live = [c for mine in kept for c in mine]
+        assert len(parent._callbacks) == len(live) + 1
+        parent.cancel("done")
+        assert last.cancelled
+        assert all(c.cancelled for c in live)
+        parent._check()
+
     def test_result_thread_stops_on_cancel(self) -> None:
         """A ResultThread target given a token stops when it is cancelled."""
 
