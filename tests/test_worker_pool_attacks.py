@@ -264,6 +264,73 @@ def test_a_finalizer_cancelling_inside_a_future_lock_does_not_deadlock(
     assert proc.stdout.strip() == "ok"
 
 
+def test_a_finalizer_inside_a_future_lock_does_not_deadlock_a_helping_worker() -> None:
+    """As above, with a worker of another pool helping: it runs the first
+    future itself (`result()` in a worker), so it claims it with the pool's
+    lock and the future's.  It used to wait for the future's lock with the
+    pool's held, while the collecting thread's finalizer waited for the
+    pool's with the future's held.
+    """
+    code = """
+        import gc, os, threading, time, weakref
+        from concurrent.futures import wait
+        from safethreads import WorkerPool
+        from safethreads._observe import current_frames
+
+        pool, helpers = WorkerPool(1), WorkerPool(1)
+        gate = threading.Event()
+        pool.submit(gate.wait, 30)
+        first = pool.submit(abs, -1)
+        other = pool.submit(abs, -2)
+        owner = type("Owner", (), {})()
+        owner.cycle = owner
+        weakref.finalize(owner, other.cancel)
+        del owner
+        helper = []
+
+        def help_with_first():
+            helper.append(threading.get_ident())
+            return first.result()
+
+        def claiming() -> bool:
+            frame = current_frames().get(helper[0]) if helper else None
+            return (
+                frame is not None
+                and frame.f_code is WorkerPool._run_here.__code__
+                and pool._lock.locked()
+            )
+
+        def collect():
+            with first._condition:  # as concurrent.futures.wait() holds it
+                helped = helpers.submit(help_with_first)
+                deadline = time.monotonic() + 2
+                while not claiming() and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                gc.collect()  # the finalizer cancels `other`
+            return helped
+
+        out = []
+        collector = threading.Thread(target=lambda: out.append(collect()), daemon=True)
+        collector.start()
+        collector.join(10)
+        if collector.is_alive() or not wait(out, timeout=10).done:
+            print("deadlocked", flush=True)
+            os._exit(1)  # the exit hook would wait for the pool's lock too
+        assert out[0].result(timeout=0) == 1
+        assert other.cancelled(), other
+        gate.set()
+        pool.shutdown(wait=True)
+        helpers.shutdown(wait=True)
+        s = pool.stats()
+        assert s.submitted == s.completed + s.cancelled, s
+        assert (s.queued, s.running, s.completed, s.cancelled) == (0, 0, 2, 1), s
+        print("ok")
+    """
+    proc = run_child(code)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
 def test_a_task_cancelled_before_the_pool_took_it_is_counted_once() -> None:
     """A stream closed from another thread may cancel a future it owns before
     `submit` placed it: the pool counts it submitted and cancelled, runs
