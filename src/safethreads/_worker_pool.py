@@ -711,14 +711,24 @@ class WorkerPool(ThreadPoolExecutor):
         returns) anywhere in between leaks nothing.
         """
         claimed = False
+        lock = future._lock
         try:
-            with self._lock, future._lock:
-                if future._state is _PENDING:
-                    future._state = _RUNNING
-                    claimed = True
-                    if not future._counted_here:
-                        future._counted_here = True
-                        self._extra_running += 1
+            while True:
+                with self._lock:
+                    # Not waited for with the pool's lock held, as in
+                    # `PoolFuture.cancel()`: its holder may be waiting for
+                    # the pool's lock (a finalizer run by a collection).
+                    if not lock.locked():
+                        with lock:
+                            if future._state is _PENDING:
+                                future._state = _RUNNING
+                                claimed = True
+                                if not future._counted_here:
+                                    future._counted_here = True
+                                    self._extra_running += 1
+                        break
+                with lock:
+                    pass  # its holder is done: look again
             if claimed:
                 self._execute_here(future)
         except BaseException as exc:
