@@ -351,6 +351,56 @@ class TestChildren:
         assert child.cancelled
         parent._check()
 
+    def test_a_ctrl_c_in_a_collected_childs_unlinking_leaves_no_lock_held(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """Ctrl-C striking as the unlinking of a collected child runs.
+
+        CPython drops an exception raised in a weakref callback, a Ctrl-C
+        included, so nothing may be left for it to undo: a Ctrl-C raised
+        right after a call returns (here, on the return of the first call
+        that touches the parent's lock) must not leave that lock held, or
+        every later use of the parent blocks for good.
+        """
+        dropped: list[BaseException | None] = []
+        monkeypatch.setattr(
+            sys, "unraisablehook", lambda u: dropped.append(u.exc_value)
+        )
+        parent = CancelToken()
+        child = parent.child()
+
+        def profile(frame: Any, event: str, arg: Any) -> None:
+            if (
+                event == "c_return"
+                and frame.f_code.co_name == "unlink_collected"
+                and getattr(arg, "__self__", None) is parent._lock
+            ):
+                sys.setprofile(None)
+                raise KeyboardInterrupt
+
+        sys.setprofile(profile)
+        try:
+            del child  # its weakref callback runs here, and is interrupted
+        finally:
+            sys.setprofile(None)
+        assert all(isinstance(e, KeyboardInterrupt) for e in dropped)
+        done = threading.Event()
+
+        def use_the_parent() -> None:
+            parent.child()
+            parent.cancel("done")
+            done.set()
+
+        worker = threading.Thread(target=use_the_parent, daemon=True)
+        worker.start()
+        worker.join(2.0)
+        stuck = not done.is_set()
+        if stuck:
+            parent._lock.release()  # lets the worker end
+            worker.join(TIMEOUT)
+        assert not stuck, "the parent's lock was left held by the interrupted unlink"
+        parent._check()
+
     def test_closed_and_cancelled_children_are_unlinked(self) -> None:
         """close() and cancel() detach a child; the parent then no longer reaches it."""
         parent = CancelToken()

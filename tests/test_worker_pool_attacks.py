@@ -331,6 +331,78 @@ def test_a_finalizer_inside_a_future_lock_does_not_deadlock_a_helping_worker() -
     assert proc.stdout.strip() == "ok"
 
 
+def test_a_future_lock_taken_just_after_the_helper_looked_does_not_deadlock() -> None:
+    """As above, with the future's lock free when the helping worker looks
+    at it, and taken by the collecting thread just after (a thread switch
+    between `locked()` and the acquire, forced here by a profile hook).
+    The helper then waits for the future's lock with the pool's held, while
+    the collecting thread's finalizer waits for the pool's with the
+    future's held.
+    """
+    code = """
+        import gc, os, sys, threading, time, weakref
+        from concurrent.futures import wait
+        from safethreads import WorkerPool
+
+        pool, helpers = WorkerPool(1), WorkerPool(1)
+        gate = threading.Event()
+        pool.submit(gate.wait, 30)
+        first = pool.submit(abs, -1)
+        other = pool.submit(abs, -2)
+        owner = type("Owner", (), {})()
+        owner.cycle = owner
+        weakref.finalize(owner, other.cancel)
+        del owner
+        looked, taken = threading.Event(), threading.Event()
+
+        def switch_after_the_look(frame, event, arg):
+            if (
+                event == "c_return"
+                and frame.f_code is WorkerPool._run_here.__code__
+                and getattr(arg, "__name__", "") == "locked"
+            ):
+                sys.setprofile(None)
+                looked.set()  # the future's lock was free
+                taken.wait(2)  # the collecting thread runs meanwhile
+
+        def help_with_first():
+            sys.setprofile(switch_after_the_look)
+            try:
+                return first.result()
+            finally:
+                sys.setprofile(None)
+
+        def collect():
+            helped = helpers.submit(help_with_first)
+            looked.wait(5)
+            with first._condition:  # as concurrent.futures.wait() holds it
+                taken.set()
+                time.sleep(0.2)  # the helper goes on to take the future's lock
+                gc.collect()  # the finalizer cancels `other`
+            return helped
+
+        out = []
+        collector = threading.Thread(target=lambda: out.append(collect()), daemon=True)
+        collector.start()
+        collector.join(10)
+        if collector.is_alive() or not wait(out, timeout=10).done:
+            print("deadlocked", flush=True)
+            os._exit(1)  # the exit hook would wait for the pool's lock too
+        assert out[0].result(timeout=0) == 1
+        assert other.cancelled(), other
+        gate.set()
+        pool.shutdown(wait=True)
+        helpers.shutdown(wait=True)
+        s = pool.stats()
+        assert s.submitted == s.completed + s.cancelled, s
+        assert (s.queued, s.running, s.completed, s.cancelled) == (0, 0, 2, 1), s
+        print("ok")
+    """
+    proc = run_child(code)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.strip() == "ok"
+
+
 def test_a_task_cancelled_before_the_pool_took_it_is_counted_once() -> None:
     """A stream closed from another thread may cancel a future it owns before
     `submit` placed it: the pool counts it submitted and cancelled, runs

@@ -619,17 +619,23 @@ class _Registration:
         it here would deadlock.  If it is taken, the key is left for the
         next `child()` to drop; until then the link only holds a dead weak
         reference, and calling it does nothing.
+
+        The lock is looked at, not tried: CPython drops a Ctrl-C striking
+        in a weakref callback, and one striking just after a probing
+        `acquire()` returned would leave the parent's lock held for good.
+        Taken after the look, the lock is at most waited for briefly: its
+        new holder cannot be this thread, and token locks guard only short
+        critical sections that wait for nothing.
         """
         token = self._token()
         if token is None:
             return
-        if token._lock.acquire(blocking=False):
-            try:
-                token._callbacks.pop(self._key, None)
-            finally:
-                token._lock.release()
-        else:
+        lock = token._lock
+        if lock.locked():
             token._unlinked.append(self._key)
+            return
+        with lock:
+            token._callbacks.pop(self._key, None)
 
 
 @final
