@@ -158,6 +158,23 @@ _LOGGER: Final = logging.getLogger("concurrent.futures")
 # How long one timed wait lasts in loops that must stay responsive to signals.
 _POLL_SECONDS: Final = 0.25
 
+
+@final
+class _Held:
+    """A block that releases a lock taken before it (by a probing acquire)."""
+
+    __slots__ = ("_release",)
+
+    def __init__(self, lock: _thread.LockType) -> None:
+        self._release = lock.release
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._release()
+
+
 # Per thread: `pool_ref`, a weak reference to the pool the thread works for
 # (set once per worker thread; work-helping and nested submits read it).
 _local = threading.local()
@@ -700,8 +717,11 @@ class WorkerPool(ThreadPoolExecutor):
                 waiters.remove(entry)
                 entry[2].release()
 
-    def _run_here(self, future: PoolFuture[Any]) -> None:
+    def _run_here(self, future: PoolFuture[Any], *, helping: bool = False) -> None:
         """Claim and run `future` in the calling thread, if still pending.
+
+        `helping` is set when the caller is a worker of some pool (work
+        helping), not the thread that submitted `future` (caller_runs).
 
         The claim and the `_extra_running` count change in one critical
         section, so `shutdown(wait=True)` never sees the task neither queued
@@ -712,14 +732,31 @@ class WorkerPool(ThreadPoolExecutor):
         """
         claimed = False
         lock = future._lock
+        # The future's lock is not waited for with the pool's held, as in
+        # `PoolFuture.cancel()`: its holder may be waiting for the pool's lock
+        # (a finalizer run by a collection inside its critical section).
+        held = _Held(lock) if helping else None
         try:
             while True:
                 with self._lock:
-                    # Not waited for with the pool's lock held, as in
-                    # `PoolFuture.cancel()`: its holder may be waiting for
-                    # the pool's lock (a finalizer run by a collection).
-                    if not lock.locked():
-                        with lock:
+                    if held is not None:
+                        # A worker gets no Ctrl-C, so it may try the lock:
+                        # nothing can strike between acquire() returning and
+                        # the block that releases it, and no other thread can
+                        # take it between a look and a take.
+                        guard: _Held | _thread.LockType | None = (
+                            held if lock.acquire(blocking=False) else None
+                        )
+                    else:
+                        # Looked at, not tried: a Ctrl-C just after a probing
+                        # acquire() returned would leave it held for good.
+                        # The future of this very submit is in no one
+                        # else's hands yet; a stream owning it reaches it
+                        # only through cancel(), which takes the pool's
+                        # lock first, so nothing takes it in between.
+                        guard = None if lock.locked() else lock
+                    if guard is not None:
+                        with guard:
                             if future._state is _PENDING:
                                 future._state = _RUNNING
                                 claimed = True
@@ -805,7 +842,7 @@ class WorkerPool(ThreadPoolExecutor):
                 self._queued -= 1
                 if self._blocked:
                     self._room_one_locked()
-        self._run_here(future)
+        self._run_here(future, helping=True)
 
     def _compensate_begin(self) -> bool:
         """A worker is about to block in a timed wait on a queued future.
