@@ -264,35 +264,19 @@ def test_a_finalizer_cancelling_inside_a_future_lock_does_not_deadlock(
     assert proc.stdout.strip() == "ok"
 
 
-def test_a_finalizer_inside_a_future_lock_does_not_deadlock_a_helping_worker() -> None:
-    """As above, with a worker of another pool helping: it runs the first
-    future itself (`result()` in a worker), so it claims it with the pool's
-    lock and the future's.  It used to wait for the future's lock with the
-    pool's held, while the collecting thread's finalizer waited for the
-    pool's with the future's held.
-    """
-    code = """
-        import gc, os, threading, time, weakref
-        from concurrent.futures import wait
-        from safethreads import WorkerPool
-        from safethreads._observe import current_frames
-
-        pool, helpers = WorkerPool(1), WorkerPool(1)
-        gate = threading.Event()
-        pool.submit(gate.wait, 30)
-        first = pool.submit(abs, -1)
-        other = pool.submit(abs, -2)
-        owner = type("Owner", (), {})()
-        owner.cycle = owner
-        weakref.finalize(owner, other.cancel)
-        del owner
-        helper = []
-
+# How the collecting thread comes to hold the first future's lock while the
+# helping worker claims it: already held when the helper arrives (it used to
+# wait for it with the pool's lock held), or taken just after the helper found
+# it free (a thread switch between its look and its take, forced by a profile
+# hook; a worker now tries the lock instead of looking, and the hook never
+# fires).
+_HELPER_MEETS_A_HELD_LOCK = {
+    "held_before": """
         def help_with_first():
             helper.append(threading.get_ident())
             return first.result()
 
-        def claiming() -> bool:
+        def claiming():
             frame = current_frames().get(helper[0]) if helper else None
             return (
                 frame is not None
@@ -308,51 +292,8 @@ def test_a_finalizer_inside_a_future_lock_does_not_deadlock_a_helping_worker() -
                     time.sleep(0.001)
                 gc.collect()  # the finalizer cancels `other`
             return helped
-
-        out = []
-        collector = threading.Thread(target=lambda: out.append(collect()), daemon=True)
-        collector.start()
-        collector.join(10)
-        if collector.is_alive() or not wait(out, timeout=10).done:
-            print("deadlocked", flush=True)
-            os._exit(1)  # the exit hook would wait for the pool's lock too
-        assert out[0].result(timeout=0) == 1
-        assert other.cancelled(), other
-        gate.set()
-        pool.shutdown(wait=True)
-        helpers.shutdown(wait=True)
-        s = pool.stats()
-        assert s.submitted == s.completed + s.cancelled, s
-        assert (s.queued, s.running, s.completed, s.cancelled) == (0, 0, 2, 1), s
-        print("ok")
-    """
-    proc = run_child(code)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert proc.stdout.strip() == "ok"
-
-
-def test_a_future_lock_taken_just_after_the_helper_looked_does_not_deadlock() -> None:
-    """As above, with the future's lock free when the helping worker looks
-    at it, and taken by the collecting thread just after (a thread switch
-    between `locked()` and the acquire, forced here by a profile hook).
-    The helper then waits for the future's lock with the pool's held, while
-    the collecting thread's finalizer waits for the pool's with the
-    future's held.
-    """
-    code = """
-        import gc, os, sys, threading, time, weakref
-        from concurrent.futures import wait
-        from safethreads import WorkerPool
-
-        pool, helpers = WorkerPool(1), WorkerPool(1)
-        gate = threading.Event()
-        pool.submit(gate.wait, 30)
-        first = pool.submit(abs, -1)
-        other = pool.submit(abs, -2)
-        owner = type("Owner", (), {})()
-        owner.cycle = owner
-        weakref.finalize(owner, other.cancel)
-        del owner
+    """,
+    "taken_after_the_look": """
         looked, taken = threading.Event(), threading.Event()
 
         def switch_after_the_look(frame, event, arg):
@@ -374,13 +315,45 @@ def test_a_future_lock_taken_just_after_the_helper_looked_does_not_deadlock() ->
 
         def collect():
             helped = helpers.submit(help_with_first)
-            looked.wait(1)  # never, if the worker tries the lock instead of looking
+            looked.wait(1)
             with first._condition:  # as concurrent.futures.wait() holds it
                 taken.set()
                 time.sleep(0.2)  # the helper goes on to take the future's lock
                 gc.collect()  # the finalizer cancels `other`
             return helped
+    """,
+}
 
+
+@pytest.mark.parametrize("when", list(_HELPER_MEETS_A_HELD_LOCK))
+def test_a_finalizer_inside_a_future_lock_does_not_deadlock_a_helping_worker(
+    when: str,
+) -> None:
+    """As above, with a worker of another pool helping: it runs the first
+    future itself (`result()` in a worker), so it claims it with the pool's
+    lock and the future's, while the collecting thread holds the future's
+    and its finalizer needs the pool's.
+    """
+    code = (
+        """
+        import gc, os, sys, threading, time, weakref
+        from concurrent.futures import wait
+        from safethreads import WorkerPool
+        from safethreads._observe import current_frames
+
+        pool, helpers = WorkerPool(1), WorkerPool(1)
+        gate = threading.Event()
+        pool.submit(gate.wait, 30)
+        first = pool.submit(abs, -1)
+        other = pool.submit(abs, -2)
+        owner = type("Owner", (), {})()
+        owner.cycle = owner
+        weakref.finalize(owner, other.cancel)
+        del owner
+        helper = []
+        """
+        + _HELPER_MEETS_A_HELD_LOCK[when]
+        + """
         out = []
         collector = threading.Thread(target=lambda: out.append(collect()), daemon=True)
         collector.start()
@@ -397,7 +370,8 @@ def test_a_future_lock_taken_just_after_the_helper_looked_does_not_deadlock() ->
         assert s.submitted == s.completed + s.cancelled, s
         assert (s.queued, s.running, s.completed, s.cancelled) == (0, 0, 2, 1), s
         print("ok")
-    """
+        """
+    )
     proc = run_child(code)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "ok"
