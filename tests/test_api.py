@@ -220,6 +220,38 @@ class TestImportCost:
             assert done.stdout.strip() == "ok", done.stderr
 
     @pytest.mark.subprocess
+    def test_a_fork_while_a_first_access_imports_leaves_the_child_able_to_load(
+        self,
+    ) -> None:
+        """First accesses import under one lock; a child forked while another
+        thread held it gets a fresh lock, not one held for ever."""
+        code = textwrap.dedent(
+            """
+            import os, threading
+            import safethreads
+            holding, release = threading.Event(), threading.Event()
+            def import_slowly():
+                with safethreads._loading:  # as a first access importing
+                    holding.set()
+                    release.wait(30)
+            t = threading.Thread(target=import_slowly)
+            t.start()
+            assert holding.wait(30)
+            pid = os.fork()
+            if pid == 0:
+                ok = safethreads.LockedDict is not None
+                os._exit(0 if ok else 1)
+            release.set()
+            t.join()
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0, status
+            print("ok")
+            """
+        )
+        done = run_fresh(code, check=False)
+        assert done.stdout.strip() == "ok", done.stderr
+
+    @pytest.mark.subprocess
     def test_one_primitive_publishes_what_it_loaded(self) -> None:
         """Names loaded as a dependency are bound under the public path too."""
         code = (
