@@ -215,7 +215,8 @@ class TestImportCost:
             print("ok")
             """
         )
-        for _ in range(5):
+        # Unserialized first imports failed about 3 runs in 100 on 3.13.0.
+        for _ in range(20):
             done = run_fresh(code, check=False)
             assert done.stdout.strip() == "ok", done.stderr
 
